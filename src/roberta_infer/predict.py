@@ -1,0 +1,70 @@
+"""Texts → labelled logits, for any classifier (PyTorch model or ONNX bundle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .data import read_utf8
+from .errors import RobertaInferError
+from .tokenise import TextEncoder, pad_to, warn_truncated
+
+
+class Classifier(Protocol):
+    """What `predict` needs: a tokeniser, class names, a position limit and a batched forward pass."""
+
+    encoder: TextEncoder
+    class_names: list[str]
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def logits(self, src_tokens: np.ndarray) -> np.ndarray: ...
+
+
+def read_texts(path: Path) -> list[str]:
+    """One UTF-8 text per line; an empty line is an (empty) text, a final newline is not."""
+    lines = read_utf8(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def classify(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+    """Logits [N, classes] in input order; batches are length-sorted and padded to their longest text."""
+    if batch_size <= 0:
+        raise RobertaInferError(f"batch size must be positive, got {batch_size}")
+    rows = classifier.encoder.encode(texts)
+    limit = classifier.max_tokens
+    warn_truncated(sum(len(r) > limit for r in rows), len(rows), limit)
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    out = np.zeros((len(rows), len(classifier.class_names)), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        index = order[start : start + batch_size]
+        batch = [rows[i] for i in index]
+        tokens, _ = pad_to(batch, min(limit, max(len(r) for r in batch)), pad=classifier.encoder.pad, eos=classifier.encoder.eos)
+        out[index] = classifier.logits(tokens)
+    return out
+
+
+def predict(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> list[dict]:
+    """One `{"text", "label", "logits"}` record per text, in input order."""
+    logits = classify(classifier, texts, batch_size=batch_size)
+    names = classifier.class_names
+    return [
+        {"text": text, "label": names[int(np.argmax(row))], "logits": [float(x) for x in row]}
+        for text, row in zip(texts, logits)
+    ]
+
+
+def write_jsonl(records: list[dict], path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,104 @@
+"""The reference's RoBERTa_preprocess.py: an SST-2 split → fixed-length `<s> … </s> <pad>…` id rows + labels.
+
+A prepared directory holds `meta.json`, `labels.npy` (class indices, absent for the unlabelled test
+split) and the ids, either as one `src_tokens.npy` [N, L] (`array`) or one raw int64 file per sample,
+`src_tokens/src_tokens_{i}.bin` (`per-sample`, what ais_bench reads).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import SST2_LABEL_ALIASES, Sst2Split, sha256_file
+from .errors import RobertaInferError
+from .tokenise import TextEncoder, pad_to, warn_truncated
+
+FORMAT = "roberta-infer/prepared/1"
+LAYOUTS = ("array", "per-sample")
+
+
+def label_indices(raw_labels: list[str], class_names: list[str]) -> np.ndarray:
+    """SST-2's "0"/"1" → the model's class indices, matched by name (fairseq's label dict puts "1" first)."""
+    lookup = {}
+    for raw, aliases in SST2_LABEL_ALIASES.items():
+        matches = [i for i, name in enumerate(class_names) if name.lower() in aliases]
+        if len(matches) != 1:
+            raise RobertaInferError(f"the model's classes {class_names} do not name SST-2's label {raw!r} exactly once")
+        lookup[raw] = matches[0]
+    return np.array([lookup[r] for r in raw_labels], dtype=np.int64)
+
+
+def prepare(split: Sst2Split, encoder: TextEncoder, *, seq_len: int, out: Path, layout: str, class_names: list[str], vocab: dict) -> dict:
+    """Encode, pad/truncate to `seq_len`, write the prepared directory; returns its meta."""
+    if layout not in LAYOUTS:
+        raise RobertaInferError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    rows = encoder.encode(split.sentences)
+    tokens, truncated = pad_to(rows, seq_len, pad=encoder.pad, eos=encoder.eos)
+    warn_truncated(truncated, len(rows), seq_len)
+    labels = label_indices(split.labels, class_names) if split.labels is not None else None
+    out = Path(out)
+    if out.exists() and not (out / "meta.json").is_file() and any(out.iterdir()):
+        raise RobertaInferError(f"{out} exists and is not a prepared directory: choose an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("src_tokens.npy", "labels.npy", "src_tokens"):
+        target = out / stale
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    if layout == "array":
+        np.save(out / "src_tokens.npy", tokens)
+    else:
+        (out / "src_tokens").mkdir()
+        for i, row in enumerate(tokens):
+            row.tofile(out / "src_tokens" / f"src_tokens_{i}.bin")
+    if labels is not None:
+        np.save(out / "labels.npy", labels)
+    meta = {
+        "format": FORMAT,
+        "source": {"path": str(split.path), "sha256": sha256_file(split.path)},
+        "n": len(rows),
+        "seq_len": seq_len,
+        "layout": layout,
+        "pad_id": encoder.pad,
+        "truncated": truncated,
+        "label_names": class_names if labels is not None else None,
+        "vocab": vocab,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tokens: np.ndarray
+    labels: np.ndarray | None
+    meta: dict
+
+
+def load_prepared(directory: Path) -> Prepared:
+    """Read a prepared directory in either layout, checking it is complete and consistent."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise RobertaInferError(f"{directory} is not a prepared directory (no meta.json): run `roberta-infer prepare` first")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise RobertaInferError(f"{meta_path} is not a roberta-infer prepared directory ({meta.get('format')!r})")
+    n, seq_len = meta["n"], meta["seq_len"]
+    if meta["layout"] == "array":
+        tokens = np.load(directory / "src_tokens.npy")
+    else:
+        files = [directory / "src_tokens" / f"src_tokens_{i}.bin" for i in range(n)]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise RobertaInferError(f"{directory} is missing {len(missing)} sample files, e.g. {missing[0]}")
+        tokens = np.stack([np.fromfile(f, dtype=np.int64) for f in files]) if files else np.zeros((0, seq_len), np.int64)
+    if tokens.shape != (n, seq_len) or tokens.dtype != np.int64:
+        raise RobertaInferError(f"{directory}: ids have shape {tokens.shape} {tokens.dtype}, meta.json says ({n}, {seq_len}) int64")
+    labels = np.load(directory / "labels.npy") if (directory / "labels.npy").is_file() else None
+    if labels is not None and labels.shape != (n,):
+        raise RobertaInferError(f"{directory}: {labels.shape[0]} labels for {n} samples")
+    return Prepared(tokens, labels, meta)

@@ -1,0 +1,158 @@
+"""Text → RoBERTa ids: GPT-2 byte-level BPE (the `tokenizers` library), then the model's own vocabulary.
+
+fairseq models number tokens through `dict.txt` (GPT-2 id → row), Hugging Face models through
+`vocab.json`; both end up as `<s> tokens </s>` right-padded with `<pad>`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from .errors import RobertaInferError
+
+FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+
+
+@dataclass(frozen=True)
+class FairseqDictionary:
+    """A fairseq `dict.txt`: four specials, then one symbol per line in file order."""
+
+    symbols: list[str]
+
+    @classmethod
+    def load(cls, path: Path, *, add_mask: bool = True) -> FairseqDictionary:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise RobertaInferError(f"dictionary {path} not found") from None
+        except UnicodeDecodeError:
+            raise RobertaInferError(f"dictionary {path} is not UTF-8 text") from None
+        symbols = list(FAIRSEQ_SPECIALS)
+        for number, line in enumerate(lines, start=1):
+            fields = line.rsplit(" ", 1)
+            if len(fields) != 2 or not fields[0]:
+                raise RobertaInferError(f"{path} line {number}: expected '<symbol> <count>', found {line[:40]!r}")
+            symbol, count = fields
+            if count == "#fairseq:overwrite":
+                symbol, _ = symbol.rsplit(" ", 1)
+            elif not count.lstrip("-").isdigit():
+                raise RobertaInferError(f"{path} line {number}: count {count[:20]!r} is not an integer")
+            symbols.append(symbol)
+        if add_mask:  # fairseq's sentence-prediction and masked-LM tasks append it on load
+            symbols.append("<mask>")
+        return cls(symbols)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+@dataclass
+class TextEncoder:
+    """BPE tokenizer plus an optional GPT-2-id → model-id table (fairseq) and the model's special ids."""
+
+    tokenizer: Tokenizer
+    id_map: np.ndarray | None
+    bos: int
+    pad: int
+    eos: int
+    unk: int
+
+    @classmethod
+    def gpt2_fairseq(cls, bpe_dir: Path, dictionary: FairseqDictionary) -> TextEncoder:
+        """GPT-2 BPE from encoder.json + vocab.bpe, renumbered through a fairseq dictionary (unknown → `<unk>`)."""
+        tokenizer = bpe_tokenizer(Path(bpe_dir) / "encoder.json", Path(bpe_dir) / "vocab.bpe")
+        id_map = np.full(tokenizer.get_vocab_size(), FAIRSEQ_SPECIALS.index("<unk>"), dtype=np.int64)
+        for index, symbol in enumerate(dictionary.symbols):
+            if symbol.isdigit() and int(symbol) < len(id_map):
+                id_map[int(symbol)] = index
+        return cls(tokenizer, id_map, bos=0, pad=1, eos=2, unk=3)
+
+    @classmethod
+    def huggingface(cls, model_dir: Path, *, bos: int, pad: int, eos: int) -> TextEncoder:
+        """A Hugging Face RoBERTa tokenizer: `tokenizer.json`, or `vocab.json` + `merges.txt`."""
+        model_dir = Path(model_dir)
+        if (model_dir / "tokenizer.json").is_file():
+            try:
+                tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            except Exception as e:  # the tokenizers library raises plain Exceptions on bad JSON
+                raise RobertaInferError(f"{model_dir / 'tokenizer.json'} is not a valid tokenizer: {e}") from None
+        elif (model_dir / "vocab.json").is_file() and (model_dir / "merges.txt").is_file():
+            tokenizer = bpe_tokenizer(model_dir / "vocab.json", model_dir / "merges.txt")
+        else:
+            raise RobertaInferError(f"{model_dir} has no tokenizer: expected tokenizer.json or vocab.json + merges.txt")
+        unk = tokenizer.token_to_id("<unk>")
+        return cls(tokenizer, None, bos=bos, pad=pad, eos=eos, unk=pad if unk is None else unk)
+
+    def vocab_size(self) -> int:
+        """The number of ids this encoder can emit (must fit the model's embedding table)."""
+        if self.id_map is not None:
+            return int(self.id_map.max()) + 1
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """`<s> ids </s>` for each text, untruncated; texts are stripped of surrounding whitespace first."""
+        encodings = self.tokenizer.encode_batch([t.strip() for t in texts], add_special_tokens=False)
+        rows = []
+        for enc in encodings:
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            if self.id_map is not None:
+                ids = self.id_map[ids]
+            rows.append([self.bos, *ids.tolist(), self.eos])
+        return rows
+
+    def save(self, directory: Path) -> None:
+        """Write what a bundle needs to tokenise on its own: tokenizer.json (+ id_map.npy) + special ids."""
+        directory = Path(directory)
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+        if self.id_map is not None:
+            np.save(directory / "id_map.npy", self.id_map)
+        specials = {"bos": self.bos, "pad": self.pad, "eos": self.eos, "unk": self.unk}
+        (directory / "special_ids.json").write_text(json.dumps(specials, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> TextEncoder:
+        directory = Path(directory)
+        for name in ("tokenizer.json", "special_ids.json"):
+            if not (directory / name).is_file():
+                raise RobertaInferError(f"{directory} is missing {name}")
+        specials = json.loads((directory / "special_ids.json").read_text())
+        id_map = np.load(directory / "id_map.npy") if (directory / "id_map.npy").is_file() else None
+        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), id_map, **specials)
+
+
+def bpe_tokenizer(vocab: Path, merges: Path) -> Tokenizer:
+    """GPT-2 byte-level BPE with GPT-2's pre-tokenisation regex and no prefix space, as fairseq and RoBERTa use."""
+    for path in (vocab, merges):
+        if not Path(path).is_file():
+            raise RobertaInferError(f"BPE file {path} not found")
+    try:
+        tokenizer = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+    except Exception as e:  # the tokenizers library raises plain Exceptions on bad files
+        raise RobertaInferError(f"cannot read BPE files {vocab} / {merges}: {e}") from None
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return tokenizer
+
+
+def pad_to(rows: list[list[int]], seq_len: int, *, pad: int, eos: int) -> tuple[np.ndarray, int]:
+    """Right-pad to `seq_len`; longer rows are cut with `</s>` kept last. Returns the array and how many were cut."""
+    if seq_len < 2:
+        raise RobertaInferError(f"sequence length {seq_len} is too small: it must hold at least <s> and </s> (2)")
+    out = np.full((len(rows), seq_len), pad, dtype=np.int64)
+    truncated = 0
+    for i, row in enumerate(rows):
+        if len(row) > seq_len:
+            row = [*row[: seq_len - 1], eos]
+            truncated += 1
+        out[i, : len(row)] = row
+    return out, truncated
+
+
+def warn_truncated(truncated: int, total: int, limit: int) -> None:
+    if truncated:
+        warnings.warn(f"{truncated} of {total} texts were longer than {limit} tokens and were truncated (</s> kept last)")

@@ -1,0 +1,66 @@
+"""Shared test fixtures: the reference data beside the repo, and tiny random RoBERTa classifiers built at test time."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $ROBERTA_INFER_SHARED): verified SST-2 and GPT-2 BPE files, never copied into the repo."""
+    path = Path(os.environ.get("ROBERTA_INFER_SHARED", REPO.parent / "shared" / "data"))
+    if not (path / "SST-2" / "dev.tsv").is_file() or not (path / "gpt2_bpe" / "encoder.json").is_file():
+        pytest.fail(f"reference data not found at {path}: put ../shared/data beside the repo or set ROBERTA_INFER_SHARED")
+    return path
+
+
+def roberta_vocab(shared: Path) -> dict[str, int]:
+    """roberta-base's vocab.json: fairseq dict.txt order over GPT-2 token strings, after the four specials."""
+    encoder = json.loads((shared / "gpt2_bpe" / "encoder.json").read_text())
+    by_id = {v: k for k, v in encoder.items()}
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for line in (shared / "gpt2_bpe" / "dict.txt").read_text().splitlines():
+        symbol = line.split(" ")[0]
+        vocab[by_id[int(symbol)] if symbol.isdigit() else symbol] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    return vocab
+
+
+def make_hf_model(directory: Path, shared: Path, *, num_labels: int = 2, layers: int = 2, tokenizer_json: bool = True,
+                  safetensors: bool = True, seed: int = 0, max_positions: int = 64) -> Path:
+    """A random RoBERTa classifier in Hugging Face format, with roberta-base's real tokenizer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = roberta_vocab(shared)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_bytes((shared / "gpt2_bpe" / "vocab.bpe").read_bytes())
+    if tokenizer_json:
+        RobertaTokenizer.from_pretrained(directory).save_pretrained(directory)
+        (directory / "vocab.json").unlink()
+        (directory / "merges.txt").unlink()
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=max_positions + 2, type_vocab_size=1, num_labels=num_labels, pad_token_id=1,
+        bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+        id2label={i: ["negative", "positive", "neutral"][i] for i in range(num_labels)},
+    )
+    model = RobertaForSequenceClassification(config).eval()
+    model.save_pretrained(directory)
+    if not safetensors:
+        (directory / "model.safetensors").unlink()
+        torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def hf_model(tmp_path_factory, shared_data) -> Path:
+    return make_hf_model(tmp_path_factory.mktemp("hf") / "model", shared_data)

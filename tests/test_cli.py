@@ -1,0 +1,62 @@
+"""The command line as a user meets it: --help everywhere, results on disk, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from roberta_infer.cli import build_parser, main
+
+COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert len(capsys.readouterr().out.splitlines()) > 5
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "prepare" in out.stdout and "predict" in out.stdout
+
+
+def test_prepare_and_predict(tmp_path, shared_data, hf_model, capsys):
+    assert main(["prepare", "--data", str(shared_data), "--split", "dev", "--seq-len", "32",
+                 "--model", str(hf_model), "--out", str(tmp_path / "prep"), "--layout", "per-sample"]) == 0
+    meta = json.loads((tmp_path / "prep" / "meta.json").read_text())
+    assert meta["n"] == 872 and meta["label_names"] == ["negative", "positive"] and meta["truncated"] > 0
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gorgeous film\n\nutterly dull\n", encoding="utf-8")
+    assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == ["a gorgeous film", "", "utterly dull"]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, shared_data, hf_model, capsys):
+    texts = tmp_path / "t.txt"
+    texts.write_bytes(b"\xff\xfe not utf-8\n")
+    assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert "not valid UTF-8" in _error_line(capsys)
+    assert not (tmp_path / "o.jsonl").exists()
+    texts.write_text("fine\n")
+    assert main(["predict", "--model", str(tmp_path / "missing"), "--input", str(texts), "--output", str(tmp_path / "o")]) == 2
+    assert "not found" in _error_line(capsys)
+    args = ["prepare", "--data", str(shared_data), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out", str(tmp_path / "p")]
+    assert main([*args, "--seq-len", "1"]) == 2
+    assert "at least <s> and </s>" in _error_line(capsys)
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "500", "--out", str(tmp_path / "p2")]) == 2
+    assert "exceeds the model's 64 positions" in _error_line(capsys)
+    assert main(["prepare", "--data", str(tmp_path), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out", str(tmp_path / "p3")]) == 2
+    assert "dev.tsv not found" in _error_line(capsys)
