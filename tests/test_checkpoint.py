@@ -86,3 +86,55 @@ def test_not_a_checkpoint(tmp_path):
         pickle.dump([1, 2, 3], f)
     with pytest.raises(RobertaInferError):
         load_classifier(path)
+
+
+FAIRSEQ = FIXTURES / "fairseq" / "tiny"
+EXPECTED = json.loads((FAIRSEQ / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("checkpoint", ["checkpoint.pt", "checkpoint_2019.pt"])
+def test_fairseq_matches_fairseq_hub(checkpoint, shared_data):
+    """Ids and logits equal fairseq's own (RobertaModel.from_pretrained → encode → predict), both checkpoint layouts."""
+    ours = load_classifier(FAIRSEQ / checkpoint, fairseq_data=FAIRSEQ / "data", bpe_dir=shared_data / "gpt2_bpe")
+    assert ours.class_names == EXPECTED["class_names"] == ["1", "0"]
+    assert ours.max_tokens == EXPECTED["max_positions"]
+    texts = [case["text"] for case in EXPECTED["texts"]]
+    rows = ours.encoder.encode(texts)
+    for case, row in zip(EXPECTED["texts"], rows):
+        ids = row[: ours.max_tokens - 1] + [2] if len(row) > ours.max_tokens else row
+        assert ids == case["ids"], case["text"]
+    assert any(case["truncated"] for case in EXPECTED["texts"]), "the fixture covers an over-long text"
+    with pytest.warns(UserWarning, match="truncated"):
+        logits = classify(ours, texts, batch_size=4)
+    expected = np.array([case["logits"] for case in EXPECTED["texts"]])
+    assert np.abs(logits - expected).max() < 1e-4
+    assert [ours.class_names[i] for i in logits.argmax(1)] == [case["label"] for case in EXPECTED["texts"]]
+    batch = EXPECTED["batch"]
+    assert np.abs(ours.logits(np.array(batch["ids"])) - np.array(batch["logits"])).max() < 1e-4
+
+
+def test_fairseq_checkpoint_found_beside_its_data(tmp_path):
+    """A folder holding checkpoint.pt and data/{input0,label} loads with no --fairseq-data."""
+    assert load_classifier(FAIRSEQ).source["kind"] == "fairseq"
+    lone = tmp_path / "model.pt"
+    lone.write_bytes((FAIRSEQ / "checkpoint.pt").read_bytes())
+    with pytest.raises(RobertaInferError, match="needs --fairseq-data"):
+        load_classifier(lone)
+
+
+def test_fairseq_wrong_dictionary(shared_data, tmp_path):
+    full = tmp_path / "data"
+    (full / "input0").mkdir(parents=True)
+    (full / "label").mkdir()
+    (full / "input0" / "dict.txt").write_bytes((shared_data / "gpt2_bpe" / "dict.txt").read_bytes())
+    (full / "label" / "dict.txt").write_bytes((FAIRSEQ / "data" / "label" / "dict.txt").read_bytes())
+    with pytest.raises(RobertaInferError, match="has 50265 symbols .* embeds 1913: wrong --fairseq-data"):
+        load_classifier(FAIRSEQ / "checkpoint.pt", fairseq_data=full)
+
+
+def test_pretrained_lm_without_head_is_not_a_classifier(tmp_path):
+    state = torch.load(FAIRSEQ / "checkpoint.pt", weights_only=False)
+    state["model"] = {k: v for k, v in state["model"].items() if "classification_heads" not in k}
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(RobertaInferError, match="no classification head"):
+        load_classifier(tmp_path / "checkpoint.pt", fairseq_data=FAIRSEQ / "data")

