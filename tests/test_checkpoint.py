@@ -138,3 +138,18 @@ def test_pretrained_lm_without_head_is_not_a_classifier(tmp_path):
     torch.save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(RobertaInferError, match="no classification head"):
         load_classifier(tmp_path / "checkpoint.pt", fairseq_data=FAIRSEQ / "data")
+
+
+def test_fused_in_proj_attention_of_early_2019_checkpoints(tmp_path):
+    """Mid-2019 fairseq stored q/k/v as one `in_proj_weight`; it must load to the same logits."""
+    state = torch.load(FAIRSEQ / "checkpoint_2019.pt", weights_only=False)
+    model = state["model"]
+    for layer in {k.split(".self_attn.")[0] for k in model if ".self_attn.q_proj." in k}:
+        for part in ("weight", "bias"):
+            qkv = [model.pop(f"{layer}.self_attn.{p}_proj.{part}") for p in "qkv"]
+            model[f"{layer}.self_attn.in_proj_{part}"] = torch.cat(qkv)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    fused = load_classifier(tmp_path / "checkpoint.pt", fairseq_data=FAIRSEQ / "data")
+    reference = load_classifier(FAIRSEQ / "checkpoint_2019.pt", fairseq_data=FAIRSEQ / "data")
+    tokens = np.array(EXPECTED["batch"]["ids"])
+    assert np.abs(fused.logits(tokens) - reference.logits(tokens)).max() < 1e-6
