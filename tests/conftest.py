@@ -12,6 +12,8 @@ from transformers import RobertaConfig, RobertaForSequenceClassification, Robert
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
+# Random weights at 10x transformers' default spread give O(1) logits, so a wrong mask or weight shows far above 1e-4.
+INIT_RANGE = 0.2
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +37,16 @@ def roberta_vocab(shared: Path) -> dict[str, int]:
     return vocab
 
 
+def tiny_classifier(*, num_labels: int, layers: int, seed: int, attn: str = "eager") -> RobertaForSequenceClassification:
+    """A random 32-wide RoBERTa over a 150-id vocabulary (no tokenizer), for the ONNX stages."""
+    torch.manual_seed(seed)
+    config = RobertaConfig(vocab_size=150, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=42, type_vocab_size=1, num_labels=num_labels,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=2, initializer_range=INIT_RANGE,
+                           attn_implementation=attn)
+    return RobertaForSequenceClassification(config).eval()
+
+
 def make_hf_model(directory: Path, shared: Path, *, num_labels: int = 2, layers: int = 2, tokenizer_json: bool = True,
                   safetensors: bool = True, seed: int = 0, max_positions: int = 64) -> Path:
     """A random RoBERTa classifier in Hugging Face format, with roberta-base's real tokenizer."""
@@ -50,7 +62,7 @@ def make_hf_model(directory: Path, shared: Path, *, num_labels: int = 2, layers:
     config = RobertaConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
         max_position_embeddings=max_positions + 2, type_vocab_size=1, num_labels=num_labels, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+        bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5, initializer_range=INIT_RANGE,
         id2label={i: ["negative", "positive", "neutral"][i] for i in range(num_labels)},
     )
     model = RobertaForSequenceClassification(config).eval()

@@ -1,0 +1,179 @@
+"""Export a RoBERTa classifier to ONNX and prove the export computes the same logits as PyTorch.
+
+Three separate concerns, as in Optimum's exporter: WHAT the graph looks like (`OnnxSpec`), HOW it is
+produced (`export_onnx`, the one entry point) and CHECK that it is right (`check_fidelity`).
+
+The TorchScript exporter (`dynamo=False`) is used on purpose: with eager attention it emits the plain
+MatMul/Softmax attention pattern that ONNX Runtime's transformer optimizer fuses into `Attention`;
+SDPA attention (the transformers default) exports a pattern it cannot fuse.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import RobertaForSequenceClassification
+
+from .errors import RobertaInferError
+
+INPUT_NAME = "src_tokens"
+OUTPUT_NAME = "output"
+BATCH_AXIS = "batch"
+SEQUENCE_AXIS = "sequence"
+# Warnings the TorchScript exporter always raises on this model (besides DeprecationWarnings about the exporter
+# itself, silenced as a category): they are expected and say nothing to a user.
+_EXPECTED_WARNINGS = (
+    "Converting a tensor to a Python boolean might cause the trace to be incorrect",  # a shape check in masking_utils
+    "Exporting aten::index operator of advanced indexing",  # padding-mask lookup with non-negative aranges
+)
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    """WHAT is exported: `src_tokens` int64 [batch, seq] → `output` float32 [batch, classes]; a None size is dynamic."""
+
+    batch_size: int | None
+    seq_len: int | None
+    opset: int = 17
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        token_axes = {axis: name for axis, name, size in
+                      ((0, BATCH_AXIS, self.batch_size), (1, SEQUENCE_AXIS, self.seq_len)) if size is None}
+        output_axes = {0: BATCH_AXIS} if self.batch_size is None else {}
+        return {INPUT_NAME: token_axes, OUTPUT_NAME: output_axes}
+
+    def trace_shape(self) -> tuple[int, int]:
+        """Sizes to trace with: dynamic axes get sizes above 1 so the tracer cannot specialise them."""
+        return (self.batch_size or 2, self.seq_len or 8)
+
+
+class TokensToLogits(torch.nn.Module):
+    """`src_tokens` in, logits out: the padding mask is computed inside the graph, as fairseq does."""
+
+    def __init__(self, model: RobertaForSequenceClassification, pad_id: int) -> None:
+        super().__init__()
+        self.model = model
+        self.pad_id = pad_id
+
+    def forward(self, src_tokens: torch.Tensor) -> torch.Tensor:
+        # Position ids are derived by RoBERTa itself from the pad id, so only the attention mask is passed.
+        return self.model(input_ids=src_tokens, attention_mask=(src_tokens != self.pad_id).long()).logits
+
+
+def export_onnx(model: RobertaForSequenceClassification, pad_id: int, path: Path, *,
+                batch_size: int | None, seq_len: int | None, opset: int = 17) -> None:
+    """Write `model` as a self-contained .onnx (weights inside); batch_size/seq_len None make that axis dynamic."""
+    spec = OnnxSpec(batch_size, seq_len, opset)
+    for name, size in (("batch size", batch_size), ("sequence length", seq_len)):
+        if size is not None and size < 1:
+            raise RobertaInferError(f"{name} must be positive, got {size}")
+    if seq_len is not None and seq_len > max_tokens(model):
+        raise RobertaInferError(f"sequence length {seq_len} exceeds the model's {max_tokens(model)} positions")
+    tokens = torch.from_numpy(random_tokens(model, pad_id, spec.trace_shape(), np.random.default_rng(0)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with eager_attention(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for message in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        torch.onnx.export(
+            TokensToLogits(model, pad_id).eval(), (tokens,), str(path), dynamo=False, opset_version=spec.opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=spec.dynamic_axes(),
+            do_constant_folding=True,
+        )
+
+
+@contextmanager
+def eager_attention(model: RobertaForSequenceClassification) -> Iterator[None]:
+    """Trace with eager attention (the only fusable pattern), then give the caller back its own setting."""
+    original = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(original)
+
+
+def max_tokens(model: RobertaForSequenceClassification) -> int:
+    """Longest sequence the position table holds: RoBERTa's positions start after the pad id."""
+    return model.config.max_position_embeddings - model.config.pad_token_id - 1
+
+
+def random_tokens(model: RobertaForSequenceClassification, pad_id: int, shape: tuple[int, int],
+                  rng: np.random.Generator) -> np.ndarray:
+    """`<s> … </s>` rows with random right padding; the first row is full, the last (if several) only `<s></s>`."""
+    batch, seq = shape
+    cfg = model.config
+    specials = np.array([cfg.bos_token_id, cfg.eos_token_id, pad_id])
+    words = np.setdiff1d(np.arange(cfg.vocab_size), specials)
+    tokens = np.full(shape, pad_id, dtype=np.int64)
+    lengths = rng.integers(min(2, seq), seq + 1, size=batch)
+    lengths[0] = seq
+    if batch > 1:
+        lengths[-1] = min(2, seq)
+    for row, length in enumerate(lengths):
+        tokens[row, :length] = rng.choice(words, size=length)
+        tokens[row, 0], tokens[row, length - 1] = cfg.bos_token_id, cfg.eos_token_id
+    return tokens
+
+
+def check_fidelity(model: RobertaForSequenceClassification, pad_id: int, onnx_path: Path,
+                   shapes: list[tuple[int, int]], *, real_inputs: np.ndarray | None = None,
+                   tol: float = 1e-4, seed: int = 0) -> dict:
+    """Max |Δlogit| between PyTorch and ONNX Runtime, overall and per case; raises when above `tol`.
+
+    Returns {"max_abs_diff": worst, "cases": {"random 4x16": …, "real 8x64": …}}: random padded batches
+    at each shape plus the caller's real inputs. A static export only accepts its own shape.
+    """
+    session = cpu_session(onnx_path)
+    rng = np.random.default_rng(seed)
+    cases = {f"random {b}x{s}": random_tokens(model, pad_id, (b, s), rng) for b, s in shapes}
+    if real_inputs is not None:
+        cases[f"real {real_inputs.shape[0]}x{real_inputs.shape[1]}"] = real_inputs.astype(np.int64)
+    deltas = {}
+    for name, tokens in cases.items():
+        check_shape(session, tokens.shape, max_tokens(model), name)
+        expected = torch_logits(model, pad_id, tokens)
+        actual = session.run([OUTPUT_NAME], {INPUT_NAME: tokens})[0]
+        deltas[name] = float(np.max(np.abs(actual - expected)))
+    if not deltas:
+        raise RobertaInferError("fidelity check needs at least one shape or real inputs")
+    worst = max(deltas, key=deltas.get)
+    if deltas[worst] > tol:
+        raise RobertaInferError(f"{onnx_path}: ONNX logits differ from PyTorch by {deltas[worst]:.2e} "
+                                f"on {worst} (tolerance {tol:.0e})")
+    return {"max_abs_diff": deltas[worst], "cases": deltas}
+
+
+def cpu_session(path: Path) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session (errors logged only) on a graph with our input and output names."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors for missing or corrupt files
+        raise RobertaInferError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from exc
+    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise RobertaInferError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found {names}")
+    return session
+
+
+def check_shape(session: ort.InferenceSession, shape: tuple[int, ...], limit: int, case: str) -> None:
+    """Refuse inputs the graph was not exported for (a static shape) or the position table cannot hold."""
+    expected = session.get_inputs()[0].shape
+    if any(isinstance(want, int) and want != got for want, got in zip(expected, shape)):
+        raise RobertaInferError(f"{case}: the ONNX model was exported for shape {expected}, got {list(shape)}")
+    if shape[1] > limit:
+        raise RobertaInferError(f"{case}: sequence length {shape[1]} exceeds the model's {limit} positions")
+
+
+@torch.inference_mode()
+def torch_logits(model: RobertaForSequenceClassification, pad_id: int, tokens: np.ndarray) -> np.ndarray:
+    return TokensToLogits(model, pad_id)(torch.from_numpy(tokens)).float().numpy()

@@ -1,0 +1,65 @@
+"""Bundles: export from both checkpoint kinds, predict via ONNX Runtime = via PyTorch, broken bundles refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from roberta_infer.bundle import build_bundle, load_bundle, open_model
+from roberta_infer.checkpoint import load_classifier
+from roberta_infer.errors import RobertaInferError
+from roberta_infer.predict import classify, predict
+
+TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+         "it 's not a bad film , but it is n't a good one either ."]
+
+
+@pytest.fixture(scope="module")
+def dynamic_bundle(tmp_path_factory, hf_model):
+    out = tmp_path_factory.mktemp("bundle") / "dyn"
+    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
+    return out
+
+
+def test_manifest_records_fusion_and_fidelity(dynamic_bundle, hf_model):
+    manifest = json.loads((dynamic_bundle / "manifest.json").read_text())
+    assert manifest["fused_ops"]["Attention"] == 2, "every layer's attention is fused"
+    assert manifest["fidelity"]["max_abs_diff"] <= 1e-4
+    assert len(manifest["fidelity"]["cases"]) >= 4, "several shapes, random and real inputs"
+    assert manifest["input"] == {"name": "src_tokens", "dtype": "int64", "shape": ["batch", "sequence"]}
+    assert manifest["class_names"] == ["negative", "positive"]
+    assert manifest["source"]["sha256"] == load_classifier(hf_model).source["sha256"]
+
+
+def test_predict_via_bundle_equals_pytorch(dynamic_bundle, hf_model):
+    torch_model, onnx_model = load_classifier(hf_model), open_model(dynamic_bundle)
+    assert np.abs(classify(torch_model, TEXTS) - classify(onnx_model, TEXTS)).max() < 1e-4
+    assert [r["label"] for r in predict(torch_model, TEXTS)] == [r["label"] for r in predict(onnx_model, TEXTS)]
+
+
+def test_static_bundle_from_fairseq_checkpoint(tmp_path):
+    fixture = FIXTURES / "fairseq" / "tiny"
+    classifier = load_classifier(fixture / "checkpoint.pt")
+    manifest = build_bundle(classifier, tmp_path / "static", batch_size=4, seq_len=16, progress=lambda _: None)
+    assert manifest["input"]["shape"] == [4, 16] and manifest["fused_ops"]["Attention"] == classifier.model.config.num_hidden_layers
+    bundle = load_bundle(tmp_path / "static")
+    texts = ["short", "", "a few more words here", "café 😀", "one more", "and another"]  # batches of 4 and 2, all < 16 ids
+    assert np.abs(classify(classifier, texts) - classify(bundle, texts)).max() < 1e-4
+
+
+def test_broken_bundles_are_refused(tmp_path, dynamic_bundle):
+    copy = tmp_path / "b"
+    shutil.copytree(dynamic_bundle, copy)
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(RobertaInferError, match="missing tokenizer.json"):
+        load_bundle(copy)
+    shutil.copy(dynamic_bundle / "tokenizer.json", copy / "tokenizer.json")
+    (copy / "model.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(RobertaInferError, match="does not match its manifest"):
+        load_bundle(copy)
+    with pytest.raises(RobertaInferError, match="give both"):
+        build_bundle(load_classifier(FIXTURES / "fairseq" / "tiny" / "checkpoint.pt"), tmp_path / "x", batch_size=2)
