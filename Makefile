@@ -1,6 +1,7 @@
 # Two entry points: `make run` (the main job) and `make test`. Both build .venv on first use.
 VENV ?= .venv
-PY := $(VENV)/bin/python
+# The verified reference data beside the checkout, unless the caller points elsewhere.
+export ROBERTA_INFER_DATA ?= $(if $(wildcard ../shared/data/SST-2/dev.tsv),$(abspath ../shared/data),$(CURDIR)/data)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: install run test

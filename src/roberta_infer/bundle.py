@@ -59,7 +59,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         progress("fusing with ONNX Runtime's transformer optimizer, then simplifying")
         fused = optimize_onnx(tmp / "raw.onnx", tmp / "model.onnx", num_heads=config.num_attention_heads,
                               hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-        progress("fused ops: " + ", ".join(f"{k} {v}" for k, v in fused.items()))
+        progress("fused ops: " + ", ".join(f"{k} {v}" for k, v in fused.items() if v))
         shapes = [(batch_size, seq_len)] if batch_size else [(1, 8), (3, 17), (8, min(64, classifier.max_tokens))]
         real = real_inputs(classifier.encoder, batch_size, seq_len or min(64, classifier.max_tokens))
         fidelity = check_fidelity(classifier.model, classifier.encoder.pad, tmp / "model.onnx", shapes, real_inputs=real, tol=TOLERANCE)

@@ -11,6 +11,7 @@ from rich.table import Table
 from .bundle import build_bundle, load_bundle
 from .checkpoint import load_classifier
 from .data import read_sst2, sst2_file
+from .errors import RobertaInferError
 from .evaluate import accuracy
 from .infer import infer, read_outputs
 from .prepare import load_prepared, prepare
@@ -23,12 +24,14 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     console = console or Console(stderr=True)
 
     def say(message: str) -> None:
-        console.print(f"· {message}", highlight=False, markup=False)
+        console.print(f"· {message}", highlight=False, markup=False, soft_wrap=True)
 
     work_dir = Path(work_dir)
     classifier = load_classifier(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
     say(f"model {model} ({classifier.source['kind']}, {classifier.model.config.num_hidden_layers} layers, "
         f"hidden {classifier.model.config.hidden_size}, classes {classifier.class_names})")
+    if seq_len > classifier.max_tokens:
+        raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
     split = read_sst2(sst2_file(data, "dev"))
     prepare(split, classifier.encoder, seq_len=seq_len, out=work_dir / "prepared", layout="array",
             class_names=classifier.class_names, vocab={"model": str(model), "model_sha256": classifier.source["sha256"]})
@@ -51,7 +54,7 @@ def report_table(report: dict) -> Table:
     latency = infer_summary["latency_ms"]
     table = Table(title=f"roberta-infer run — SST-2 dev, seq {report['seq_len']}, batch {report['batch_size']}, "
                         f"{infer_summary['provider']}, {infer_summary['threads']} threads")
-    for column in ("accuracy", "samples", "throughput (seq/s)", "latency mean (ms)", "median", "p99", "max |Δlogit| vs PyTorch"):
+    for column in ("accuracy", "samples", "seq/s", "latency mean ms", "p50 ms", "p99 ms", "max |Δlogit| vs torch"):
         table.add_column(column, justify="right")
     table.add_row(f"{100 * report['accuracy']['accuracy']:.2f} %", str(report["accuracy"]["samples"]),
                   f"{infer_summary['throughput_samples_per_s']:.1f}", f"{latency['mean']:.2f}", f"{latency['median']:.2f}",
