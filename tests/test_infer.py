@@ -79,3 +79,10 @@ def test_bad_inputs(tmp_path, prepared_and_bundle, capsys):
     (tmp_path / "r" / "summary.json").write_text(json.dumps(summary))
     assert main(["evaluate", "--results", str(tmp_path / "r"), "--labels", str(prep)]) == 2
     assert "871 results but 872 labels" in capsys.readouterr().err
+
+
+def test_unavailable_provider_is_a_clear_error(prepared_and_bundle, capsys):
+    prep, bundle = prepared_and_bundle
+    assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", "unused", "--batch-size", "10",
+                 "--provider", "tensorrt"]) == 2
+    assert "TensorrtExecutionProvider is not available here" in capsys.readouterr().err

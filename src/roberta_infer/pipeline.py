@@ -18,7 +18,7 @@ from .prepare import load_prepared, prepare
 
 
 def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
-        seq_len: int = 70, batch_size: int = 32, warmup: int = 5, loop: int = 1, threads: int | None = None,
+        seq_len: int = 70, batch_size: int = 32, warmup: int = 5, loop: int = 1, threads: int | None = None, provider: str = "cpu",
         console: Console | None = None) -> dict:
     """Run every stage on SST-2 dev into `work_dir` (prepared/, bundle/, results/, report.json); returns the report."""
     console = console or Console(stderr=True)
@@ -37,7 +37,7 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
             class_names=classifier.class_names, vocab={"model": str(model), "model_sha256": classifier.source["sha256"]})
     say(f"prepared {len(split.sentences)} SST-2 dev sentences × {seq_len} ids")
     manifest = build_bundle(classifier, work_dir / "bundle", batch_size=batch_size, seq_len=seq_len, progress=say)
-    bundle = load_bundle(work_dir / "bundle", threads=threads)
+    bundle = load_bundle(work_dir / "bundle", threads=threads, provider=provider)
     prepared = load_prepared(work_dir / "prepared")
     summary = infer(bundle, prepared, work_dir / "results", batch_size=batch_size, warmup=warmup, loop=loop)
     logits, _ = read_outputs(work_dir / "results")

@@ -44,17 +44,30 @@ def machine() -> dict:
             "onnxruntime": ort.__version__}
 
 
-def make_session(path: Path, *, threads: int | None = None, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
+# `--provider` names → ONNX Runtime execution providers, best first; each falls back to the CPU for unsupported ops.
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu") -> ort.InferenceSession:
     """A session with graph optimisations on and `threads` intra-op threads (default: all physical cores)."""
-    if provider not in ort.get_available_providers():
-        raise RobertaInferError(f"ONNX Runtime provider {provider} is not available here ({', '.join(ort.get_available_providers())})")
+    if provider not in PROVIDERS:
+        raise RobertaInferError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    if PROVIDERS[provider][0] not in ort.get_available_providers():
+        raise RobertaInferError(
+            f"ONNX Runtime provider {PROVIDERS[provider][0]} is not available here (available: "
+            f"{', '.join(ort.get_available_providers())}); GPU providers need the onnxruntime-gpu package and a GPU"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=[provider])
+        return ort.InferenceSession(str(path), options, providers=PROVIDERS[provider])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt or invalid models
         raise RobertaInferError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0][:300]}") from None
 
