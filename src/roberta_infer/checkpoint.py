@@ -53,13 +53,17 @@ class RobertaClassifier:
 
     @property
     def max_tokens(self) -> int:
-        """Longest `<s> … </s>` sequence the position table holds (RoBERTa positions start after the pad id)."""
-        return self.model.config.max_position_embeddings - self.model.config.pad_token_id - 1
+        return max_tokens(self.model)
 
     @torch.inference_mode()
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
         ids = torch.from_numpy(np.ascontiguousarray(src_tokens, dtype=np.int64))
         return self.model(input_ids=ids, attention_mask=(ids != self.encoder.pad).long()).logits.float().numpy()
+
+
+def max_tokens(model: RobertaForSequenceClassification) -> int:
+    """Longest `<s> … </s>` sequence the position table holds (RoBERTa positions start after the pad id)."""
+    return model.config.max_position_embeddings - model.config.pad_token_id - 1
 
 
 def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None) -> RobertaClassifier:

@@ -21,6 +21,7 @@ import onnxruntime as ort
 import torch
 from transformers import RobertaForSequenceClassification
 
+from .checkpoint import max_tokens
 from .errors import RobertaInferError
 
 INPUT_NAME = "src_tokens"
@@ -98,11 +99,6 @@ def eager_attention(model: RobertaForSequenceClassification) -> Iterator[None]:
         yield
     finally:
         model.set_attn_implementation(original)
-
-
-def max_tokens(model: RobertaForSequenceClassification) -> int:
-    """Longest sequence the position table holds: RoBERTa's positions start after the pad id."""
-    return model.config.max_position_embeddings - model.config.pad_token_id - 1
 
 
 def random_tokens(model: RobertaForSequenceClassification, pad_id: int, shape: tuple[int, int],
