@@ -14,6 +14,7 @@ from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.evaluate import accuracy
 from roberta_infer.infer import infer, read_outputs
+from roberta_infer.predict import length_batches
 from roberta_infer.prepare import load_prepared
 
 
@@ -86,3 +87,45 @@ def test_unavailable_provider_is_a_clear_error(prepared_and_bundle, capsys):
     assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", "unused", "--batch-size", "10",
                  "--provider", "tensorrt"]) == 2
     assert "TensorrtExecutionProvider is not available here" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- length-aware batching
+
+
+def test_length_batches_cover_every_row_once_shortest_first():
+    lengths = [5, 2, 9, 2, 7, 1, 9]
+    batches = length_batches(lengths, 3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths) and batches[0].tolist() == [5, 1, 3], "stable: equal lengths keep input order"
+
+
+def test_length_aware_equals_fixed_padding_in_input_order(tmp_path, prepared_and_bundle, hf_model, monkeypatch):
+    prep, _ = prepared_and_bundle
+    build_bundle(load_classifier(hf_model), tmp_path / "dyn", progress=lambda _: None)
+    bundle = load_bundle(tmp_path / "dyn")
+    prepared = load_prepared(prep)
+    widths = []
+    real_run = bundle.run
+    monkeypatch.setattr(bundle, "run", lambda tokens: widths.append(tokens.shape[1]) or real_run(tokens))
+    fixed = infer(bundle, prepared, tmp_path / "fixed", batch_size=16, warmup=0, length_aware=False, show_progress=False)
+    assert set(widths) == {32} and fixed["length_aware"] is False
+    widths.clear()
+    aware = infer(bundle, prepared, tmp_path / "aware", batch_size=16, warmup=0, show_progress=False)
+    assert aware["length_aware"] is True, "the default for a dynamic bundle"
+    assert widths == sorted(widths) and widths[0] < 16 and widths[-1] == 32, "batches trimmed to their longest row"
+    assert aware["batches"] == fixed["batches"] == 55 and aware["samples"] == 872
+    a, f = read_outputs(tmp_path / "aware")[0], read_outputs(tmp_path / "fixed")[0]
+    assert np.abs(a - f).max() < 1e-4 and (a.argmax(1) == f.argmax(1)).all()
+    expected = load_classifier(hf_model).logits(prepared.tokens)
+    assert np.abs(a - expected).max() < 1e-4, "outputs are back in input order"
+
+
+def test_length_aware_needs_a_dynamic_bundle(tmp_path, prepared_and_bundle, capsys):
+    prep, bundle = prepared_and_bundle
+    assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", str(tmp_path / "r"), "--batch-size", "10",
+                 "--length-aware"]) == 2
+    assert "needs a dynamic bundle" in capsys.readouterr().err
+    assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", str(tmp_path / "r"), "--batch-size", "10"]) == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["length_aware"] is False, "static: fixed padding"

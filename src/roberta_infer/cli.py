@@ -18,10 +18,12 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
 
 
-def _model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def _model_args(p: argparse.ArgumentParser, *, required: bool = True, bundle: bool = False) -> None:
     p.add_argument("--model", type=Path, required=required, metavar="PATH",
-                   help="fairseq checkpoint (checkpoint.pt/model.pt, or a folder with one), a Hugging Face "
-                        "RoBERTa classifier folder (config.json + weights + tokenizer), or an exported bundle")
+                   help="fairseq checkpoint (checkpoint.pt/model.pt, or a folder with one) or a Hugging Face "
+                        "RoBERTa classifier folder (config.json + weights + tokenizer)"
+                        + (", or a bundle written by `export`" if bundle else "")
+                        + ("" if required else "; default: the shipped default model"))
     p.add_argument("--fairseq-data", type=Path, metavar="DIR",
                    help="fairseq-preprocess output the checkpoint was trained on (input0/dict.txt, label/dict.txt); "
                         "default: beside the checkpoint")
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Texts longer than the model's positions are truncated (</s> kept last) with a warning."
         ),
     )
-    _model_args(p)
+    _model_args(p, bundle=True, required=False)
     p.add_argument("--input", type=Path, required=True, metavar="TEXTS.txt", help="UTF-8, one text per line")
     p.add_argument("--output", type=Path, required=True, metavar="OUT.jsonl", help="JSON lines to write")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass (default 32)")
@@ -97,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
             "real and random inputs at several shapes: export fails if any logit differs by more than 1e-4."
         ),
     )
-    _model_args(p)
+    _model_args(p, required=False)
+    p.add_argument("--synthetic", choices=["roberta-base"], metavar="NAME",
+                   help="instead of --model: random weights with exactly NAME's shape and fairseq vocabulary (roberta-base), "
+                        "for speed measurements; the bundle is marked synthetic")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR", help="bundle directory to write")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--dynamic", action="store_true", help="dynamic batch and sequence axes (the default)")
@@ -123,8 +128,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed batches first (default 5)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"], help="how outputs are written")
+    p.add_argument("--length-aware", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch samples of similar true length and trim each batch to its longest (same outputs, less "
+                        "padding computed); default: on for dynamic bundles, off (fixed padding) for static ones")
     _runtime_args(p)
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser(
+        "quantize", formatter_class=_formatter,
+        help="fp32 bundle → int8 bundle (ONNX Runtime dynamic quantization), refused if SST-2 dev accuracy drops",
+        description=(
+            "Quantize a bundle's fused graph with ONNX Runtime dynamic quantization: MatMul and Attention weights\n"
+            "int8, activations quantized per call (no calibration data). The result is a normal bundle that\n"
+            "predict, infer, bench and serve accept; its manifest.json gains a `quantization` section.\n\n"
+            "Gate: SST-2 dev (tokenised by the bundle) runs on fp32 and int8; label agreement and both accuracies\n"
+            "are reported, and if int8 loses more than --max-accuracy-drop points nothing is written (exit 2).\n"
+            "Default weights: int8, per channel, 7-bit range (--reduce-range), which avoids the u8s8 overflow of\n"
+            "AVX2 CPUs without VNNI, so the bundle keeps its accuracy on any x86 CPU."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="an fp32 bundle written by `roberta-infer export`")
+    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
+    p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.3, metavar="PP",
+                   help="largest accepted SST-2 dev accuracy loss, in percentage points (default 0.3)")
+    p.add_argument("--weight-type", choices=["int8", "uint8"], help="weight type (default int8; uint8 = u8u8 kernels)")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                   help="one scale per output channel instead of per tensor (default on)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights, safe from AVX2 u8s8 saturation (default on)")
+    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads for the gate (default: all physical cores)")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "bench", formatter_class=_formatter,
+        help="throughput and latency of a dynamic bundle over batch sizes × sequence lengths (json, md, png)",
+        description=(
+            "Time a dynamic bundle at every batch size × sequence length: full-length rows, --warmup untimed\n"
+            "calls, then calls until --min-time seconds (at least 5). Throughput = batch / median latency;\n"
+            "latency p50 and p99. Writes bench.json, bench.md (with the reference's Ascend 310P3 figures,\n"
+            "bs1 and bs32 at seq 70, beside ours) and bench.png (throughput vs batch size per seq len)."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="a dynamic bundle (export without --batch-size)")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 4, 8, 16, 32, 64], metavar="B,B,…",
+                   help="default 1,4,8,16,32,64")
+    p.add_argument("--seq-lens", type=_int_list, default=[16, 32, 64, 70, 128], metavar="L,L,…", help="default 16,32,64,70,128")
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per cell (default 3)")
+    p.add_argument("--min-time", type=float, default=1.0, metavar="S", help="timed seconds per cell, at least (default 1)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where bench.json/.md/.png go")
+    _runtime_args(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "compare", formatter_class=_formatter,
+        help="end-to-end SST-2 dev: PyTorch baselines vs our fp32/int8/length-aware bundles, one after the other",
+        description=(
+            "Classify SST-2 dev (text → label, tokenisation included) in each mode, one after the other:\n"
+            "  a  PyTorch eager (transformers), fixed padding 70, batch 32: the baseline\n"
+            "  b  PyTorch eager, each batch padded to its longest\n"
+            "  c  PyTorch dynamic int8 (torch.ao quantize_dynamic on Linear), padded to longest\n"
+            "  d  our fp32 fused ONNX bundle, fixed padding 70, batch 32\n"
+            "  e  our int8 bundle, fixed padding 70, batch 32\n"
+            "  f  ours with length-aware batching (the faster of fp32 and int8, named)\n"
+            "Speed on a synthetic roberta-base (random weights, roberta-base's shape and vocabulary); accuracy\n"
+            "with the trained default model run the same way. Prints sentences/s, ratio to (a), accuracy and\n"
+            "achieved GFLOP/s against this machine's measured fp32 GEMM peak. Bundles are cached in --work-dir."
+        ),
+    )
+    p.add_argument("--modes", type=lambda text: text.split(","), default=list("abcdef"), metavar="a,b,…",
+                   help="modes to run (default all; a always runs as the baseline)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N dev sentences (default all 872)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--threads", type=int, metavar="N", help="threads for PyTorch and ONNX Runtime (default: all physical cores)")
+    p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
+    p.add_argument("--work-dir", type=Path, default=Path("runs/compare"), metavar="DIR", help="bundle cache (default runs/compare)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "evaluate", formatter_class=_formatter,
@@ -146,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Prints one table and writes everything under --work-dir (report.json there)."
         ),
     )
-    _model_args(p)
+    _model_args(p, required=False)
     p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--work-dir", type=Path, default=Path("runs/latest"), metavar="DIR", help="default runs/latest")
     p.add_argument("--seq-len", type=int, default=70, metavar="L", help="default 70, as the reference")
@@ -155,6 +234,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     _runtime_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "serve", formatter_class=_formatter,
+        help="HTTP API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn)",
+        description=(
+            "Serve a bundle over HTTP with one ONNX Runtime session:\n"
+            '  POST /v1/classify {"texts": ["...", ...]} or {"text": "..."}\n'
+            '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
+            "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
+            "       /openapi.json, /docs\n"
+            "Texts from concurrent requests share model calls: up to --max-batch-size texts, waiting at most\n"
+            "--max-wait-ms after the oldest, length-sorted and padded to the longest; results equal `predict`.\n"
+            'Bad input gets a 4xx with {"error": ...}; more than --max-queue waiting texts, 503 + Retry-After.\n'
+            "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
+            "Without --model the shipped default model is served, exported once to a bundle cached in\n"
+            "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
+        ),
+    )
+    p.add_argument("--model", type=Path, metavar="BUNDLE", help="a bundle written by `roberta-infer export` (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000 (0: any free port)")
+    p.add_argument("--max-batch-size", type=int, default=32, metavar="B", help="texts per model call at most (default 32)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="how long a batch waits for more texts after its oldest arrived (default 5)")
+    p.add_argument("--max-texts-per-request", type=int, default=256, metavar="N", help="default 256; more: 413")
+    p.add_argument("--max-text-chars", type=int, default=10000, metavar="N", help="characters per text (default 10000); more: 413")
+    p.add_argument("--max-queue", type=int, default=2048, metavar="N",
+                   help="texts waiting for the model at most (default 2048); beyond, 503 with Retry-After")
+    p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
+    _runtime_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "loadtest", formatter_class=_formatter,
+        help="load-test a running `serve` on this machine: req/s, texts/s, latency percentiles, batch sizes",
+        description=(
+            "Send --requests requests at each --concurrency level (concurrent clients, httpx) to a server on\n"
+            "this machine (loopback only: 127.0.0.0/8, ::1, localhost; anything else is refused). Texts are\n"
+            "SST-2 dev sentences when found ($ROBERTA_INFER_DATA or ./data), else built-in ones. Reports per\n"
+            "level req/s, texts/s, latency p50/p95/p99, errors, the server's batch sizes (its /metrics\n"
+            "histogram before vs after) and its RSS, as a table and, with --json, a JSON file."
+        ),
+    )
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
+    p.add_argument("--concurrency", default="1,8,64", metavar="C1,C2,...", help="concurrent clients per level (default 1,8,64)")
+    p.add_argument("--requests", type=int, default=1000, metavar="N", help="requests per level (default 1000)")
+    p.add_argument("--texts-per-request", type=int, default=1, metavar="K", help="default 1")
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the summary here")
+    p.set_defaults(func=cmd_loadtest)
+
+    p = sub.add_parser(
+        "train", formatter_class=_formatter,
+        help="train a RoBERTa SST-2 classifier from scratch, or fine-tune a checkpoint (--init)",
+        description=(
+            "Train transformers' RobertaForSequenceClassification on SST-2 train (GPT-2 BPE, vocabulary = the\n"
+            "tokens seen in training, stored as id_map.npy), or fine-tune any checkpoint `predict` loads (--init;\n"
+            "its vocabulary, tokenizer and shape are kept). Model selection on a held-out slice of train's\n"
+            "parse trees; SST-2 dev is never used. Deterministic for a given --seed. Writes a Hugging Face\n"
+            "folder (config.json, model.safetensors, tokenizer/id map, training.json) that predict, export,\n"
+            "run, serve and train --init accept."
+        ),
+    )
+    p.add_argument("--data", type=Path, metavar="DIR", help="SST-2 folder (its train.tsv) or a labelled GLUE TSV")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face checkpoint")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq --init: its input0/ label/ folder")
+    p.add_argument("--bpe-dir", type=Path, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    for name, kind, default, text in (
+        ("layers", int, 2, "transformer layers"), ("hidden", int, 128, "hidden size (divisible by --heads)"),
+        ("heads", int, 4, "attention heads"), ("ffn", int, 512, "feed-forward size"),
+        ("max-len", int, 128, "longest sequence in ids (positions)"), ("epochs", int, 1, "passes over train"),
+        ("batch-size", int, 32, "rows per step"), ("lr", float, 5e-4, "peak AdamW learning rate"),
+        ("seed", int, 1, "seed for initialisation and shuffling"), ("dropout", float, 0.1, "dropout"),
+        ("weight-decay", float, 0.01, "AdamW weight decay"), ("label-smoothing", float, 0.0, "label smoothing"),
+        ("token-dropout", float, 0.0, "share of input tokens replaced by <unk> in training"),
+        ("mlm-steps", int, 0, "masked-LM warm-up steps on the training sentences (from scratch only)"),
+        ("average", int, 1, "average the last N epoch checkpoints as one more candidate"),
+        ("holdout", float, 0.05, "share of train's sentences held out for model selection"),
+        ("max-train-rows", int, None, "use only the first N rows (quick runs)"),
+        ("threads", int, None, "PyTorch threads (default: PyTorch's)"),
+    ):
+        p.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -196,10 +358,18 @@ def cmd_export(args: argparse.Namespace) -> None:
     from .bundle import build_bundle
     from .checkpoint import load_classifier
 
-    classifier = load_classifier(args.model, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir)
-    manifest = build_bundle(classifier, args.out, batch_size=args.batch_size, seq_len=args.seq_len, opset=args.opset,
-                            progress=lambda message: print(f"· {message}", file=sys.stderr))
-    print(f"wrote bundle {args.out} (max |Δlogit| vs PyTorch {manifest['fidelity']['max_abs_diff']:.1e})")
+    if args.model is not None and args.synthetic is not None:
+        raise RobertaInferError("give either --model PATH or --synthetic NAME, not both")
+    options = dict(batch_size=args.batch_size, seq_len=args.seq_len, opset=args.opset,
+                   progress=lambda message: print(f"· {message}", file=sys.stderr))
+    if args.synthetic:
+        from .synthetic import export_synthetic
+
+        manifest = export_synthetic(args.synthetic, args.out, **options)
+    else:
+        manifest = build_bundle(load_classifier(_model_path(args), fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir),
+                                args.out, **options)
+    print(f"wrote {'synthetic ' if args.synthetic else ''}bundle {args.out} (max |Δlogit| vs PyTorch {manifest['fidelity']['max_abs_diff']:.1e})")
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -211,11 +381,66 @@ def cmd_infer(args: argparse.Namespace) -> None:
         raise RobertaInferError(f"--batch-size must be positive, got {args.batch_size}")
     prepared = load_prepared(args.input)
     summary = infer(load_bundle(args.model, threads=args.threads, provider=args.provider), prepared, args.out, batch_size=args.batch_size,
-                    warmup=args.warmup, loop=args.loop, layout=args.layout, show_progress=sys.stderr.isatty())
+                    warmup=args.warmup, loop=args.loop, layout=args.layout, length_aware=args.length_aware,
+                    show_progress=sys.stderr.isatty())
     latency = summary["latency_ms"]
     print(f"{summary['samples']} samples, batch {summary['batch_size']}: {summary['throughput_samples_per_s']:.1f} samples/s, "
           f"latency mean {latency['mean']:.2f} ms, median {latency['median']:.2f} ms, p99 {latency['p99']:.2f} ms "
-          f"({summary['threads']} threads, {summary['provider']}) → {args.out}")
+          f"({summary['threads']} threads, {summary['provider']}, {'length-aware' if summary['length_aware'] else 'fixed'} "
+          f"padding) → {args.out}")
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from .quantize import QuantSettings, quantize_bundle
+
+    chosen = {"weight_type": args.weight_type, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
+    settings = dataclasses.replace(QuantSettings(), **{k: v for k, v in chosen.items() if v is not None})
+    manifest = quantize_bundle(args.model, args.out, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
+                               settings=settings, threads=args.threads, progress=lambda message: print(f"· {message}", file=sys.stderr))
+    gate = manifest["quantization"]["gate"]
+    print(f"wrote int8 bundle {args.out}: SST-2 dev accuracy {100 * gate['accuracy_fp32']:.2f} % → {100 * gate['accuracy_int8']:.2f} %, "
+          f"label agreement {100 * gate['label_agreement']:.2f} %")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import bench
+    from .bundle import load_bundle
+
+    result = bench(load_bundle(args.model, threads=args.threads, provider=args.provider), args.batch_sizes, args.seq_lens, args.out,
+                   warmup=args.warmup, min_time=args.min_time, show_progress=sys.stderr.isatty())
+    best = max(result["cells"], key=lambda cell: cell["seq_per_s"])
+    print(f"{len(result['cells'])} cells, best {best['seq_per_s']:.1f} seq/s (batch {best['batch_size']}, seq {best['seq_len']}, "
+          f"{result['threads']} threads) → {args.out}/bench.{{json,md,png}}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .compare import caption, compare, default_models, rows
+
+    speed, trained, note = default_models()
+    result = compare(speed, trained, work_dir=args.work_dir, modes=args.modes, data=args.data, limit=args.limit,
+                     threads=args.threads, accuracy_note=note, progress=lambda message: print(f"· {message}", file=sys.stderr))
+    header, body = rows(result)
+    table = Table(*header, caption=caption(result))
+    for cells in body:
+        table.add_row(*cells)
+    Console().print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -240,18 +465,63 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     from .pipeline import report_table, run
 
-    report = run(args.model, data=args.data, work_dir=args.work_dir, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
+    report = run(_model_path(args), data=args.data, work_dir=args.work_dir, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
                  seq_len=args.seq_len, batch_size=args.batch_size, warmup=args.warmup, loop=args.loop, threads=args.threads,
                  provider=args.provider)
     Console().print(report_table(report))
     print(f"report: {args.work_dir / 'report.json'}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import Limits, serve
+
+    limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                    max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars)
+    serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
+          access_log=args.access_log)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from .loadtest import loadtest, summary_table
+
+    try:
+        levels = [int(level) for level in args.concurrency.split(",")]
+    except ValueError:
+        raise RobertaInferError(f"--concurrency wants comma-separated integers such as 1,8,64, got {args.concurrency!r}") from None
+    summary = loadtest(args.url, concurrency=levels, requests=args.requests, texts_per_request=args.texts_per_request,
+                       json_out=args.json)
+    Console().print(summary_table(summary))
+    if args.json:
+        print(f"summary: {args.json}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    record = train(args.data, args.out, init=args.init, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
+                   layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn, max_len=args.max_len,
+                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, dropout=args.dropout,
+                   weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, token_dropout=args.token_dropout,
+                   mlm_steps=args.mlm_steps, average=args.average, holdout=args.holdout,
+                   max_train_rows=args.max_train_rows, threads=args.threads, show_progress=sys.stderr.isatty())
+    best = max(e["heldout_accuracy"] for e in record["epochs"])
+    print(f"wrote {args.out} ({record['chosen']}, held-out accuracy {100 * best:.2f} %, {record['wall_time_s']} s)")
+
+
+def _model_path(args: argparse.Namespace) -> Path:
+    """--model, else the default model shipped inside the package."""
+    from .default import default_model_dir
+
+    return args.model if args.model is not None else default_model_dir()
+
+
 def _load(args: argparse.Namespace, *, threads: int | None = None, provider: str = "cpu"):
     """The model named by --model, whatever its kind: bundle (ONNX Runtime) or checkpoint (PyTorch)."""
     from .bundle import open_model
 
-    return open_model(args.model, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, threads=threads, provider=provider)
+    return open_model(_model_path(args), fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, threads=threads, provider=provider)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
+from .predict import length_batches
 from .prepare import Prepared
 from .runtime import OnnxClassifier, fill_batch, machine
 
@@ -17,8 +18,12 @@ LAYOUTS = ("array", "per-sample")
 
 
 def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_size: int, warmup: int = 5, loop: int = 1,
-          layout: str = "array", show_progress: bool = True) -> dict:
-    """Run every sample (a last partial batch included), `loop` timed passes each after `warmup` untimed batches."""
+          layout: str = "array", length_aware: bool | None = None, show_progress: bool = True) -> dict:
+    """Run every sample (a last partial batch included), `loop` timed passes each after `warmup` untimed batches.
+
+    `length_aware` (default: on for dynamic bundles) batches rows of similar true length and trims each batch to its
+    longest row instead of running the prepared padding; outputs are written back in the original order.
+    """
     if batch_size <= 0:
         raise RobertaInferError(f"batch size must be positive, got {batch_size}")
     if warmup < 0 or loop < 1:
@@ -33,22 +38,31 @@ def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_si
         raise RobertaInferError(f"data was prepared with --seq-len {seq_len} but the bundle is fixed at {classifier.static_seq}")
     if classifier.static_batch is not None and batch_size != classifier.static_batch:
         raise RobertaInferError(f"--batch-size {batch_size} differs from the bundle's fixed batch size {classifier.static_batch}")
-    batches = [tokens[i : i + batch_size] for i in range(0, n, batch_size)]
+    if length_aware is None:
+        length_aware = classifier.static_seq is None
+    if length_aware and classifier.static_seq is not None:
+        raise RobertaInferError(f"length-aware batching needs a dynamic bundle, this one is fixed at {classifier.static_seq} ids: "
+                                "re-export with `roberta-infer export --dynamic`, or pass --no-length-aware")
+    if length_aware:
+        lengths = true_lengths(tokens, classifier.encoder.pad)
+        batches = [(index, tokens[index, : max(1, int(lengths[index].max()))]) for index in length_batches(lengths, batch_size)]
+    else:
+        batches = [(np.arange(i, min(i + batch_size, n)), fill_batch(tokens[i : i + batch_size], batch_size, classifier.encoder)
+                    if classifier.static_batch else tokens[i : i + batch_size]) for i in range(0, n, batch_size)]
     for i in range(warmup):
-        classifier.run(fill_batch(batches[i % len(batches)], batch_size, classifier.encoder) if classifier.static_batch else batches[i % len(batches)])
-    outputs, latencies = [], []
+        classifier.run(batches[i % len(batches)][1])
+    logits = np.zeros((n, len(classifier.class_names)), dtype=np.float32)
+    latencies = []
     columns = [TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeRemainingColumn()]
     with Progress(*columns, disable=not show_progress, transient=True) as bar:
         task = bar.add_task("infer", total=len(batches) * loop)
-        for batch in batches:
-            feed = fill_batch(batch, batch_size, classifier.encoder) if classifier.static_batch else batch
+        for index, feed in batches:
             for repeat in range(loop):
                 start = time.perf_counter()
                 result = classifier.run(feed)
                 latencies.append(time.perf_counter() - start)
                 bar.advance(task)
-            outputs.append(result[: len(batch)])
-    logits = np.concatenate(outputs).astype(np.float32)
+            logits[index] = result[: len(index)]
     write_outputs(logits, Path(out), layout)
     lat_ms = np.array(latencies) * 1000
     summary = {
@@ -56,6 +70,7 @@ def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_si
         "seq_len": seq_len,
         "batch_size": batch_size,
         "batches": len(batches),
+        "length_aware": length_aware,
         "warmup": warmup,
         "loop": loop,
         "throughput_samples_per_s": n * loop / float(np.sum(latencies)),
@@ -71,6 +86,12 @@ def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_si
     }
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def true_lengths(tokens: np.ndarray, pad: int) -> np.ndarray:
+    """Ids up to each row's last non-pad one: the count of non-pad ids in a right-padded row, and never cuts a real id."""
+    real = tokens != pad
+    return np.where(real.any(axis=1), tokens.shape[1] - np.argmax(real[:, ::-1], axis=1), 0)
 
 
 def write_outputs(logits: np.ndarray, out: Path, layout: str) -> None:

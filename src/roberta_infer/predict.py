@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -40,14 +40,21 @@ def classify(classifier: Classifier, texts: list[str], *, batch_size: int = 32) 
     rows = classifier.encoder.encode(texts)
     limit = classifier.max_tokens
     warn_truncated(sum(len(r) > limit for r in rows), len(rows), limit)
-    order = np.argsort([len(r) for r in rows], kind="stable")
     out = np.zeros((len(rows), len(classifier.class_names)), dtype=np.float32)
-    for start in range(0, len(rows), batch_size):
-        index = order[start : start + batch_size]
+    for index in length_batches([len(r) for r in rows], batch_size):
         batch = [rows[i] for i in index]
         tokens, _ = pad_to(batch, min(limit, max(len(r) for r in batch)), pad=classifier.encoder.pad, eos=classifier.encoder.eos)
         out[index] = classifier.logits(tokens)
     return out
+
+
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Row indices of each batch, shortest rows first (stable), for the caller to trim and scatter results back by.
+
+    Rows of similar length share a batch, so padding each batch only to its own longest row wastes the least work.
+    """
+    order = np.argsort(lengths, kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def predict(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> list[dict]:

@@ -1,0 +1,43 @@
+"""The model shipped with the package, and its bundle, exported once and cached so later starts skip PyTorch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from .errors import RobertaInferError
+
+DEFAULT_MODEL = Path(__file__).parent / "default_model"
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def default_model_dir() -> Path:
+    """The shipped Hugging Face folder (trained by `roberta-infer train`), used when no --model is given."""
+    if not (DEFAULT_MODEL / "config.json").is_file() or not any((DEFAULT_MODEL / name).is_file() for name in WEIGHTS):
+        raise RobertaInferError(
+            f"the default model is missing ({DEFAULT_MODEL} has no config.json + weights): "
+            f"reinstall roberta-infer, or pass --model PATH"
+        )
+    return DEFAULT_MODEL
+
+
+def cache_root() -> Path:
+    """$ROBERTA_INFER_CACHE, else ~/.cache/roberta-infer."""
+    return Path(os.environ.get("ROBERTA_INFER_CACHE") or Path.home() / ".cache" / "roberta-infer")
+
+
+def default_bundle(progress: Callable[[str], None] = print) -> Path:
+    """The default model as a dynamic-shape bundle under `cache_root()/<sha256 of its weights>`, exported on first use."""
+    from .bundle import build_bundle
+    from .checkpoint import load_classifier
+    from .data import sha256_file
+
+    model = default_model_dir()
+    weights = next(model / name for name in WEIGHTS if (model / name).is_file())
+    target = cache_root() / sha256_file(weights)
+    if not (target / "manifest.json").is_file():
+        progress(f"exporting the default model to {target} (first use only)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build_bundle(load_classifier(model), target, progress=progress)
+    return target

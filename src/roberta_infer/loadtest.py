@@ -1,0 +1,205 @@
+"""`roberta-infer loadtest`: throughput, latency and the server's batching at several client concurrencies.
+
+Only a server on this machine is ever targeted (loopback addresses), so a typo cannot load someone else's.
+Batch sizes come from the server's own /metrics histogram, read before and after each level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from rich.table import Table
+
+from .errors import RobertaInferError
+
+# Used when the SST-2 dev file is not found: a mix of lengths, punctuation and non-ASCII.
+BUILTIN_TEXTS = [
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's austere locales .",
+    "a crème brûlée of a film : sweet , brittle , and over too soon .",
+    "if you 've ever wondered what it would be like to be bored for 120 minutes , here 's your chance !",
+    "a gorgeous , witty , seductive movie .",
+    "the plot is nothing but boilerplate clichés from start to finish ,",
+    "it 's not a bad film , but it is n't a good one either .",
+]
+BATCH_METRIC = "roberta_infer_batch_size"
+RSS_METRIC = "process_resident_memory_bytes"
+
+
+def check_loopback(url: str) -> str:
+    """The URL without a trailing slash, if it is http(s) to 127.0.0.0/8, ::1 or localhost; else a clear refusal."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RobertaInferError(f"--url {url!r} is not an http:// or https:// URL")
+    host = parts.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise RobertaInferError(f"refusing to load-test {host}: only this machine's loopback addresses "
+                                f"(127.0.0.0/8, ::1, localhost) may be targeted")
+    return url.rstrip("/")
+
+
+def sample_texts() -> tuple[list[str], str]:
+    """SST-2 dev sentences when the data are found, else a few built-in ones; and where they came from."""
+    from .data import read_sst2, sst2_file
+
+    try:
+        path = sst2_file(None, "dev")
+        return read_sst2(path).sentences, f"SST-2 dev ({path})"
+    except RobertaInferError:
+        return BUILTIN_TEXTS, "built-in sentences"
+
+
+def server_metrics(text: str) -> dict:
+    """Cumulative batch-size bucket counts, batch count/sum, and the server's RSS from /metrics text."""
+    out: dict = {"buckets": {}, "count": 0.0, "sum": 0.0, "rss_bytes": None}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{BATCH_METRIC}_bucket":
+                out["buckets"][float(sample.labels["le"])] = sample.value
+            elif sample.name == f"{BATCH_METRIC}_count":
+                out["count"] = sample.value
+            elif sample.name == f"{BATCH_METRIC}_sum":
+                out["sum"] = sample.value
+            elif sample.name == RSS_METRIC:
+                out["rss_bytes"] = sample.value
+    return out
+
+
+def batch_distribution(before: dict, after: dict) -> dict[str, int]:
+    """Model calls per batch-size range during one level, e.g. {"1": 3, "2": 0, "3-4": 7, ...}, from bucket deltas."""
+    out, below, lower = {}, 0, 0
+    for le in sorted(after["buckets"]):
+        cumulative = int(after["buckets"][le] - before["buckets"].get(le, 0))
+        upper = "+Inf" if le == float("inf") else str(int(le))
+        name = upper if str(lower + 1) == upper else f"{lower + 1}-{upper}"
+        if cumulative - below:
+            out[name] = cumulative - below
+        below, lower = cumulative, int(le) if le != float("inf") else lower
+    return out
+
+
+async def run_level(control: httpx.AsyncClient, url: str, texts: list[str], *, concurrency: int, requests: int,
+                    texts_per_request: int, offset: int) -> dict:
+    """`requests` requests from `concurrency` clients; each request's texts are distinct and its answer checked.
+
+    Each client has its own connection (an AsyncClient of its own): one shared pool of many connections costs
+    httpx more CPU per request than the server spends, and the client would be what is measured. Clients are
+    made and connected before the clock starts (making one costs milliseconds of CPU).
+    """
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    next_request = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in next_request:
+            start = (offset + i) * texts_per_request
+            body = {"texts": [texts[(start + j) % len(texts)] for j in range(texts_per_request)]}
+            began = time.perf_counter()
+            try:
+                response = await client.post(f"{url}/v1/classify", json=body)
+                if response.status_code != 200:
+                    problem = f"HTTP {response.status_code}"
+                elif len(response.json().get("results", [])) != texts_per_request:
+                    problem = "wrong number of results"
+                else:
+                    problem = None
+            except (httpx.HTTPError, ValueError) as e:  # ValueError: a body that is not JSON
+                problem = type(e).__name__
+            latencies.append(time.perf_counter() - began)
+            if problem:
+                errors[problem] = errors.get(problem, 0) + 1
+
+    clients = [httpx.AsyncClient(timeout=120, trust_env=False) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*(client.get(f"{url}/healthz") for client in clients))
+        before = server_metrics((await control.get(f"{url}/metrics")).text)
+        began = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for client in clients))
+        seconds = time.perf_counter() - began
+        after = server_metrics((await control.get(f"{url}/metrics")).text)
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    ok = requests - sum(errors.values())
+    batches = after["count"] - before["count"]
+    p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
+    return {
+        "concurrency": concurrency, "requests": requests, "texts_per_request": texts_per_request,
+        "errors": sum(errors.values()), "error_kinds": errors, "seconds": seconds,
+        "requests_per_s": ok / seconds, "texts_per_s": ok * texts_per_request / seconds,
+        "latency_ms": {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(np.mean(latencies) * 1000),
+                       "max": float(np.max(latencies) * 1000)},
+        "batches": int(batches), "mean_batch_size": (after["sum"] - before["sum"]) / batches if batches else 0.0,
+        "batch_sizes": batch_distribution(before, after),
+        "server_rss_mb": after["rss_bytes"] / 2**20 if after["rss_bytes"] is not None else None,
+    }
+
+
+async def _loadtest(url: str, concurrency: list[int], requests: int, texts_per_request: int, ready_timeout: float) -> dict:
+    texts, source = sample_texts()
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                ready = await client.get(f"{url}/readyz")
+                if ready.status_code == 200:
+                    break
+                status = f"/readyz answers {ready.status_code}"
+            except httpx.HTTPError as e:
+                status = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                raise RobertaInferError(f"{url} is not ready after {ready_timeout:g} s ({status})")
+            await asyncio.sleep(0.2)
+        levels, offset = [], 0
+        for c in concurrency:
+            levels.append(await run_level(client, url, texts, concurrency=c, requests=requests,
+                                          texts_per_request=texts_per_request, offset=offset))
+            offset += requests
+    return {"url": url, "server": ready.json().get("model"), "texts": source, "levels": levels}
+
+
+def loadtest(url: str, *, concurrency: list[int], requests: int, texts_per_request: int = 1,
+             json_out: Path | None = None, ready_timeout: float = 30.0) -> dict:
+    """Run each concurrency level in turn against a running `roberta-infer serve`; returns (and writes) the summary."""
+    import json
+
+    from .runtime import machine
+
+    url = check_loopback(url)
+    if not concurrency or min(concurrency) <= 0 or requests <= 0 or texts_per_request <= 0:
+        raise RobertaInferError("--concurrency levels, --requests and --texts-per-request must be positive")
+    load_before = os.getloadavg()
+    summary = asyncio.run(_loadtest(url, concurrency, requests, texts_per_request, ready_timeout))
+    summary["machine"] = {**machine(), "load_average_before": list(load_before)}
+    if json_out is not None:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summary_table(summary: dict) -> Table:
+    """One row per concurrency level."""
+    table = Table(title=f"loadtest {summary['url']} ({summary['texts']})")
+    for column in ("clients", "requests", "errors", "req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
+                   "batch sizes", "server RSS MB"):
+        table.add_column(column, justify="left" if column == "batch sizes" else "right")
+    for level in summary["levels"]:
+        latency = level["latency_ms"]
+        table.add_row(str(level["concurrency"]), str(level["requests"]), str(level["errors"]),
+                      f"{level['requests_per_s']:.1f}", f"{level['texts_per_s']:.1f}", f"{latency['p50']:.1f}",
+                      f"{latency['p95']:.1f}", f"{latency['p99']:.1f}", f"{level['mean_batch_size']:.1f}",
+                      " ".join(f"{k}:{v}" for k, v in level["batch_sizes"].items()),
+                      "" if level["server_rss_mb"] is None else f"{level['server_rss_mb']:.0f}")
+    return table

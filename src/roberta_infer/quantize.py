@@ -1,0 +1,119 @@
+"""int8 bundles: ONNX Runtime dynamic quantization of a fused bundle, refused unless SST-2 dev accuracy holds.
+
+Dynamic quantization stores MatMul/Attention weights as int8 and quantizes activations per call, so it needs
+no calibration data; the fused graph is quantized (fused Attention becomes QAttention), which runs faster
+than quantizing the raw export. The gate compares fp32 and int8 on SST-2 dev, tokenised by the bundle itself,
+and writes nothing when accuracy drops by more than the allowed percentage points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from .bundle import load_bundle
+from .data import read_sst2, sha256_file, sst2_file
+from .errors import RobertaInferError
+from .evaluate import accuracy
+from .predict import classify
+from .prepare import label_indices
+
+WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """How weights are quantized. Activations are always uint8 (ONNX Runtime's dynamic scheme).
+
+    int8 weights with uint8 activations (u8s8) can saturate 16-bit intermediate sums on AVX2 CPUs without VNNI;
+    `reduce_range` (7-bit weights) avoids that, `per_channel` recovers the precision 7 bits lose, and uint8
+    weights (u8u8) avoid it differently.
+    """
+
+    weight_type: str = "int8"
+    per_channel: bool = True
+    reduce_range: bool = True
+    op_types: tuple[str, ...] = ("MatMul", "Attention")
+
+
+def quantize_onnx(src: Path, dst: Path, settings: QuantSettings) -> None:
+    """Write the dynamically quantized `src` to `dst` (weights inside, one file)."""
+    if settings.weight_type not in WEIGHT_TYPES:
+        raise RobertaInferError(f"unknown weight type {settings.weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to run shape pre-processing does not apply to fused contrib ops
+    try:
+        # Fused ops (Attention, SkipLayerNormalization) are outside ONNX shape inference: their outputs are float.
+        quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
+                         reduce_range=settings.reduce_range, weight_type=WEIGHT_TYPES[settings.weight_type],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
+
+
+def quantize_bundle(bundle: Path, out: Path, *, data: Path | None = None, max_accuracy_drop: float = 0.3,
+                    settings: QuantSettings = QuantSettings(), threads: int | None = None, progress=print) -> dict:
+    """Quantize `bundle` into the bundle `out` if SST-2 dev accuracy drops by at most `max_accuracy_drop` points.
+
+    Returns the new manifest; raises (having written nothing) when the gate fails.
+    """
+    bundle, out = Path(bundle), Path(out)
+    if out.resolve() == bundle.resolve():
+        raise RobertaInferError("--out must differ from --model: the fp32 bundle is kept")
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
+    fp32 = load_bundle(bundle, threads=threads)
+    if "quantization" in fp32.manifest:
+        raise RobertaInferError(f"{bundle} is already quantized ({fp32.manifest['quantization']['weight_type']})")
+    split = read_sst2(sst2_file(data, "dev"))
+    gold = label_indices(split.labels, fp32.class_names)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        tmp = Path(tmp)
+        for path in bundle.iterdir():
+            if path.is_file() and path.name not in ("model.onnx", "manifest.json"):
+                shutil.copy2(path, tmp / path.name)
+        progress(f"quantizing {', '.join(settings.op_types)} weights to {settings.weight_type} "
+                 f"(per-channel {settings.per_channel}, reduce-range {settings.reduce_range})")
+        quantize_onnx(bundle / "model.onnx", tmp / "model.onnx", settings)
+        manifest = {**fp32.manifest, "model_sha256": sha256_file(tmp / "model.onnx"),
+                    "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", **asdict(settings),
+                                     "fp32_model_sha256": fp32.manifest["model_sha256"]}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        int8 = load_bundle(tmp, threads=threads)
+        progress(f"gate: SST-2 dev ({len(split.sentences)} sentences) on fp32 and int8")
+        logits, seconds = {}, {}
+        for name, model in (("fp32", fp32), ("int8", int8)):
+            start = time.perf_counter()
+            logits[name] = classify(model, split.sentences)
+            seconds[name] = time.perf_counter() - start
+        scores = {name: accuracy(logits[name], fp32.class_names, gold, fp32.class_names)["accuracy"] for name in logits}
+        drop = 100 * (scores["fp32"] - scores["int8"])
+        manifest["quantization"]["gate"] = {
+            "data": {"path": str(split.path), "sha256": sha256_file(split.path), "samples": len(gold)},
+            "label_agreement": float(np.mean(logits["fp32"].argmax(1) == logits["int8"].argmax(1))),
+            "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"], "accuracy_drop_pp": drop,
+            "max_accuracy_drop_pp": max_accuracy_drop, "max_abs_logit_diff": float(np.abs(logits["fp32"] - logits["int8"]).max()),
+            "seconds_fp32": seconds["fp32"], "seconds_int8": seconds["int8"], "threads": int8.threads,
+        }
+        gate = manifest["quantization"]["gate"]
+        progress(f"label agreement {100 * gate['label_agreement']:.2f} %, accuracy fp32 {100 * scores['fp32']:.2f} % → "
+                 f"int8 {100 * scores['int8']:.2f} % ({-drop:+.2f} pp), dev time {seconds['fp32']:.2f} s → {seconds['int8']:.2f} s")
+        if drop > max_accuracy_drop:
+            raise RobertaInferError(f"int8 loses {drop:.2f} accuracy points on SST-2 dev ({100 * scores['fp32']:.2f} % → "
+                                    f"{100 * scores['int8']:.2f} %, label agreement {100 * gate['label_agreement']:.2f} %), "
+                                    f"more than --max-accuracy-drop {max_accuracy_drop:g}: nothing written")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(tmp, out)
+    return manifest

@@ -1,0 +1,360 @@
+"""Train a RoBERTa SST-2 classifier on CPU: from scratch (the project's default model) or fine-tuned from `--init`.
+
+From scratch the vocabulary is the GPT-2 BPE tokens seen in the training rows, stored as a GPT-2-id → model-id
+map (`id_map.npy`), so the model ships without tokenizer files. A space-prefixed token (`Ġgood`) and its bare
+form (`good`) share one id: SST-2's phrase rows start with a bare word, sentences mostly use the prefixed one,
+and sharing lets the phrase labels teach the words the sentences use.
+
+Model selection uses a held-out slice of train, never dev. SST-2 train is every labelled phrase of each parse
+tree, so phrases overlap: the slice is whole trees (a sentence = a row no other row contains) with every phrase
+found only inside held-out sentences. A phrase that also occurs in a training sentence stays in training, as
+phrases shared between SST-2 train and dev do. Accuracy is measured on the held-out sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import RobertaConfig, RobertaForMaskedLM, RobertaForSequenceClassification
+from transformers.utils import logging as hf_logging
+
+from .checkpoint import RobertaClassifier, load_classifier
+from .data import bpe_dir as gpt2_bpe_dir
+from .data import read_sst2, sha256_file, sst2_file
+from .errors import RobertaInferError
+from .predict import classify
+from .prepare import label_indices
+from .tokenise import TextEncoder, bpe_tokenizer, pad_to
+
+CLASS_NAMES = ["negative", "positive"]
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "id_map.npy", "special_ids.json",
+               "training.json")
+
+
+def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
+          layers: int = 3, hidden: int = 192, heads: int = 4, ffn: int = 768, max_len: int = 128, epochs: int = 8,
+          batch_size: int = 32, lr: float = 1e-3, seed: int = 1, dropout: float = 0.1, weight_decay: float = 0.01,
+          label_smoothing: float = 0.0, token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0, average: int = 1,
+          holdout: float = 0.05, holdout_seed: int = 0, max_train_rows: int | None = None, threads: int | None = None,
+          show_progress: bool = True) -> dict:
+    """Train, keep the held-out-best of the epoch checkpoints (and the mean of the last `average`), write `out`.
+
+    `data` is an SST-2 folder (its train.tsv is used; None: $ROBERTA_INFER_DATA or ./data) or a labelled GLUE TSV. With `init` the model, vocabulary and
+    tokenizer are that checkpoint's and the shape arguments are ignored. The held-out slice depends on `holdout_seed`
+    only, so runs with different `seed`s are scored on the same sentences. Returns what `training.json` records.
+    """
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    _check_args(layers=layers, hidden=hidden, heads=heads, ffn=ffn, max_len=max_len, epochs=epochs, batch_size=batch_size,
+                lr=lr, dropout=dropout, label_smoothing=label_smoothing, token_dropout=token_dropout, warmup=warmup, mlm_steps=mlm_steps,
+                average=average, holdout=holdout, max_train_rows=max_train_rows, threads=threads)
+    if init is not None and mlm_steps:
+        raise RobertaInferError("--mlm-steps is for training from scratch: an --init model is already trained")
+    tsv = Path(data) if data is not None and Path(data).is_file() else sst2_file(data, "train")
+    split = read_sst2(tsv)
+    if split.labels is None:
+        raise RobertaInferError(f"{tsv} has no label column (is it the unlabelled test split?): training needs sentence<TAB>label")
+    texts, raw_labels = split.sentences[:max_train_rows], split.labels[:max_train_rows]
+    if not texts:
+        raise RobertaInferError(f"no training rows: {tsv} has a header but no labelled rows")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train_rows, heldout_rows, train_sentences = split_by_sentence(texts, holdout, np.random.default_rng(holdout_seed))
+    if not train_rows:
+        raise RobertaInferError(f"no training rows: {tsv} has only {len(texts)} rows, all held out ({holdout:.0%} of the sentences)")
+
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if init is None:
+            encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir)
+            config = RobertaConfig(
+                vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=ffn, hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                max_position_embeddings=max_len + encoder.pad + 1, type_vocab_size=1, layer_norm_eps=1e-5,
+                pad_token_id=encoder.pad, bos_token_id=encoder.bos, eos_token_id=encoder.eos, num_labels=len(CLASS_NAMES),
+                id2label=dict(enumerate(CLASS_NAMES)), label2id={n: i for i, n in enumerate(CLASS_NAMES)},
+            )
+            config._attn_implementation = "eager"
+            model = RobertaForSequenceClassification(config)
+            classifier = RobertaClassifier(model, encoder, list(CLASS_NAMES), {"kind": "scratch"})
+        else:
+            classifier = load_classifier(init, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
+            classifier.model.float()
+        labels = label_indices(raw_labels, classifier.class_names)
+        max_len = min(max_len, classifier.max_tokens)
+        rows = [r if len(r) <= max_len else [*r[: max_len - 1], classifier.encoder.eos] for r in classifier.encoder.encode(texts)]
+        console = Console(stderr=True)
+        mlm_loss = None
+        if mlm_steps:
+            mlm_loss = mlm_warmup(classifier, [rows[i] for i in train_sentences], steps=mlm_steps, batch_size=batch_size, lr=lr,
+                                  warmup=warmup, weight_decay=weight_decay, rng=rng, console=console, show_progress=show_progress)
+        history, chosen = fit(classifier, rows, labels, texts, train_rows, heldout_rows, epochs=epochs,
+                              batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                              label_smoothing=label_smoothing, token_dropout=token_dropout, average=average, rng=rng, console=console,
+                              show_progress=show_progress)
+
+    model = classifier.model.eval()
+    record = {
+        "format": "roberta-infer/training/1",
+        "args": {"data": None if data is None else str(data), "init": None if init is None else str(init), "fairseq_data": None if fairseq_data is None else str(fairseq_data),
+                 "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
+                 "heads": model.config.num_attention_heads, "ffn": model.config.intermediate_size, "max_len": max_len,
+                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "weight_decay": weight_decay,
+                 "label_smoothing": label_smoothing, "token_dropout": token_dropout, "warmup": warmup, "mlm_steps": mlm_steps, "average": average,
+                 "holdout": holdout, "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
+        "seed": seed,
+        "data": {"path": str(tsv), "sha256": sha256_file(tsv), "rows": len(texts), "train_rows": len(train_rows),
+                 "heldout_sentences": len(heldout_rows),
+                 "heldout": "whole parse trees: a seeded share of the sentences (rows no other row contains) and the "
+                            "phrases that occur only inside them; accuracy is over the held-out sentences"},
+        "model": {"vocab_size": model.config.vocab_size, "parameters": sum(p.numel() for p in model.parameters())},
+        "mlm_final_loss": mlm_loss,
+        "epochs": history,
+        "chosen": chosen,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "machine": {"cpu": cpu_name(), "load_average_1min": [load_before, os.getloadavg()[0]], "torch": torch.__version__},
+    }
+    save_model(classifier, Path(out), record)
+    return record
+
+
+def _check_args(**args) -> None:
+    """Reject nonsense before any work, each with the argument's command-line name."""
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    for name in ("layers", "hidden", "heads", "ffn", "epochs", "batch_size", "average"):
+        if args[name] < 1:
+            raise RobertaInferError(f"{flag(name)} must be at least 1, got {args[name]}")
+    for name in ("max_train_rows", "threads"):
+        if args[name] is not None and args[name] < 1:
+            raise RobertaInferError(f"{flag(name)} must be at least 1, got {args[name]}")
+    if args["hidden"] % args["heads"]:
+        raise RobertaInferError(f"--hidden {args['hidden']} is not divisible by --heads {args['heads']}")
+    if args["max_len"] < 3:
+        raise RobertaInferError(f"--max-len {args['max_len']} is too small: <s>, one token and </s> need 3")
+    if not args["lr"] > 0:
+        raise RobertaInferError(f"--lr must be positive, got {args['lr']}")
+    if args["mlm_steps"] < 0:
+        raise RobertaInferError(f"--mlm-steps must be 0 or more, got {args['mlm_steps']}")
+    for name in ("dropout", "label_smoothing", "token_dropout", "warmup"):
+        if not 0 <= args[name] < 1:
+            raise RobertaInferError(f"{flag(name)} must be in [0, 1), got {args[name]}")
+    if not 0 < args["holdout"] < 1:
+        raise RobertaInferError(f"--holdout must be in (0, 1), got {args['holdout']}")
+
+
+def split_by_sentence(texts: list[str], fraction: float,
+                      rng: np.random.Generator) -> tuple[list[int], list[int], list[int]]:
+    """(training rows, held-out sentences, training sentences): whole trees are held out, so no held-out sentence
+    is inside a training row.
+
+    A sentence is a row that no longer row contains (as a run of words). Rows inside any training sentence train;
+    rows found only inside held-out sentences are dropped from training, and the held-out sentences are scored.
+    """
+    words = [t.split() for t in texts]
+    spans: set[str] = set()
+    sentences = []
+    for i in sorted(range(len(texts)), key=lambda i: (-len(words[i]), i)):
+        if " ".join(words[i]) in spans:
+            continue
+        sentences.append(i)
+        spans.update(" ".join(words[i][a:b]) for a in range(len(words[i])) for b in range(a + 1, len(words[i]) + 1))
+    sentences.sort()
+    held = set(rng.choice(sentences, size=max(1, round(fraction * len(sentences))), replace=False).tolist())
+    kept = {" ".join(words[i][a:b]) for i in sentences if i not in held
+            for a in range(len(words[i])) for b in range(a + 1, len(words[i]) + 1)}
+    train_rows = [i for i in range(len(texts)) if " ".join(words[i]) in kept]
+    return train_rows, sorted(held), [i for i in sentences if i not in held]
+
+
+def build_vocabulary(texts: list[str], bpe_dir: Path | None) -> tuple[TextEncoder, int]:
+    """GPT-2 tokens seen in `texts`, most frequent first after the specials; `Ġx` and `x` share an id, unseen → `<unk>`."""
+    found = gpt2_bpe_dir(bpe_dir)
+    tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
+    counts = Counter(tokenizer.id_to_token(i).removeprefix("Ġ")
+                     for enc in tokenizer.encode_batch(texts, add_special_tokens=False) for i in enc.ids)
+    compact = {word: len(SPECIALS) + n for n, (word, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+    unk = SPECIALS.index("<unk>")
+    id_map = np.full(tokenizer.get_vocab_size(), unk, dtype=np.int64)
+    for token, gpt2_id in tokenizer.get_vocab().items():
+        id_map[gpt2_id] = compact.get(token.removeprefix("Ġ"), unk)
+    encoder = TextEncoder(tokenizer, id_map, bos=SPECIALS.index("<s>"), pad=SPECIALS.index("<pad>"),
+                          eos=SPECIALS.index("</s>"), unk=unk)
+    return encoder, len(SPECIALS) + len(compact)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length (sorted within shuffled pools of 64 batches), so padding costs little."""
+    order = rng.permutation(len(lengths))
+    pool = batch_size * 64
+    batches = []
+    for start in range(0, len(order), pool):
+        part = order[start : start + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def optimizer_and_schedule(model: torch.nn.Module, *, lr: float, weight_decay: float, warmup: float,
+                           steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW as RoBERTa (β₂ 0.98, no decay on biases and LayerNorms), linear warm-up then linear decay to 0."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    ramp = max(1, int(warmup * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / ramp, max(0.0, (steps - step) / max(1, steps - ramp))))
+    return optimizer, schedule
+
+
+def _progress(console: Console, show: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("held-out {task.fields[acc]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show)
+
+
+def mlm_warmup(classifier: RobertaClassifier, rows: list[list[int]], *, steps: int, batch_size: int, lr: float, warmup: float,
+               weight_decay: float, rng: np.random.Generator, console: Console, show_progress: bool) -> float:
+    """Masked-LM pre-training of the encoder on the training sentences (BERT's 15 %, 80/10/10); returns the last loss."""
+    model = classifier.model
+    mlm = RobertaForMaskedLM(model.config)
+    mlm.roberta.load_state_dict(model.roberta.state_dict())
+    mlm.train()
+    enc = classifier.encoder
+    optimizer, schedule = optimizer_and_schedule(mlm, lr=lr, weight_decay=weight_decay, warmup=warmup, steps=steps)
+    lengths = np.array([len(r) for r in rows])
+    batches: list[np.ndarray] = []
+    loss_value = float("nan")
+    with _progress(console, show_progress) as progress:
+        task = progress.add_task("masked LM", total=steps, loss="-", acc="-")
+        for step in range(steps):
+            if not batches:
+                batches = length_batches(lengths, batch_size, rng)
+            batch = [rows[i] for i in batches.pop()]
+            ids, _ = pad_to(batch, max(len(r) for r in batch), pad=enc.pad, eos=enc.eos)
+            chosen = real_tokens(ids, enc) & (rng.random(ids.shape) < 0.15)
+            if not chosen.any():
+                continue
+            draw = rng.random(ids.shape)
+            inputs = np.where(chosen & (draw < 0.8), SPECIALS.index("<mask>"), ids)
+            inputs = np.where(chosen & (draw >= 0.9), rng.integers(len(SPECIALS), model.config.vocab_size, ids.shape), inputs)
+            states = mlm.roberta(input_ids=torch.from_numpy(inputs), attention_mask=torch.from_numpy(ids != enc.pad).long())[0]
+            where = torch.from_numpy(chosen)  # the vocabulary projection only where it is scored: most of the cost
+            loss = torch.nn.functional.cross_entropy(mlm.lm_head(states[where]), torch.from_numpy(ids[chosen]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(mlm.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            loss_value = loss.item()
+            progress.update(task, advance=1, loss=f"{loss_value:.3f}")
+    model.roberta.load_state_dict(mlm.roberta.state_dict())
+    return round(loss_value, 4)
+
+
+def real_tokens(ids: np.ndarray, encoder: TextEncoder) -> np.ndarray:
+    """Where `ids` holds text tokens rather than `<s>`, `</s>` or padding."""
+    return (ids != encoder.pad) & (ids != encoder.bos) & (ids != encoder.eos)
+
+
+def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray, texts: list[str], train_rows: list[int],
+        heldout_rows: list[int], *, epochs: int, batch_size: int, lr: float, weight_decay: float, warmup: float,
+        label_smoothing: float, token_dropout: float, average: int, rng: np.random.Generator, console: Console,
+        show_progress: bool) -> tuple[list[dict], str]:
+    """Fine-tune on `train_rows`, score the held-out sentences after each epoch; load the best candidate weights.
+
+    Candidates are each epoch's weights and, with `average` > 1, the mean of the last `average` epochs'.
+    Returns the per-epoch history and which candidate was kept.
+    """
+    model, enc = classifier.model, classifier.encoder
+    lengths = np.array([len(rows[i]) for i in train_rows])
+    steps_per_epoch = math.ceil(len(train_rows) / batch_size)
+    optimizer, schedule = optimizer_and_schedule(model, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                                                 steps=epochs * steps_per_epoch)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    held_texts, held_labels = [texts[i] for i in heldout_rows], labels[heldout_rows]
+
+    def heldout_accuracy() -> float:
+        model.eval()
+        predicted = classify(classifier, held_texts, batch_size=128).argmax(axis=1)
+        return float((predicted == held_labels).mean())
+
+    history: list[dict] = []
+    snapshots: list[dict[str, torch.Tensor]] = []
+    best: tuple[float, str, dict[str, torch.Tensor]] = (-1.0, "", {})
+    with _progress(console, show_progress) as progress:
+        task = progress.add_task("fine-tune" if classifier.source.get("kind") != "scratch" else "train",
+                                 total=epochs * steps_per_epoch, loss="-", acc="-")
+        for epoch in range(1, epochs + 1):
+            model.train()
+            total, count = 0.0, 0
+            for index in length_batches(lengths, batch_size, rng):
+                batch = [rows[train_rows[i]] for i in index]
+                ids, _ = pad_to(batch, max(len(r) for r in batch), pad=enc.pad, eos=enc.eos)
+                ids[real_tokens(ids, enc) & (rng.random(ids.shape) < token_dropout)] = enc.unk
+                x = torch.from_numpy(ids)
+                logits = model(input_ids=x, attention_mask=(x != enc.pad).long()).logits
+                loss = loss_fn(logits, torch.from_numpy(labels[[train_rows[i] for i in index]]))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                total, count = total + loss.item() * len(index), count + len(index)
+                progress.update(task, advance=1, loss=f"{total / count:.3f}")
+            accuracy = heldout_accuracy()
+            history.append({"epoch": epoch, "train_loss": round(total / count, 4), "heldout_accuracy": round(accuracy, 4)})
+            progress.update(task, acc=f"{100 * accuracy:.2f} %")
+            if show_progress:
+                progress.console.print(f"epoch {epoch}/{epochs}: loss {total / count:.4f}, held-out accuracy {100 * accuracy:.2f} %",
+                                       highlight=False)
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            snapshots = [*snapshots, state][-average:]
+            if accuracy >= best[0]:  # ties go to the later, longer-trained epoch
+                best = (accuracy, f"epoch {epoch}", state)
+    if average > 1 and len(snapshots) == average:
+        model.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype) for k, v in snapshots[-1].items()})
+        accuracy = heldout_accuracy()
+        history.append({"average_of_epochs": [epochs - average + 1, epochs], "heldout_accuracy": round(accuracy, 4)})
+        if show_progress:
+            console.print(f"mean of the last {average} epochs: held-out accuracy {100 * accuracy:.2f} %", highlight=False)
+        if accuracy >= best[0]:
+            return history, f"mean of epochs {epochs - average + 1}-{epochs}"
+    model.load_state_dict(best[2])
+    return history, best[1]
+
+
+def save_model(classifier: RobertaClassifier, out: Path, record: dict) -> None:
+    """An HF folder `load_classifier` reads: config, float32 safetensors, tokenizer (id map or own BPE), training.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:  # a previous model's files would otherwise mix with this one's
+        (out / name).unlink(missing_ok=True)
+    hf_logging.disable_progress_bar()
+    classifier.model.float().save_pretrained(out)
+    classifier.encoder.save(out, include_bpe=classifier.encoder.id_map is None)
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, for the record of where training time was measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

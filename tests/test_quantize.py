@@ -1,0 +1,71 @@
+"""quantize: an int8 bundle that every command accepts, and a gate that refuses (writing nothing) a bundle that loses accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from roberta_infer.bundle import build_bundle, load_bundle
+from roberta_infer.checkpoint import load_classifier
+from roberta_infer.cli import main
+from roberta_infer.data import read_sst2, sha256_file
+from roberta_infer.errors import RobertaInferError
+from roberta_infer.predict import classify, predict
+from roberta_infer.quantize import quantize_bundle
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tmp_path_factory, hf_model):
+    out = tmp_path_factory.mktemp("quantize") / "fp32"
+    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(fp32_bundle, shared_data):
+    # A random model's accuracy is chance: the gate is opened wide here and tested for refusal below.
+    quantize_bundle(fp32_bundle, fp32_bundle.parent / "int8", data=shared_data, max_accuracy_drop=100, progress=lambda _: None)
+    return fp32_bundle.parent / "int8"
+
+
+def test_int8_bundle_is_a_normal_bundle(int8_bundle, fp32_bundle, hf_model, shared_data, tmp_path):
+    manifest = json.loads((int8_bundle / "manifest.json").read_text())
+    q = manifest["quantization"]
+    assert manifest["model_sha256"] == sha256_file(int8_bundle / "model.onnx") != q["fp32_model_sha256"]
+    assert q["fp32_model_sha256"] == json.loads((fp32_bundle / "manifest.json").read_text())["model_sha256"]
+    assert {"weight_type", "per_channel", "reduce_range", "op_types"} <= set(q)
+    gate = q["gate"]
+    assert gate["data"]["samples"] == 872 and 0.5 < gate["label_agreement"] <= 1
+    assert gate["accuracy_drop_pp"] == pytest.approx(100 * (gate["accuracy_fp32"] - gate["accuracy_int8"]))
+    assert (int8_bundle / "model.onnx").stat().st_size < (fp32_bundle / "model.onnx").stat().st_size
+    int8, fp32 = load_bundle(int8_bundle), load_bundle(fp32_bundle)
+    texts = read_sst2(shared_data / "SST-2" / "dev.tsv").sentences[:50]
+    assert np.abs(classify(int8, texts) - classify(fp32, texts)).max() < 0.5, "close to fp32, not equal"
+    assert len(predict(int8, texts)) == 50
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "64", "--out", str(tmp_path / "p")]) == 0
+    assert main(["infer", "--model", str(int8_bundle), "--input", str(tmp_path / "p"), "--out", str(tmp_path / "r"),
+                 "--batch-size", "32"]) == 0
+
+
+def test_gate_refuses_a_bundle_that_loses_accuracy(fp32_bundle, shared_data, tmp_path, capsys):
+    # A dev set labelled with the fp32 model's own predictions: fp32 scores 100 %, so every label int8 flips is lost accuracy.
+    sentences = read_sst2(shared_data / "SST-2" / "dev.tsv").sentences
+    predicted = classify(load_bundle(fp32_bundle), sentences).argmax(1)  # classes negative, positive = SST-2's 0, 1
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{p}\n" for s, p in zip(sentences, predicted)))
+    out = tmp_path / "int8"
+    assert main(["quantize", "--model", str(fp32_bundle), "--out", str(out), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "accuracy points on SST-2 dev (100.00 % →" in err and "more than --max-accuracy-drop 0.3: nothing written" in err
+    assert not out.exists()
+    gate = quantize_bundle(fp32_bundle, out, data=tmp_path / "data", max_accuracy_drop=100, progress=lambda _: None)["quantization"]["gate"]
+    assert gate["accuracy_fp32"] == 1 and gate["accuracy_int8"] == gate["label_agreement"] < 0.997, "the refused loss is real"
+
+
+def test_bad_quantize_requests(fp32_bundle, int8_bundle, shared_data, tmp_path):
+    with pytest.raises(RobertaInferError, match="already quantized"):
+        quantize_bundle(int8_bundle, tmp_path / "again", data=shared_data, progress=lambda _: None)
+    with pytest.raises(RobertaInferError, match="must differ"):
+        quantize_bundle(fp32_bundle, fp32_bundle, data=shared_data, progress=lambda _: None)

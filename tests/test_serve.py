@@ -1,0 +1,283 @@
+"""serve: a real server on loopback and real HTTP — results equal `predict`, texts of concurrent requests share
+model calls and come back to their own request, bad input gets its 4xx, overload its 503, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from roberta_infer import default
+from roberta_infer.bundle import load_bundle
+from roberta_infer.cli import build_parser
+from roberta_infer.data import sha256_file
+from roberta_infer.errors import RobertaInferError
+from roberta_infer.loadtest import server_metrics
+from roberta_infer.predict import classify, predict
+from roberta_infer.runtime import OnnxClassifier
+from roberta_infer.serve import Limits, create_app, listen
+
+TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+         "it 's not a bad film , but it is n't a good one either .", " ".join(["word"] * 100)]  # the last is truncated
+
+
+def cached_bundle(hf_model: Path, cache: Path) -> Path:
+    """The tiny model served as the default one: exported into `cache` on first use, found there afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(default, "DEFAULT_MODEL", hf_model)
+        mp.setenv("ROBERTA_INFER_CACHE", str(cache))
+        return default.default_bundle(progress=lambda _: None)
+
+
+@contextmanager
+def running(load: Callable[[], OnnxClassifier], limits: Limits = Limits()) -> Iterator[str]:
+    """uvicorn in a background thread on a free loopback port; yields its base URL once it accepts connections."""
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(load, limits), lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{url}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "server never became ready"
+        time.sleep(0.05)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, hf_model) -> Path:
+    return cached_bundle(hf_model, tmp_path_factory.getbasetemp() / "bundle-cache")
+
+
+@pytest.fixture(scope="module")
+def url(bundle) -> Iterator[str]:
+    with running(lambda: load_bundle(bundle, threads=1)) as base:
+        wait_ready(base)
+        yield base
+
+
+def test_default_model_is_exported_once_into_the_cache(bundle, hf_model, tmp_path_factory):
+    assert bundle.parent == tmp_path_factory.getbasetemp() / "bundle-cache"
+    assert bundle.name == sha256_file(hf_model / "model.safetensors")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(default, "DEFAULT_MODEL", hf_model)
+        mp.setenv("ROBERTA_INFER_CACHE", str(bundle.parent))
+        assert default.default_bundle(progress=lambda m: pytest.fail(f"exported again: {m}")) == bundle
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(default, "DEFAULT_MODEL", tmp_path / "default_model")
+    with pytest.raises(RobertaInferError, match="default model is missing.*pass --model"):
+        default.default_model_dir()
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_results_equal_predict(url, bundle):
+    expected = predict(load_bundle(bundle, threads=1), TEXTS)
+    response = httpx.post(f"{url}/v1/classify", json={"texts": TEXTS})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == len(TEXTS)
+    for got, want in zip(results, expected):
+        assert got["label"] == want["label"]
+        assert np.abs(np.array(got["logits"]) - want["logits"]).max() < 1e-4
+        assert got["score"] == pytest.approx(softmax(np.array(want["logits"])).max(), abs=1e-5)
+    single = httpx.post(f"{url}/v1/classify", json={"text": TEXTS[0]}).json()
+    assert len(single["results"]) == 1 and single["results"][0]["label"] == expected[0]["label"]
+
+
+def test_concurrent_clients_share_batches_and_get_their_own_results(url, bundle):
+    requests, clients = 320, 64
+    texts = [[f"review {i} : {TEXTS[i % 4]}", f"{'very ' * (i % 7)}good , said number {i}"] for i in range(requests)]
+    expected = classify(load_bundle(bundle, threads=1), [t for pair in texts for t in pair]).reshape(requests, 2, -1)
+    before = server_metrics(httpx.get(f"{url}/metrics").text)
+    answers: dict[int, httpx.Response] = {}
+
+    async def client(queue: list[int], http: httpx.AsyncClient) -> None:
+        while queue:
+            i = queue.pop()
+            answers[i] = await http.post(f"{url}/v1/classify", json={"texts": texts[i]})
+
+    async def main() -> None:
+        queue = list(range(requests))
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=60) as http:
+            await asyncio.gather(*(client(queue, http) for _ in range(clients)))
+
+    asyncio.run(main())
+    assert sorted(answers) == list(range(requests))
+    assert [i for i, r in answers.items() if r.status_code != 200] == []
+    for i, response in answers.items():
+        got = np.array([r["logits"] for r in response.json()["results"]])
+        assert np.abs(got - expected[i]).max() < 1e-4, f"request {i} got another request's results"
+    after = server_metrics(httpx.get(f"{url}/metrics").text)
+    batches = after["count"] - before["count"]
+    single = after["buckets"][1.0] - before["buckets"].get(1.0, 0)
+    assert after["sum"] - before["sum"] == 2 * requests
+    assert batches - single > 0 and batches < requests, "texts of different requests shared model calls"
+
+
+BAD = [
+    (b'{"texts": ["ok"', 400, "not valid JSON"),
+    (b'{"text": "caf\xe9"}', 400, "not UTF-8"),
+    (b"[1, 2]", 422, "is an array, not an object"),
+    (b'{"texts": "one"}', 422, '"texts" is a string, not an array'),
+    (b'{"texts": ["ok", 3]}', 422, '"texts"[1] is a number, not a string'),
+    (b'{"text": null}', 422, '"text" is null, not a string'),
+    (b'{"texts": []}', 422, '"texts" is empty'),
+    (b'{"texts": ["a"], "text": "b"}', 422, 'both "texts" and "text"'),
+    (b'{"sentences": ["a"]}', 422, 'unknown field "sentences"'),
+    (b'{"text": "\\ud800"}', 422, "not valid Unicode"),
+    (json.dumps({"texts": ["a"] * 257}).encode(), 413, '"texts" has 257 texts; the limit is 256'),
+    (json.dumps({"texts": ["ok", "x" * 10_001]}).encode(), 413, '"texts"[1] has 10001 characters; the limit is 10000'),
+]
+
+
+@pytest.mark.parametrize("body, status, message", BAD, ids=[m for _, _, m in BAD])
+def test_bad_input_gets_a_4xx_with_a_json_error(url, body, status, message):
+    response = httpx.post(f"{url}/v1/classify", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert httpx.post(f"{url}/v1/classify", json={"text": "still fine"}).status_code == 200
+
+
+def test_health_ready_metrics_openapi(url):
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200 and ready.json()["model"]["class_names"] == ["negative", "positive"]
+    metrics = httpx.get(f"{url}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    for name in ("roberta_infer_requests_total", "roberta_infer_errors_total", "roberta_infer_texts_total",
+                 "roberta_infer_batch_size_bucket", "roberta_infer_queue_seconds_bucket",
+                 "roberta_infer_inference_seconds_bucket", "process_resident_memory_bytes"):
+        assert name in metrics.text
+    spec = httpx.get(f"{url}/openapi.json").json()
+    operation = spec["paths"]["/v1/classify"]["post"]
+    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text"}
+    assert {"200", "400", "413", "422", "503"} <= set(operation["responses"])
+    missing = httpx.get(f"{url}/nowhere")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+
+
+def test_not_ready_then_overloaded(bundle):
+    """A slow model behind a 4-text queue: 503 while loading, then 503 + Retry-After for what does not fit."""
+    gate = threading.Event()
+
+    def slow_load() -> OnnxClassifier:
+        gate.wait(30)
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+        classifier.logits = lambda tokens: (time.sleep(0.2), logits(tokens))[1]
+        return classifier
+
+    limits = Limits(max_batch_size=2, max_wait_ms=1, max_texts_per_request=2, max_text_chars=20, max_queue=4)
+    with running(slow_load, limits) as base:
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        loading = httpx.post(f"{base}/v1/classify", json={"text": "early"})
+        assert loading.status_code == 503 and "loading" in loading.json()["error"] and loading.headers["retry-after"]
+        gate.set()
+        wait_ready(base)
+        too_big = httpx.post(f"{base}/v1/classify", content=b'{"text": "' + b" " * 2000 + b'"}')
+        assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                return await asyncio.gather(*(http.post(f"{base}/v1/classify", json={"texts": [f"t{i}", "u"]})
+                                              for i in range(12)))
+
+        responses = asyncio.run(burst())
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2  # a full queue holds two requests
+        for r in responses:
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "1" and "overloaded" in r.json()["error"]
+            else:
+                assert len(r.json()["results"]) == 2
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'roberta_infer_errors_total{reason="overloaded"}' in metrics
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
+    """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
+    slow = ("import sys, time\nfrom roberta_infer.runtime import OnnxClassifier\nrun = OnnxClassifier.run\n"
+            "OnnxClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
+            "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", slow, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
+                             "--max-batch-size", "4"], stderr=subprocess.PIPE, text=True)
+    try:
+        log = []
+        while not (match := re.search(r"serving on (http://\S+)", log[-1] if log else "")):
+            line = proc.stderr.readline()
+            assert line, "server exited early:\n" + "".join(log)
+            log.append(line)
+        base = match.group(1)
+        wait_ready(base)
+        results: dict[int, httpx.Response] = {}
+        senders = [threading.Thread(target=lambda i=i: results.__setitem__(
+            i, httpx.post(f"{base}/v1/classify", json={"texts": [f"text {i}", "more"]}, timeout=30))) for i in range(3)]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + 10
+        while "roberta_infer_requests_in_flight 3.0" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "requests never reached the server"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.4)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz")
+        for sender in senders:
+            sender.join(timeout=30)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rest = proc.communicate()[1]
+    assert [results[i].status_code for i in range(3)] == [200, 200, 200]
+    assert all(len(results[i].json()["results"]) == 2 for i in range(3))
+    assert "Shutting down" in rest and "Finished server process" in rest
+
+
+def test_cli_defaults_are_the_limits_and_bad_settings_are_refused():
+    args = build_parser().parse_args(["serve"])
+    assert Limits(args.max_batch_size, args.max_wait_ms, args.max_texts_per_request, args.max_text_chars,
+                  args.max_queue) == Limits()
+    with pytest.raises(RobertaInferError, match="--max-queue"):
+        Limits(max_queue=10).check()
+    with pytest.raises(RobertaInferError, match="--max-batch-size must be positive"):
+        Limits(max_batch_size=0).check()
+
+
+def test_a_busy_port_is_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RobertaInferError, match="cannot listen on 127.0.0.1"):
+            listen("127.0.0.1", taken.getsockname()[1])

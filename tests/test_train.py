@@ -1,0 +1,118 @@
+"""train: a tiny from-scratch run that learns, is reproducible, loads everywhere; fine-tuning from --init; bad inputs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, make_hf_model
+from safetensors.numpy import load_file
+
+from roberta_infer.checkpoint import load_classifier
+from roberta_infer.data import read_sst2, sha256_file
+from roberta_infer.errors import RobertaInferError
+from roberta_infer.predict import classify
+from roberta_infer.train import split_by_sentence, train
+
+TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "max_len": 16, "batch_size": 16, "lr": 3e-3, "threads": 1,
+        "holdout": 0.2, "show_progress": False}
+
+
+@pytest.fixture(scope="module")
+def short_rows(tmp_path_factory, shared_data) -> Path:
+    """300 + 300 SST-2 train rows of at most 5 of its 300 commonest words: learnable in seconds, chance easy to beat."""
+    split = read_sst2(shared_data / "SST-2" / "train.tsv")
+    common = {w for w, _ in Counter(w for s in split.sentences for w in s.split()).most_common(300)}
+    rows = [(s, y) for s, y in zip(split.sentences, split.labels) if len(s.split()) <= 5 and set(s.split()) <= common]
+    rows = [r for r in rows if r[1] == "0"][:300] + [r for r in rows if r[1] == "1"][:300]
+    path = tmp_path_factory.mktemp("data") / "short.tsv"
+    path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, short_rows) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    return out, train(short_rows, out, epochs=12, seed=3, **TINY)
+
+
+def test_tiny_run_learns_and_loads(tiny_model, short_rows):
+    out, record = tiny_model
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "id_map.npy", "special_ids.json", "training.json"}
+    assert json.loads((out / "training.json").read_text()) == record
+    classifier = load_classifier(out)
+    assert classifier.class_names == ["negative", "positive"] and classifier.model.config.num_hidden_layers == 1
+    # Re-score the held-out sentences through the saved model: the same figure training recorded, well above chance.
+    split = read_sst2(short_rows)
+    _, held, _ = split_by_sentence(split.sentences, TINY["holdout"], np.random.default_rng(0))
+    gold = np.array([int(split.labels[i]) for i in held])
+    predicted = classify(classifier, [split.sentences[i] for i in held]).argmax(axis=1)
+    accuracy = float((predicted == gold).mean())
+    chosen = [e for e in record["epochs"] if f"epoch {e['epoch']}" == record["chosen"]][0]
+    assert accuracy == pytest.approx(chosen["heldout_accuracy"], abs=1e-4)
+    assert len(held) >= 40 and accuracy >= 0.75 and accuracy > max(gold.mean(), 1 - gold.mean()) + 0.15
+    assert record["data"]["sha256"] == sha256_file(short_rows)
+
+
+def test_same_seed_same_weights(tiny_model, short_rows, tmp_path):
+    out, _ = tiny_model
+    first = load_file(out / "model.safetensors")
+    train(short_rows, tmp_path / "again", epochs=12, seed=3, **TINY)
+    again = load_file(tmp_path / "again" / "model.safetensors")
+    assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
+    train(short_rows, tmp_path / "other", epochs=2, seed=4, **TINY)
+    other = load_file(tmp_path / "other" / "model.safetensors")
+    assert not np.array_equal(first["classifier.out_proj.weight"], other["classifier.out_proj.weight"])
+
+
+def test_split_holds_out_whole_trees():
+    texts = ["a very good film", "very good", "good", "a dull , dull film", "dull", "film"]
+    split = split_by_sentence(texts, 0.5, np.random.default_rng(0))
+    # Only the maximal rows are sentences; a held-out sentence takes the phrases found nowhere else with it.
+    assert split in (([3, 4, 5], [0], [3]), ([0, 1, 2, 5], [3], [0]))
+
+
+def test_fine_tune_from_huggingface_keeps_its_tokenizer(tmp_path, shared_data, short_rows):
+    init = make_hf_model(tmp_path / "init", shared_data)
+    record = train(short_rows, tmp_path / "tuned", init=init, epochs=1, seed=0, **{**TINY, "layers": 7})
+    assert record["args"]["init"] == str(init) and record["args"]["layers"] == 2  # the shape is the init's
+    assert (tmp_path / "tuned" / "tokenizer.json").is_file() and not (tmp_path / "tuned" / "id_map.npy").exists()
+    before, after = load_classifier(init), load_classifier(tmp_path / "tuned")
+    texts = ["a gorgeous film", "utterly dull"]
+    assert after.encoder.encode(texts) == before.encoder.encode(texts)
+    assert not np.allclose(classify(before, texts), classify(after, texts))
+
+
+def test_fine_tune_from_fairseq_and_from_own_model(tmp_path, short_rows, tiny_model):
+    fairseq = FIXTURES / "fairseq" / "tiny"
+    train(short_rows, tmp_path / "fs", init=fairseq / "checkpoint.pt", fairseq_data=fairseq / "data", epochs=1, **TINY)
+    tuned = load_classifier(tmp_path / "fs")
+    assert tuned.class_names == load_classifier(fairseq / "checkpoint.pt", fairseq_data=fairseq / "data").class_names
+    assert (tmp_path / "fs" / "id_map.npy").is_file()
+    out, _ = tiny_model
+    train(short_rows, tmp_path / "own", init=out, epochs=1, **TINY)
+    assert np.array_equal(np.load(tmp_path / "own" / "id_map.npy"), np.load(out / "id_map.npy"))
+
+
+def test_bad_inputs(tmp_path, shared_data, short_rows):
+    args = {**TINY, "epochs": 1}
+    with pytest.raises(RobertaInferError, match="no label column"):
+        train(shared_data / "SST-2" / "test.tsv", tmp_path / "m", **args)
+    (tmp_path / "empty.tsv").write_text("sentence\tlabel\n")
+    with pytest.raises(RobertaInferError, match="no training rows"):
+        train(tmp_path / "empty.tsv", tmp_path / "m", **args)
+    (tmp_path / "one.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    with pytest.raises(RobertaInferError, match="no training rows"):
+        train(tmp_path / "one.tsv", tmp_path / "m", **args)
+    with pytest.raises(RobertaInferError, match="not divisible by --heads 3"):
+        train(short_rows, tmp_path / "m", **{**args, "heads": 3})
+    with pytest.raises(RobertaInferError, match="train.tsv not found"):
+        train(tmp_path, tmp_path / "m", **args)
+    with pytest.raises(RobertaInferError, match="not found"):
+        train(short_rows, tmp_path / "m", init=tmp_path / "missing", **args)
+    with pytest.raises(RobertaInferError, match="--epochs must be at least 1"):
+        train(short_rows, tmp_path / "m", **{**args, "epochs": 0})
+    assert not (tmp_path / "m").exists()
