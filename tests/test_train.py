@@ -12,6 +12,7 @@ from conftest import FIXTURES, make_hf_model
 from safetensors.numpy import load_file
 
 from roberta_infer.checkpoint import load_classifier
+from roberta_infer.cli import main
 from roberta_infer.data import read_sst2, sha256_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
@@ -116,3 +117,20 @@ def test_bad_inputs(tmp_path, shared_data, short_rows):
     with pytest.raises(RobertaInferError, match="--epochs must be at least 1"):
         train(short_rows, tmp_path / "m", **{**args, "epochs": 0})
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_min_count_and_mlm_warmup(tmp_path, short_rows, tiny_model, capsys):
+    """Through the command line: --min-count shrinks the vocabulary to a trained <unk>, --mlm-steps runs first."""
+    args = ["train", "--data", str(short_rows), "--out", str(tmp_path / "m"), "--layers", "1", "--hidden", "32",
+            "--heads", "2", "--ffn", "64", "--max-len", "16", "--epochs", "1", "--holdout", "0.2", "--threads", "1",
+            "--min-count", "3", "--mlm-steps", "5"]
+    assert main(args) == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert record["args"]["min_count"] == 3 and np.isfinite(record["mlm_final_loss"])
+    assert record["model"]["vocab_size"] < tiny_model[1]["model"]["vocab_size"]
+    id_map = np.load(tmp_path / "m" / "id_map.npy")
+    assert (id_map == 3).sum() > (np.load(tiny_model[0] / "id_map.npy") == 3).sum()
+    load_classifier(tmp_path / "m")
+    assert main([*args[:-2], "--min-count", "0"]) == 2
+    assert "--min-count must be at least 1" in capsys.readouterr().err

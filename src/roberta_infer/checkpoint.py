@@ -106,7 +106,7 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None) -> Roberta
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise RobertaInferError(f"cannot load {model_dir}: {str(e).splitlines()[0]}") from None
-    model.eval()
+    model.float().eval()  # weights stored in fp16 still run (and export) in fp32
     cfg = model.config
     if (model_dir / "special_ids.json").is_file():
         encoder = TextEncoder.load(model_dir, bpe_dir=bpe_dir)

@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("mlm-steps", int, 0, "masked-LM warm-up steps on the training sentences (from scratch only)"),
         ("average", int, 1, "average the last N epoch checkpoints as one more candidate"),
         ("holdout", float, 0.05, "share of train's sentences held out for model selection"),
+        ("holdout-seed", int, 0, "seed of the held-out slice alone, so runs with other --seed share it"),
+        ("min-count", int, 1, "tokens seen fewer times in training map to <unk>, so <unk> gets trained (from scratch)"),
         ("max-train-rows", int, None, "use only the first N rows (quick runs)"),
         ("threads", int, None, "PyTorch threads (default: PyTorch's)"),
     ):
@@ -505,6 +507,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, dropout=args.dropout,
                    weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, token_dropout=args.token_dropout,
                    mlm_steps=args.mlm_steps, average=args.average, holdout=args.holdout,
+                   holdout_seed=args.holdout_seed, min_count=args.min_count,
                    max_train_rows=args.max_train_rows, threads=args.threads, show_progress=sys.stderr.isatty())
     best = max(e["heldout_accuracy"] for e in record["epochs"])
     print(f"wrote {args.out} ({record['chosen']}, held-out accuracy {100 * best:.2f} %, {record['wall_time_s']} s)")

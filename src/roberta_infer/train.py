@@ -42,29 +42,33 @@ MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokeniz
                "training.json")
 
 
-def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
-          layers: int = 3, hidden: int = 192, heads: int = 4, ffn: int = 768, max_len: int = 128, epochs: int = 8,
-          batch_size: int = 32, lr: float = 1e-3, seed: int = 1, dropout: float = 0.1, weight_decay: float = 0.01,
-          label_smoothing: float = 0.0, token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0, average: int = 1,
+def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None,
+          bpe_dir: Path | None = None, layers: int = 2, hidden: int = 128, heads: int = 4, ffn: int = 512,
+          max_len: int = 128, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4, seed: int = 1,
+          dropout: float = 0.1, weight_decay: float = 0.01, min_count: int = 1, label_smoothing: float = 0.0,
+          token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0, average: int = 1,
           holdout: float = 0.05, holdout_seed: int = 0, max_train_rows: int | None = None, threads: int | None = None,
           show_progress: bool = True) -> dict:
     """Train, keep the held-out-best of the epoch checkpoints (and the mean of the last `average`), write `out`.
 
-    `data` is an SST-2 folder (its train.tsv is used; None: $ROBERTA_INFER_DATA or ./data) or a labelled GLUE TSV. With `init` the model, vocabulary and
-    tokenizer are that checkpoint's and the shape arguments are ignored. The held-out slice depends on `holdout_seed`
-    only, so runs with different `seed`s are scored on the same sentences. Returns what `training.json` records.
+    `data` is an SST-2 folder (its train.tsv; None: $ROBERTA_INFER_DATA or ./data) or a labelled GLUE TSV.
+    With `init` the model, vocabulary and tokenizer are that checkpoint's and the shape arguments are ignored.
+    The held-out slice depends on `holdout_seed` only, so runs with different `seed`s are scored on the same
+    sentences. The defaults are the shipped default model's recipe. Returns what `training.json` records.
     """
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     _check_args(layers=layers, hidden=hidden, heads=heads, ffn=ffn, max_len=max_len, epochs=epochs, batch_size=batch_size,
-                lr=lr, dropout=dropout, label_smoothing=label_smoothing, token_dropout=token_dropout, warmup=warmup, mlm_steps=mlm_steps,
-                average=average, holdout=holdout, max_train_rows=max_train_rows, threads=threads)
+                lr=lr, dropout=dropout, min_count=min_count, label_smoothing=label_smoothing, token_dropout=token_dropout,
+                warmup=warmup, mlm_steps=mlm_steps, average=average, holdout=holdout, max_train_rows=max_train_rows,
+                threads=threads)
     if init is not None and mlm_steps:
         raise RobertaInferError("--mlm-steps is for training from scratch: an --init model is already trained")
     tsv = Path(data) if data is not None and Path(data).is_file() else sst2_file(data, "train")
     split = read_sst2(tsv)
     if split.labels is None:
-        raise RobertaInferError(f"{tsv} has no label column (is it the unlabelled test split?): training needs sentence<TAB>label")
+        raise RobertaInferError(
+            f"{tsv} has no label column (is it the unlabelled test split?): training needs sentence<TAB>label")
     texts, raw_labels = split.sentences[:max_train_rows], split.labels[:max_train_rows]
     if not texts:
         raise RobertaInferError(f"no training rows: {tsv} has a header but no labelled rows")
@@ -72,13 +76,14 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         torch.set_num_threads(threads)
     train_rows, heldout_rows, train_sentences = split_by_sentence(texts, holdout, np.random.default_rng(holdout_seed))
     if not train_rows:
-        raise RobertaInferError(f"no training rows: {tsv} has only {len(texts)} rows, all held out ({holdout:.0%} of the sentences)")
+        raise RobertaInferError(
+            f"no training rows: {tsv} has only {len(texts)} rows, all held out ({holdout:.0%} of the sentences)")
 
     rng = np.random.default_rng(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if init is None:
-            encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir)
+            encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir, min_count)
             config = RobertaConfig(
                 vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                 intermediate_size=ffn, hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
@@ -94,26 +99,29 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
             classifier.model.float()
         labels = label_indices(raw_labels, classifier.class_names)
         max_len = min(max_len, classifier.max_tokens)
-        rows = [r if len(r) <= max_len else [*r[: max_len - 1], classifier.encoder.eos] for r in classifier.encoder.encode(texts)]
+        eos = classifier.encoder.eos
+        rows = [r if len(r) <= max_len else [*r[: max_len - 1], eos] for r in classifier.encoder.encode(texts)]
         console = Console(stderr=True)
         mlm_loss = None
         if mlm_steps:
-            mlm_loss = mlm_warmup(classifier, [rows[i] for i in train_sentences], steps=mlm_steps, batch_size=batch_size, lr=lr,
-                                  warmup=warmup, weight_decay=weight_decay, rng=rng, console=console, show_progress=show_progress)
+            mlm_loss = mlm_warmup(classifier, [rows[i] for i in train_sentences], steps=mlm_steps,
+                                  batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, rng=rng,
+                                  console=console, show_progress=show_progress)
         history, chosen = fit(classifier, rows, labels, texts, train_rows, heldout_rows, epochs=epochs,
                               batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                              label_smoothing=label_smoothing, token_dropout=token_dropout, average=average, rng=rng, console=console,
-                              show_progress=show_progress)
+                              label_smoothing=label_smoothing, token_dropout=token_dropout, average=average, rng=rng,
+                              console=console, show_progress=show_progress)
 
     model = classifier.model.eval()
     record = {
         "format": "roberta-infer/training/1",
-        "args": {"data": None if data is None else str(data), "init": None if init is None else str(init), "fairseq_data": None if fairseq_data is None else str(fairseq_data),
+        "args": {"data": _str(data), "init": _str(init), "fairseq_data": _str(fairseq_data),
                  "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                  "heads": model.config.num_attention_heads, "ffn": model.config.intermediate_size, "max_len": max_len,
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "weight_decay": weight_decay,
-                 "label_smoothing": label_smoothing, "token_dropout": token_dropout, "warmup": warmup, "mlm_steps": mlm_steps, "average": average,
-                 "holdout": holdout, "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
+                 "min_count": min_count, "label_smoothing": label_smoothing, "token_dropout": token_dropout,
+                 "warmup": warmup, "mlm_steps": mlm_steps, "average": average, "holdout": holdout,
+                 "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
         "seed": seed,
         "data": {"path": str(tsv), "sha256": sha256_file(tsv), "rows": len(texts), "train_rows": len(train_rows),
                  "heldout_sentences": len(heldout_rows),
@@ -130,12 +138,16 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
     return record
 
 
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _check_args(**args) -> None:
     """Reject nonsense before any work, each with the argument's command-line name."""
     def flag(name: str) -> str:
         return "--" + name.replace("_", "-")
 
-    for name in ("layers", "hidden", "heads", "ffn", "epochs", "batch_size", "average"):
+    for name in ("layers", "hidden", "heads", "ffn", "epochs", "batch_size", "average", "min_count"):
         if args[name] < 1:
             raise RobertaInferError(f"{flag(name)} must be at least 1, got {args[name]}")
     for name in ("max_train_rows", "threads"):
@@ -180,13 +192,18 @@ def split_by_sentence(texts: list[str], fraction: float,
     return train_rows, sorted(held), [i for i in sentences if i not in held]
 
 
-def build_vocabulary(texts: list[str], bpe_dir: Path | None) -> tuple[TextEncoder, int]:
-    """GPT-2 tokens seen in `texts`, most frequent first after the specials; `Ġx` and `x` share an id, unseen → `<unk>`."""
+def build_vocabulary(texts: list[str], bpe_dir: Path | None, min_count: int) -> tuple[TextEncoder, int]:
+    """GPT-2 tokens seen at least `min_count` times in `texts`, most frequent first after the specials.
+
+    `Ġx` and `x` share an id. Rarer and unseen tokens are `<unk>`: with `min_count` > 1 training sees `<unk>`
+    too, so it is a learnt "rare word" at test time rather than an untrained random vector.
+    """
     found = gpt2_bpe_dir(bpe_dir)
     tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
     counts = Counter(tokenizer.id_to_token(i).removeprefix("Ġ")
                      for enc in tokenizer.encode_batch(texts, add_special_tokens=False) for i in enc.ids)
-    compact = {word: len(SPECIALS) + n for n, (word, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+    kept = sorted(((word, n) for word, n in counts.items() if n >= min_count), key=lambda kv: (-kv[1], kv[0]))
+    compact = {word: len(SPECIALS) + n for n, (word, _) in enumerate(kept)}
     unk = SPECIALS.index("<unk>")
     id_map = np.full(tokenizer.get_vocab_size(), unk, dtype=np.int64)
     for token, gpt2_id in tokenizer.get_vocab().items():
