@@ -1,6 +1,6 @@
 """Regenerate README.md's performance section from measured results, so no figure there is typed by hand.
 
-    python benchmarks/update_readme.py [--compare F] [--bench F] [--quantize MANIFEST] [--readme README.md]
+    python benchmarks/update_readme.py [--compare F] [--bench F …] [--quantize MANIFEST] [--readme README.md]
 
 Replaces what lies between `<!-- performance:start … -->` and `<!-- performance:end -->` (markers kept) with
 the `compare` table, the `bench` table and plot, and the int8 gate, each naming the machine it ran on.
@@ -31,17 +31,17 @@ def quantization_markdown(manifest: dict) -> str:
             f"limit −{gate['max_accuracy_drop_pp']:g} pp).\n")
 
 
-def section(compare: Path | None, bench: Path | None, quantize: Path | None, readme_dir: Path) -> str:
+def section(compare: Path | None, benches: list[Path], quantize: Path | None, readme_dir: Path) -> str:
     parts = []
     if compare is not None:
         parts += ["### End to end (`roberta-infer compare`)\n", compare_markdown(json.loads(compare.read_text()))]
     if quantize is not None:
         parts += [quantization_markdown(json.loads(quantize.read_text()))]
-    if bench is not None:
-        png = bench.with_suffix(".png")
-        parts += ["### Model calls by shape (`roberta-infer bench`)\n", bench_markdown(json.loads(bench.read_text()))]
+    for bench in benches:
+        result, png = json.loads(bench.read_text()), bench.with_suffix(".png")
+        parts += [f"### Model calls by shape, {result['quantization']} (`roberta-infer bench`)\n", bench_markdown(result)]
         if png.is_file():
-            parts += [f"![throughput vs batch size]({png.resolve().relative_to(readme_dir.resolve())})\n"]
+            parts += [f"![{result['quantization']} throughput vs batch size]({png.resolve().relative_to(readme_dir.resolve())})\n"]
     return "\n".join(parts) if parts else "Not measured yet.\n"
 
 
@@ -60,7 +60,8 @@ def _found(name: str) -> Path | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", type=Path, default=_found("compare.json"), help="compare --json output")
-    parser.add_argument("--bench", type=Path, default=_found("bench.json"), help="bench.json (bench.png beside it is shown)")
+    parser.add_argument("--bench", type=Path, nargs="*", default=sorted(RESULTS.glob("bench*.json")),
+                        help="bench JSON files (a .png of the same name beside one is shown); default: results/bench*.json")
     parser.add_argument("--quantize", type=Path, default=_found("int8_manifest.json"), help="an int8 bundle's manifest.json")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)

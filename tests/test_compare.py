@@ -99,7 +99,7 @@ def test_readme_section_is_generated(model, shared_data, tmp_path, small_peak):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- performance:start (generated) -->\nNot measured yet.\n<!-- performance:end -->\n\nrest\n")
     update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize", str(tmp_path / "w" / "speed" / "int8" / "manifest.json"),
-                        "--readme", str(readme)])
+                        "--bench", "--readme", str(readme)])
     text = readme.read_text()
     assert "Not measured yet" not in text and "| (d) ours fp32 fused ONNX" in text and "int8 gate (hf80" in text
     assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n") and text.endswith("<!-- performance:end -->\n\nrest\n")

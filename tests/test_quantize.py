@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import shutil
+
 import numpy as np
+import onnx
 import pytest
+from conftest import make_hf_model
 
 from roberta_infer.bundle import build_bundle, load_bundle
 from roberta_infer.checkpoint import load_classifier
@@ -39,7 +43,11 @@ def test_int8_bundle_is_a_normal_bundle(int8_bundle, fp32_bundle, hf_model, shar
     gate = q["gate"]
     assert gate["data"]["samples"] == 872 and 0.5 < gate["label_agreement"] <= 1
     assert gate["accuracy_drop_pp"] == pytest.approx(100 * (gate["accuracy_fp32"] - gate["accuracy_int8"]))
-    assert (int8_bundle / "model.onnx").stat().st_size < (fp32_bundle / "model.onnx").stat().st_size
+    graph = onnx.load(str(int8_bundle / "model.onnx")).graph
+    weights = {t.name for t in graph.initializer}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
+    assert not [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & weights], "every weight MatMul is int8"
+    assert q["graph"] == "unfused export" and manifest["fused_ops"]["Attention"] == 0
     int8, fp32 = load_bundle(int8_bundle), load_bundle(fp32_bundle)
     texts = read_sst2(shared_data / "SST-2" / "dev.tsv").sentences[:50]
     assert np.abs(classify(int8, texts) - classify(fp32, texts)).max() < 0.5, "close to fp32, not equal"
@@ -64,8 +72,21 @@ def test_gate_refuses_a_bundle_that_loses_accuracy(fp32_bundle, shared_data, tmp
     assert gate["accuracy_fp32"] == 1 and gate["accuracy_int8"] == gate["label_agreement"] < 0.997, "the refused loss is real"
 
 
-def test_bad_quantize_requests(fp32_bundle, int8_bundle, shared_data, tmp_path):
+def test_bad_quantize_requests(fp32_bundle, int8_bundle, hf_model, shared_data, tmp_path, capsys):
     with pytest.raises(RobertaInferError, match="already quantized"):
         quantize_bundle(int8_bundle, tmp_path / "again", data=shared_data, progress=lambda _: None)
     with pytest.raises(RobertaInferError, match="must differ"):
         quantize_bundle(fp32_bundle, fp32_bundle, data=shared_data, progress=lambda _: None)
+    # The source checkpoint is needed (re-exported unfused) and must be the bundle's own.
+    moved = tmp_path / "moved"
+    shutil.copytree(hf_model, moved / "model")
+    build_bundle(load_classifier(moved / "model"), moved / "fp32", progress=lambda _: None)
+    shutil.rmtree(moved / "model")
+    assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data)]) == 2
+    assert "is not here" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    other = make_hf_model(tmp_path / "other", shared_data, seed=5)
+    assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data),
+                 "--source", str(other)]) == 2
+    assert "is not the one" in capsys.readouterr().err
+    assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data),
+                 "--source", str(hf_model), "--max-accuracy-drop", "100"]) == 0, "the same checkpoint, found elsewhere"

@@ -138,9 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         "quantize", formatter_class=_formatter,
         help="fp32 bundle → int8 bundle (ONNX Runtime dynamic quantization), refused if SST-2 dev accuracy drops",
         description=(
-            "Quantize a bundle's fused graph with ONNX Runtime dynamic quantization: MatMul and Attention weights\n"
-            "int8, activations quantized per call (no calibration data). The result is a normal bundle that\n"
-            "predict, infer, bench and serve accept; its manifest.json gains a `quantization` section.\n\n"
+            "Quantize a bundle's model with ONNX Runtime dynamic quantization: MatMul weights int8, activations\n"
+            "quantized per call (no calibration data). The model is re-exported unfused from the checkpoint the\n"
+            "bundle was made from (its int8 form runs faster than the fused graph's), so that checkpoint must be\n"
+            "at the path the manifest records, or given with --source (checked by sha256). The result is a normal\n"
+            "bundle that predict, infer, bench and serve accept; its manifest.json gains a `quantization` section.\n\n"
             "Gate: SST-2 dev (tokenised by the bundle) runs on fp32 and int8; label agreement and both accuracies\n"
             "are reported, and if int8 loses more than --max-accuracy-drop points nothing is written (exit 2).\n"
             "Default weights: int8, per channel, 7-bit range (--reduce-range), which avoids the u8s8 overflow of\n"
@@ -149,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="an fp32 bundle written by `roberta-infer export`")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
+    p.add_argument("--source", type=Path, metavar="PATH", help="the checkpoint the bundle was exported from, if not where "
+                                                              "its manifest says (synthetic bundles are rebuilt)")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq --source: its input0/ label/ folder")
     p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--max-accuracy-drop", type=float, default=0.3, metavar="PP",
                    help="largest accepted SST-2 dev accuracy loss, in percentage points (default 0.3)")
@@ -395,11 +400,13 @@ def cmd_infer(args: argparse.Namespace) -> None:
 def cmd_quantize(args: argparse.Namespace) -> None:
     import dataclasses
 
+    from .checkpoint import load_classifier
     from .quantize import QuantSettings, quantize_bundle
 
     chosen = {"weight_type": args.weight_type, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
     settings = dataclasses.replace(QuantSettings(), **{k: v for k, v in chosen.items() if v is not None})
-    manifest = quantize_bundle(args.model, args.out, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
+    source = args.source and load_classifier(args.source, fairseq_data=args.fairseq_data)
+    manifest = quantize_bundle(args.model, args.out, source=source, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
                                settings=settings, threads=args.threads, progress=lambda message: print(f"· {message}", file=sys.stderr))
     gate = manifest["quantization"]["gate"]
     print(f"wrote int8 bundle {args.out}: SST-2 dev accuracy {100 * gate['accuracy_fp32']:.2f} % → {100 * gate['accuracy_int8']:.2f} %, "
