@@ -63,3 +63,12 @@ def test_broken_bundles_are_refused(tmp_path, dynamic_bundle):
         load_bundle(copy)
     with pytest.raises(RobertaInferError, match="give both"):
         build_bundle(load_classifier(FIXTURES / "fairseq" / "tiny" / "checkpoint.pt"), tmp_path / "x", batch_size=2)
+
+
+def test_prepare_with_a_bundle_as_vocabulary(tmp_path, shared_data, dynamic_bundle, hf_model):
+    from roberta_infer.cli import main
+    from roberta_infer.prepare import load_prepared
+
+    assert main(["prepare", "--data", str(shared_data), "--model", str(dynamic_bundle), "--seq-len", "32", "--out", str(tmp_path / "b")]) == 0
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "32", "--out", str(tmp_path / "h")]) == 0
+    assert (load_prepared(tmp_path / "b").tokens == load_prepared(tmp_path / "h").tokens).all()

@@ -51,12 +51,12 @@ def test_cli_reuses_bundles_and_writes_json(model, shared_data, tmp_path_factory
     compare(model, model, work_dir=work, modes=["e"], data=shared_data, limit=8, threads=1, progress=lambda _: None)
     stamps = {p: p.stat().st_mtime_ns for p in work.glob("speed/*/model.onnx")}
     monkeypatch.setattr(compare_module, "default_models", lambda: (model, None, "no trained default model"))
-    assert main(["compare", "--modes", "d,f", "--limit", "20", "--threads", "1", "--data", str(shared_data),
+    assert main(["compare", "--modes", "d,f", "--limit", "20", "--threads", "1", "--repeats", "2", "--data", str(shared_data),
                  "--work-dir", str(work), "--json", str(tmp_path / "c.json")]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("speed/*/model.onnx")} == stamps and len(stamps) == 2, "bundles reused"
     result = json.loads((tmp_path / "c.json").read_text())
     assert {"machine", "peak_gflops", "modes"} <= set(result) and result["accuracy_note"] == "no trained default model"
-    assert [m["mode"] for m in result["modes"]] == ["a", "d", "f"]
+    assert [m["mode"] for m in result["modes"]] == ["a", "d", "f"] and result["repeats"] == 2
     for m in result["modes"]:
         assert {"name", "model", "sentences_per_s", "ratio_to_baseline", "accuracy", "gflops"} <= set(m) and m["accuracy"] is None
     assert "sentences/s" in capsys.readouterr().out

@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", type=lambda text: text.split(","), default=list("abcdef"), metavar="a,b,…",
                    help="modes to run (default all; a always runs as the baseline)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N dev sentences (default all 872)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N", help="timed passes per mode, the fastest reported (default 1)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     p.add_argument("--threads", type=int, metavar="N", help="threads for PyTorch and ONNX Runtime (default: all physical cores)")
     p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
@@ -434,7 +435,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     speed, trained, note = default_models()
     result = compare(speed, trained, work_dir=args.work_dir, modes=args.modes, data=args.data, limit=args.limit,
-                     threads=args.threads, accuracy_note=note, progress=lambda message: print(f"· {message}", file=sys.stderr))
+                     threads=args.threads, repeats=args.repeats, accuracy_note=note, progress=lambda message: print(f"· {message}", file=sys.stderr))
     header, body = rows(result)
     table = Table(*header, caption=caption(result))
     for cells in body:

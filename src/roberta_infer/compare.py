@@ -148,8 +148,8 @@ def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str |
 
 
 def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | None, *, work_dir: Path, modes: list[str],
-            data: Path | None = None, limit: int | None = None, threads: int | None = None, accuracy_note: str | None = None,
-            progress: Callable[[str], None] = print) -> dict:
+            data: Path | None = None, limit: int | None = None, threads: int | None = None, repeats: int = 1,
+            accuracy_note: str | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
 
     Their bundles (fp32, int8) are built under `work_dir` once and reused while the models are the same.
@@ -157,8 +157,8 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
-    if limit is not None and limit < 1:
-        raise RobertaInferError(f"--limit must be positive, got {limit}")
+    if limit is not None and limit < 1 or repeats < 1:
+        raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
     modes = sorted({"a", *modes})  # the baseline every ratio is taken against always runs
     for model in (speed_model, accuracy_model):
         if model is not None and model.max_tokens < FIXED_LEN:
@@ -182,9 +182,12 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
         for form in form_names:
             model = speed.forms[form]
             run_mode(model, texts[:BATCH_SIZE], padding)  # warm up: first-call allocations, thread pools
-            start = time.perf_counter()
-            logits, shapes = run_mode(model, texts, padding)
-            timings[form] = (time.perf_counter() - start, logits, shapes)
+            for _ in range(repeats):  # the fastest pass: other load on a shared machine only ever slows one down
+                start = time.perf_counter()
+                logits, shapes = run_mode(model, texts, padding)
+                seconds = time.perf_counter() - start
+                if form not in timings or seconds < timings[form][0]:
+                    timings[form] = (seconds, logits, shapes)
         form = min(timings, key=lambda name: timings[name][0])
         seconds, logits, shapes = timings[form]
         labels = logits.argmax(1)
@@ -204,7 +207,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     base = results[0]["sentences_per_s"]
     for result in results:
         result["ratio_to_baseline"] = result["sentences_per_s"] / base
-    return {"machine": machine(), "threads": threads, "load_average": {"before": load_before, "after": os.getloadavg()},
+    return {"machine": machine(), "threads": threads, "repeats": repeats, "load_average": {"before": load_before, "after": os.getloadavg()},
             "peak_gflops": peak, "sentences": len(texts), "speed_model": speed.label,
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note, "modes": results}
 
@@ -223,7 +226,8 @@ def caption(result: dict) -> str:
     accuracy_from = result["accuracy_model"] or f"none ({result['accuracy_note']})"
     load = result["load_average"]["before"][0]
     return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, on {cpu['cpu']} "
-            f"({cpu['physical_cores']} physical cores, {result['threads']} threads, load average {load:.2f} at start). "
+            f"({cpu['physical_cores']} physical cores, {result['threads']} threads, load average {load:.2f} at start, "
+            f"fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
             f"Speed: {result['speed_model']}; accuracy: {accuracy_from}. fp32 GEMM peak measured: "
             f"{result['peak_gflops']:.0f} GFLOP/s (int8 modes: the same FLOP count, so a rate above peak is possible).")
 

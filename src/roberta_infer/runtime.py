@@ -87,6 +87,11 @@ class OnnxClassifier:
         self.provider = session.get_providers()[0]
 
     @property
+    def source(self) -> dict:
+        """The checkpoint the bundle was exported from (kind, path, sha256)."""
+        return self.manifest["source"]
+
+    @property
     def max_tokens(self) -> int:
         return min(self.manifest["max_tokens"], self.static_seq or self.manifest["max_tokens"])
 
