@@ -8,6 +8,7 @@ throughput is batch size / median latency, so one slow call on a shared machine 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def bench(classifier: OnnxClassifier, batch_sizes: list[int], seq_lens: list[int
         raise RobertaInferError(f"seq len {max(seq_lens)} exceeds the model's {classifier.max_tokens} positions")
     if warmup < 0 or min_time < 0 or min_iterations < 1:
         raise RobertaInferError(f"warmup and min time must be ≥ 0, min iterations ≥ 1 (got {warmup}, {min_time}, {min_iterations})")
+    load_before = os.getloadavg()
     rng = np.random.default_rng(seed)
     vocab = classifier.manifest["architecture"]["vocab"]
     cells = []
@@ -62,7 +64,8 @@ def bench(classifier: OnnxClassifier, batch_sizes: list[int], seq_lens: list[int
     result = {"model": model_label(classifier.manifest), "synthetic": bool(classifier.manifest.get("synthetic")),
               "quantization": classifier.manifest.get("quantization", {}).get("weight_type", "fp32"),
               "model_sha256": classifier.manifest["model_sha256"], "threads": classifier.threads,
-              "provider": classifier.provider, "machine": machine(), "warmup": warmup, "min_time_s": min_time,
+              "provider": classifier.provider, "machine": machine(),
+              "load_average": {"before": load_before, "after": os.getloadavg()}, "warmup": warmup, "min_time_s": min_time,
               "min_iterations": min_iterations, "reference": REFERENCE_NAME, "cells": cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,8 @@ def markdown(result: dict) -> str:
     """The cells as a table, the reference's figures in their own column (— where it published none)."""
     cpu = result["machine"]
     lines = [f"**{result['model']}**, {result['quantization']}, ONNX Runtime {cpu['onnxruntime']} "
-             f"{result['provider']}, {result['threads']} threads on {cpu['cpu']} ({cpu['physical_cores']} physical cores). "
+             f"{result['provider']}, {result['threads']} threads on {cpu['cpu']} ({cpu['physical_cores']} physical cores, "
+             f"load average {result['load_average']['before'][0]:.2f} at start). "
              f"seq/s = batch size / median latency.", "",
              f"| batch | seq | seq/s | p50 ms | p99 ms | {result['reference']} seq/s |", "|---:|---:|---:|---:|---:|---:|"]
     for cell in result["cells"]:
