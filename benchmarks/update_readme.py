@@ -39,9 +39,12 @@ def section(compare: Path | None, benches: list[Path], quantize: Path | None, re
         parts += [quantization_markdown(json.loads(quantize.read_text()))]
     for bench in benches:
         result, png = json.loads(bench.read_text()), bench.with_suffix(".png")
-        parts += [f"### Model calls by shape, {result['quantization']} (`roberta-infer bench`)\n", bench_markdown(result)]
+        parts += [f"### Model calls by shape, {result['quantization']} (`roberta-infer bench`)\n"]
         if png.is_file():
             parts += [f"![{result['quantization']} throughput vs batch size]({png.resolve().relative_to(readme_dir.resolve())})\n"]
+        parts += [f"<details><summary>all {len(result['cells'])} cells (batch × seq), {result['threads']} threads on "
+                  f"{result['machine']['cpu']}, with the reference's Ascend 310P3 figures</summary>\n", bench_markdown(result),
+                  "</details>\n"]
     return "\n".join(parts) if parts else "Not measured yet.\n"
 
 

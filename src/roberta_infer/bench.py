@@ -110,8 +110,12 @@ def plot(result: dict, path: Path) -> None:
         ax.plot([c["batch_size"] for c in cells], [c["seq_per_s"] for c in cells], marker="o", label=f"seq {seq}")
     for (batch, seq), fps in REFERENCE_FPS.items():
         ax.scatter([batch], [fps], marker="x", color="black", zorder=3)
-        ax.annotate(f"310P3 seq {seq}", (batch, fps), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(f"{REFERENCE_NAME}, seq {seq}", (batch, fps), textcoords="offset points", xytext=(-5, 6), fontsize=7,
+                    ha="right" if batch > 1 else "left")
+    batches = sorted({c["batch_size"] for c in result["cells"]})
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(batches, [str(b) for b in batches])
     ax.set_xlabel("batch size")
     ax.set_ylabel("sequences / s")
     ax.set_title(f"{result['model']}, {result['quantization']}, {result['threads']} threads", fontsize=10)

@@ -40,8 +40,10 @@ class QuantSettings:
     """How weights are quantized. Activations are always uint8 (ONNX Runtime's dynamic scheme).
 
     int8 weights with uint8 activations (u8s8) can saturate 16-bit intermediate sums on AVX2 CPUs without VNNI;
-    `reduce_range` (7-bit weights) avoids that, `per_channel` recovers the precision 7 bits lose, and uint8
-    weights (u8u8) avoid it differently.
+    `reduce_range` (7-bit weights) avoids that and `per_channel` recovers the precision 7 bits lose. Measured on
+    an AVX-512 VNNI CPU: every int8 setting kept SST-2 dev accuracy within 0.23 points at the same speed, while
+    uint8 weights (u8u8, the other way around saturation) ran 3x slower; so the default is the setting that is
+    also safe on CPUs without VNNI.
     """
 
     weight_type: str = "int8"
@@ -56,12 +58,10 @@ def quantize_onnx(src: Path, dst: Path, settings: QuantSettings) -> None:
         raise RobertaInferError(f"unknown weight type {settings.weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}")
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # its advice to run shape pre-processing does not apply to fused contrib ops
+    root.setLevel(logging.ERROR)  # it always logs generic advice to pre-process the model, which a user cannot act on
     try:
-        # Fused ops (Attention, SkipLayerNormalization) are outside ONNX shape inference: their outputs are float.
         quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
-                         reduce_range=settings.reduce_range, weight_type=WEIGHT_TYPES[settings.weight_type],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         reduce_range=settings.reduce_range, weight_type=WEIGHT_TYPES[settings.weight_type])
     finally:
         root.setLevel(level)
 
