@@ -72,3 +72,14 @@ def test_prepare_with_a_bundle_as_vocabulary(tmp_path, shared_data, dynamic_bund
     assert main(["prepare", "--data", str(shared_data), "--model", str(dynamic_bundle), "--seq-len", "32", "--out", str(tmp_path / "b")]) == 0
     assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "32", "--out", str(tmp_path / "h")]) == 0
     assert (load_prepared(tmp_path / "b").tokens == load_prepared(tmp_path / "h").tokens).all()
+
+
+def test_sessions_spin_unless_told_not_to(dynamic_bundle):
+    def spinning(spin: bool) -> str:
+        options = load_bundle(dynamic_bundle, threads=1, spin=spin).session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, which spins
+            return "default"
+
+    assert spinning(True) == "default" and spinning(False) == "0"

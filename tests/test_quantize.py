@@ -77,16 +77,27 @@ def test_bad_quantize_requests(fp32_bundle, int8_bundle, hf_model, shared_data, 
         quantize_bundle(int8_bundle, tmp_path / "again", data=shared_data, progress=lambda _: None)
     with pytest.raises(RobertaInferError, match="must differ"):
         quantize_bundle(fp32_bundle, fp32_bundle, data=shared_data, progress=lambda _: None)
-    # The source checkpoint is needed (re-exported unfused) and must be the bundle's own.
+    # A source checkpoint given must be the bundle's own (it is re-exported unfused).
     moved = tmp_path / "moved"
     shutil.copytree(hf_model, moved / "model")
     build_bundle(load_classifier(moved / "model"), moved / "fp32", progress=lambda _: None)
     shutil.rmtree(moved / "model")
-    assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data)]) == 2
-    assert "is not here" in capsys.readouterr().err and not (tmp_path / "q").exists()
     other = make_hf_model(tmp_path / "other", shared_data, seed=5)
     assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data),
                  "--source", str(other)]) == 2
     assert "is not the one" in capsys.readouterr().err
     assert main(["quantize", "--model", str(moved / "fp32"), "--out", str(tmp_path / "q"), "--data", str(shared_data),
                  "--source", str(hf_model), "--max-accuracy-drop", "100"]) == 0, "the same checkpoint, found elsewhere"
+
+
+def test_without_its_checkpoint_the_fused_graph_is_quantized(hf_model, shared_data, tmp_path, capsys):
+    shutil.copytree(hf_model, tmp_path / "model")
+    build_bundle(load_classifier(tmp_path / "model"), tmp_path / "fp32", progress=lambda _: None)
+    shutil.rmtree(tmp_path / "model")
+    assert main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8"), "--data", str(shared_data),
+                 "--max-accuracy-drop", "100"]) == 0
+    assert "is not here: quantizing the bundle's fused graph" in capsys.readouterr().err
+    manifest = load_bundle(tmp_path / "int8").manifest
+    assert manifest["quantization"]["graph"] == "fused bundle"
+    ops = manifest["fused_ops"]
+    assert ops["QAttention"] == 2 and ops["Attention"] == 0, "every fused Attention was quantized"

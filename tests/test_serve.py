@@ -115,6 +115,26 @@ def test_results_equal_predict(url, bundle):
     assert len(single["results"]) == 1 and single["results"][0]["label"] == expected[0]["label"]
 
 
+def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
+    calls: list[list[int]] = []
+
+    def load() -> OnnxClassifier:  # the bundle, recording each model call's real token counts
+        classifier = load_bundle(bundle, threads=1)
+        run = classifier.logits
+        classifier.logits = lambda tokens: calls.append((tokens != classifier.encoder.pad).sum(axis=1).tolist()) or run(tokens)
+        return classifier
+
+    texts = [" ".join(["word"] * n) for n in (9, 2, 14, 5, 1, 11, 7, 3, 16, 4, 12, 6, 8, 15, 10, 13)]
+    with running(load, Limits(max_batch_size=4, max_wait_ms=1000)) as base:
+        wait_ready(base)
+        calls.clear()  # the warm-up call
+        results = httpx.post(f"{base}/v1/classify", json={"texts": texts}, timeout=30).json()["results"]
+    assert [len(call) for call in calls] == [4, 4, 4, 4]
+    assert all(max(shorter) < min(longer) for shorter, longer in zip(calls, calls[1:])), calls
+    expected = classify(load_bundle(bundle, threads=1), texts)
+    assert np.abs(np.array([r["logits"] for r in results]) - expected).max() < 1e-4
+
+
 def test_concurrent_clients_share_batches_and_get_their_own_results(url, bundle):
     requests, clients = 320, 64
     texts = [[f"review {i} : {TEXTS[i % 4]}", f"{'very ' * (i % 7)}good , said number {i}"] for i in range(requests)]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The serving benchmark, for a quiet machine: offline `infer` at batch 32 on SST-2 dev, then `serve` under
-# `loadtest` at 1, 8 and 64 clients, then a fresh server's RSS after 1,000 and after 10,000 requests.
-# Writes offline.json, loadtest.json, memory-1000.json, memory-10000.json here, then README's serving section.
+# `loadtest` at 1, 8 and 64 clients sending one text per request, and at 64 clients sending 8, then a fresh server's
+# RSS after 1,000 and after 10,000 requests. Writes offline.json, loadtest.json, loadtest-8.json, memory-1000.json,
+# memory-10000.json here, then README's serving section.
 #   bash benchmarks/serve/run.sh [MODEL]     (a checkpoint or HF folder; default: the shipped model)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,7 @@ cp "$WORK/results/summary.json" "$OUT/offline.json"
 
 roberta-infer serve --model "$BUNDLE" --port "$PORT" 2>"$WORK/serve.log" & SERVER=$!
 roberta-infer loadtest --url "$URL" --concurrency 1,8,64 --requests "$REQUESTS" --json "$OUT/loadtest.json"
+roberta-infer loadtest --url "$URL" --concurrency 64 --requests "$REQUESTS" --texts-per-request 8 --json "$OUT/loadtest-8.json"
 stop_server
 
 roberta-infer serve --model "$BUNDLE" --port "$PORT" 2>"$WORK/serve.log" & SERVER=$!

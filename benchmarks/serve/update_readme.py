@@ -1,7 +1,7 @@
 """Rewrite README's serving section from the JSON that `run.sh` leaves here, so the figures are never typed by hand.
 
-Reads offline.json (`roberta-infer infer` summary), loadtest.json and memory-{1000,10000}.json (`roberta-infer
-loadtest --json`) and replaces what lies between `<!-- serving:start ... -->` and `<!-- serving:end -->`.
+Reads offline.json (`roberta-infer infer` summary), loadtest.json, loadtest-8.json and memory-{1000,10000}.json
+(`roberta-infer loadtest --json`) and replaces what lies between `<!-- serving:start ... -->` and `<!-- serving:end -->`.
 """
 
 from __future__ import annotations
@@ -30,33 +30,31 @@ def shown(path: str) -> str:
         return path
 
 
-def section(offline: dict, loadtest: dict, memory: tuple[dict, dict]) -> str:
-    """The table (one row per client count, offline first), then machine, model, settings and memory lines."""
+def section(offline: dict, loadtests: list[dict], memory: tuple[dict, dict]) -> str:
+    """The table (one row per load level, offline first), then machine, model, settings and memory lines."""
     base = offline["throughput_samples_per_s"]
-    rows = [f"| offline `infer`, batch {offline['batch_size']} | – | – | – | {base:.0f} | 100 % | – | – | "
+    rows = [f"| offline `infer`, batch {offline['batch_size']} | – | – | – | – | {base:.0f} | 100 % | – | – | "
             f"{offline['latency_ms']['p99']:.1f} (per batch) | {offline['batch_size']} |"]
-    for level in loadtest["levels"]:
+    for level in (level for loadtest in loadtests for level in loadtest["levels"]):
         latency = level["latency_ms"]
         clients = f"{level['concurrency']} client{'s' if level['concurrency'] > 1 else ''}"
-        rows.append(f"| `serve`, {clients} | {level['requests']} | {level['errors']} | "
+        rows.append(f"| `serve`, {clients} | {level['texts_per_request']} | {level['requests']} | {level['errors']} | "
                     f"{level['requests_per_s']:.0f} | {level['texts_per_s']:.0f} | {100 * level['texts_per_s'] / base:.1f} % | "
                     f"{latency['p50']:.1f} | {latency['p95']:.1f} | {latency['p99']:.1f} | {level['mean_batch_size']:.1f} |")
-    machine, server = loadtest["machine"], loadtest["server"]
+    machine, server = loadtests[0]["machine"], loadtests[0]["server"]
     arch = server.get("architecture") or {}
     before, after = (m["levels"][-1]["server_rss_mb"] for m in memory)
     first, total = memory[0]["levels"][-1]["requests"], sum(m["levels"][-1]["requests"] for m in memory)
-    texts = {level["texts_per_request"] for level in loadtest["levels"]}
     return "\n".join([
-        "| run | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | texts / request | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['physical_cores']} physical cores), "
         f"load average {machine['load_average_before'][0]:.2f} before the load test; ONNX Runtime {machine['onnxruntime']}, "
         f"{server['threads']} intra-op threads. Client and server share the machine.",
         f"Model: {server['source'].get('kind')} `{shown(server['source'].get('path', '?'))}` ({arch.get('layers')} layers, "
-        f"hidden {arch.get('hidden')}); texts: {loadtest['texts'].split(' (')[0]}, {'/'.join(map(str, sorted(texts)))} "
-        f"per request. Server: `roberta-infer serve` defaults (batches ≤ {server['max_batch_size']} texts, "
+        f"hidden {arch.get('hidden')}); texts: {loadtests[0]['texts'].split(' (')[0]}. Server: `roberta-infer serve` defaults (batches ≤ {server['max_batch_size']} texts, "
         f"wait ≤ {server['max_wait_ms']:g} ms). Offline: SST-2 dev prepared at {offline['seq_len']} ids, "
         f"{'length-aware' if offline.get('length_aware') else 'fixed'} padding, {offline['loop']} timed passes.",
         f"Memory: server RSS {before:.0f} MB after {first:,} requests, {after:.0f} MB after {total:,} "
@@ -70,7 +68,8 @@ def main() -> None:
     text = README.read_text()
     if not SECTION.search(text):
         raise SystemExit(f"{README} has no <!-- serving:start --> … <!-- serving:end --> section")
-    body = section(read("offline.json"), read("loadtest.json"), (read("memory-1000.json"), read("memory-10000.json")))
+    body = section(read("offline.json"), [read("loadtest.json"), read("loadtest-8.json")],
+                   (read("memory-1000.json"), read("memory-10000.json")))
     README.write_text(SECTION.sub(lambda m: m.group(1) + body + m.group(2), text, count=1))
     print(f"updated the serving section of {README}")
 

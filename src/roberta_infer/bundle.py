@@ -98,7 +98,7 @@ def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> n
     return tokens
 
 
-def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu") -> OnnxClassifier:
+def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> OnnxClassifier:
     """Open a bundle on ONNX Runtime after checking it is complete and is a RoBERTa classifier of our form."""
     directory = Path(directory)
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
@@ -114,7 +114,7 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         raise RobertaInferError(f"{directory / 'model.onnx'} does not match its manifest's sha256: the bundle was modified or is corrupt")
     inspect_onnx(directory / "model.onnx")
     encoder = TextEncoder.load(directory)
-    return OnnxClassifier(make_session(directory / "model.onnx", threads=threads, provider=provider), encoder,
+    return OnnxClassifier(make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin), encoder,
                           manifest["class_names"], manifest)
 
 

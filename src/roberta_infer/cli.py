@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "loadtest", formatter_class=_formatter,
         help="load-test a running `serve` on this machine: req/s, texts/s, latency percentiles, batch sizes",
         description=(
-            "Send --requests requests at each --concurrency level (concurrent clients, httpx) to a server on\n"
+            "Send --requests requests at each --concurrency level (concurrent clients, aiohttp) to a server on\n"
             "this machine (loopback only: 127.0.0.0/8, ::1, localhost; anything else is refused). Texts are\n"
             "SST-2 dev sentences when found ($ROBERTA_INFER_DATA or ./data), else built-in ones. Reports per\n"
             "level req/s, texts/s, latency p50/p95/p99, errors, the server's batch sizes (its /metrics\n"
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("threads", int, None, "PyTorch threads (default: PyTorch's)"),
     ):
         p.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default})")
+    p.add_argument("--split-unknown", action=argparse.BooleanOptionalAction, default=False,
+                   help="write a token outside the vocabulary as the known pieces its BPE merges made it from, "
+                        "not <unk> (from scratch; default off)")
     p.set_defaults(func=cmd_train)
     return parser
 
@@ -516,7 +519,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, dropout=args.dropout,
                    weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, token_dropout=args.token_dropout,
                    mlm_steps=args.mlm_steps, average=args.average, holdout=args.holdout,
-                   holdout_seed=args.holdout_seed, min_count=args.min_count,
+                   holdout_seed=args.holdout_seed, min_count=args.min_count, split_unknown=args.split_unknown,
                    max_train_rows=args.max_train_rows, threads=args.threads, show_progress=sys.stderr.isatty())
     best = max(e["heldout_accuracy"] for e in record["epochs"])
     print(f"wrote {args.out} ({record['chosen']}, held-out accuracy {100 * best:.2f} %, {record['wall_time_s']} s)")

@@ -19,7 +19,8 @@ from .errors import RobertaInferError
 from .export import INPUT_NAME, OUTPUT_NAME
 
 REPORTED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
-                "LayerNormalization", "BiasGelu", "FastGelu", "Gelu", "MatMul", "Gemm")
+                "LayerNormalization", "BiasGelu", "FastGelu", "Gelu", "MatMul", "Gemm",
+                "QAttention", "MatMulInteger", "DynamicQuantizeLinear")  # the last three: int8 bundles
 
 
 def optimize_onnx(src: Path, dst: Path, *, num_heads: int, hidden_size: int, num_layers: int) -> dict[str, int]:

@@ -52,8 +52,12 @@ PROVIDERS = {
 }
 
 
-def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu") -> ort.InferenceSession:
-    """A session with graph optimisations on and `threads` intra-op threads (default: all physical cores)."""
+def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> ort.InferenceSession:
+    """A session with graph optimisations on and `threads` intra-op threads (default: all physical cores).
+
+    `spin=False` lets idle intra-op threads sleep instead of busy-waiting for the next call: back-to-back offline
+    batches gain from spinning, but a server's event loop and tokeniser need that CPU between model calls.
+    """
     if provider not in PROVIDERS:
         raise RobertaInferError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
     if PROVIDERS[provider][0] not in ort.get_available_providers():
@@ -66,6 +70,8 @@ def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=PROVIDERS[provider])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt or invalid models

@@ -1,9 +1,10 @@
 """`roberta-infer serve`: classify texts over HTTP with one ONNX Runtime session and dynamic batching.
 
-Every request puts its texts on one queue. A single worker takes up to --max-batch-size texts, waiting at most
---max-wait-ms after the oldest of them arrived, and runs them as one model call in a thread (so the event loop
-keeps serving) through `predict.classify`: length-sorted, padded to the longest, truncated as `predict` does, so
-results equal `roberta-infer predict`. Each text's result goes back to its request through a future. The queue
+Every request puts its texts on one queue. A single worker waits until --max-batch-size texts are queued, or at
+most --max-wait-ms after the oldest of them arrived, then takes up to LOOKAHEAD batches' worth, sorts them by length
+and runs them as model calls of at most --max-batch-size texts, each in a thread (so the event loop keeps serving)
+through `predict.classify`: padded to the longest, truncated as `predict` does, so results equal `roberta-infer
+predict`. The session's idle threads sleep rather than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request through a future. The queue
 is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather than waiting without limit.
 """
 
@@ -37,6 +38,9 @@ from .runtime import OnnxClassifier
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
 RETRY_AFTER = {"Retry-After": "1"}
 WARMUP_TEXT = "a warm-up sentence , long enough to touch every kernel the real requests will use ."
+# A full queue is taken up to this many batches at a time and split into batches of similar length: padding each
+# to its own longest text wastes far less work than batches in arrival order (cf. `predict.length_batches`).
+LOOKAHEAD = 4
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -147,9 +151,12 @@ class Batcher:
                     await asyncio.wait_for(self.wakeup.wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
                     break
-            batch = [self.pending.popleft() for _ in range(min(len(self.pending), self.limits.max_batch_size))]
+            size = self.limits.max_batch_size
+            window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
             self.metrics.queued.set(len(self.pending))
-            await self._run([item for item in batch if not item.future.done()])  # done = its request was cancelled
+            window = sorted((item for item in window if not item.future.done()), key=lambda item: len(item.text))
+            for start in range(0, len(window), size):  # done above = its request was cancelled
+                await self._run(window[start : start + size])
 
     async def _run(self, batch: list[_Item]) -> None:
         if not batch:
@@ -418,7 +425,7 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
 
     def load() -> OnnxClassifier:
         bundle = default_bundle(progress=log.info) if model is None else model
-        classifier = load_bundle(bundle, threads=threads, provider=provider)
+        classifier = load_bundle(bundle, threads=threads, provider=provider, spin=False)
         # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
         # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
         gc.collect()
