@@ -45,7 +45,8 @@ def section(compare: Path | None, benches: list[Path], quantize: Path | None, re
         parts += [f"<details><summary>all {len(result['cells'])} cells (batch × seq), {result['threads']} threads on "
                   f"{result['machine']['cpu']}, with the reference's Ascend 310P3 figures</summary>\n", bench_markdown(result),
                   "</details>\n"]
-    return "\n".join(parts) if parts else "Not measured yet.\n"
+    parts += ["Reproduce: `bash benchmarks/run.sh` on a quiet machine (it rewrites `benchmarks/results/` and this section).\n"]
+    return "\n".join(parts)
 
 
 def update(readme: Path, text: str) -> None:
