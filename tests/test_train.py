@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -134,3 +135,31 @@ def test_cli_min_count_and_mlm_warmup(tmp_path, short_rows, tiny_model, capsys):
     load_classifier(tmp_path / "m")
     assert main([*args[:-2], "--min-count", "0"]) == 2
     assert "--min-count must be at least 1" in capsys.readouterr().err
+
+
+def test_split_unknown_model_loads_exports_and_predicts_the_same(tmp_path, short_rows):
+    """A model whose rare and unseen tokens are BPE pieces: the flag is saved, and a bundle of it matches PyTorch."""
+    from roberta_infer.bundle import build_bundle, open_model
+
+    # 64 positions: the export's fidelity check runs shapes up to 17 ids.
+    record = train(short_rows, tmp_path / "m", epochs=2, seed=0, min_count=3, split_unknown=True, **{**TINY, "max_len": 64})
+    assert record["args"]["split_unknown"]
+    assert json.loads((tmp_path / "m" / "special_ids.json").read_text())["split_unknown"] is True
+    classifier = load_classifier(tmp_path / "m")
+    texts = ["a fascinating , beautiful film without fans", "offbeat , nevertheless", "naïve café 😀"]
+    rows = classifier.encoder.encode(texts)
+    unsplit = dataclasses.replace(classifier.encoder, split_unknown=False).encode(texts)
+    unk = classifier.encoder.unk
+    # The ~180-id vocabulary has none of the long words, but has pieces of them.
+    assert sum(r.count(unk) for r in rows[:2]) < sum(r.count(unk) for r in unsplit[:2])
+    build_bundle(classifier, tmp_path / "bundle", progress=lambda _: None)
+    bundle = open_model(tmp_path / "bundle")
+    assert bundle.encoder.encode(texts) == rows
+    assert np.abs(classify(classifier, texts) - classify(bundle, texts)).max() < 1e-4
+
+
+def test_split_unknown_is_for_models_trained_from_scratch(tmp_path, short_rows, tiny_model, capsys):
+    base = ["train", "--data", str(short_rows), "--out", str(tmp_path / "m"), "--epochs", "1", "--holdout", "0.2"]
+    assert main([*base, "--split-unknown", "--init", str(tiny_model[0])]) == 2
+    assert "--split-unknown is for training from scratch" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

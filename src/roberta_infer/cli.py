@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("average", int, 1, "average the last N epoch checkpoints as one more candidate"),
         ("holdout", float, 0.05, "share of train's sentences held out for model selection"),
         ("holdout-seed", int, 0, "seed of the held-out slice alone, so runs with other --seed share it"),
-        ("min-count", int, 1, "tokens seen fewer times in training map to <unk>, so <unk> gets trained (from scratch)"),
+        ("min-count", int, 2, "tokens seen fewer times in training map to <unk>, so <unk> gets trained (from scratch)"),
         ("max-train-rows", int, None, "use only the first N rows (quick runs)"),
         ("threads", int, None, "PyTorch threads (default: PyTorch's)"),
     ):

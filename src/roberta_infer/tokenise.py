@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,12 @@ class FairseqDictionary:
 
 @dataclass
 class TextEncoder:
-    """BPE tokenizer plus an optional GPT-2-id → model-id table (fairseq) and the model's special ids."""
+    """BPE tokenizer plus an optional GPT-2-id → model-id table (fairseq) and the model's special ids.
+
+    With `split_unknown` (an id map is then required) a token the map sends to `<unk>` is written as the
+    pieces its BPE merge made it from instead (see `merge_pieces`): a small vocabulary then still sees
+    "Ġun" "watch" "able" in a word it never met whole.
+    """
 
     tokenizer: Tokenizer
     id_map: np.ndarray | None
@@ -62,6 +67,14 @@ class TextEncoder:
     pad: int
     eos: int
     unk: int
+    split_unknown: bool = False
+    pieces: list[tuple[int, ...]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.split_unknown:
+            if self.id_map is None:
+                raise RobertaInferError("splitting unknown tokens needs a GPT-2 id map")
+            self.pieces = merge_pieces(self.tokenizer, self.id_map, self.unk)
 
     @classmethod
     def gpt2_fairseq(cls, bpe_dir: Path, dictionary: FairseqDictionary) -> TextEncoder:
@@ -100,10 +113,13 @@ class TextEncoder:
         encodings = self.tokenizer.encode_batch([t.strip() for t in texts], add_special_tokens=False)
         rows = []
         for enc in encodings:
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            if self.id_map is not None:
-                ids = self.id_map[ids]
-            rows.append([self.bos, *ids.tolist(), self.eos])
+            if self.pieces is not None:
+                ids = [piece for i in enc.ids for piece in self.pieces[i]]
+            elif self.id_map is not None:
+                ids = self.id_map[np.asarray(enc.ids, dtype=np.int64)].tolist()
+            else:
+                ids = enc.ids
+            rows.append([self.bos, *ids, self.eos])
         return rows
 
     def save(self, directory: Path, *, include_bpe: bool = True) -> None:
@@ -119,7 +135,7 @@ class TextEncoder:
             raise RobertaInferError("a vocabulary without its own BPE needs a GPT-2 id map")
         if self.id_map is not None:
             np.save(directory / "id_map.npy", self.id_map)
-        specials = {"bos": self.bos, "pad": self.pad, "eos": self.eos, "unk": self.unk}
+        specials = {"bos": self.bos, "pad": self.pad, "eos": self.eos, "unk": self.unk, "split_unknown": self.split_unknown}
         (directory / "special_ids.json").write_text(json.dumps(specials, indent=2) + "\n")
 
     @classmethod
@@ -139,6 +155,24 @@ class TextEncoder:
         else:
             raise RobertaInferError(f"{directory} has neither tokenizer.json nor id_map.npy")
         return cls(tokenizer, id_map, **specials)
+
+
+def merge_pieces(tokenizer: Tokenizer, id_map: np.ndarray, unk: int) -> list[tuple[int, ...]]:
+    """For every GPT-2 id, the model ids it is written as: its own if `id_map` knows it, else its merge's halves'.
+
+    Every non-byte GPT-2 token is made by one merge ("a b" → "ab"), and a merge only uses tokens made by earlier
+    ones, so one pass in merge order splits recursively down to known pieces. A byte the map does not know is
+    `<unk>`, and adjacent `<unk>`s from one token collapse into one, as an unsplit unknown token would be.
+    """
+    vocab = tokenizer.get_vocab()
+    pieces = [(int(i),) for i in id_map]
+    for merge in json.loads(tokenizer.to_str())["model"]["merges"]:
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge  # the JSON form differs by version
+        token = vocab[left + right]
+        if id_map[token] == unk:
+            both = pieces[vocab[left]] + pieces[vocab[right]]
+            pieces[token] = tuple(p for n, p in enumerate(both) if not (p == unk and n and both[n - 1] == unk))
+    return pieces
 
 
 def bpe_tokenizer(vocab: Path, merges: Path) -> Tokenizer:

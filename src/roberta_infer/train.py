@@ -45,8 +45,9 @@ MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokeniz
 def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None,
           bpe_dir: Path | None = None, layers: int = 2, hidden: int = 128, heads: int = 4, ffn: int = 512,
           max_len: int = 128, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4, seed: int = 1,
-          dropout: float = 0.1, weight_decay: float = 0.01, min_count: int = 1, label_smoothing: float = 0.0,
-          token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0, average: int = 1,
+          dropout: float = 0.1, weight_decay: float = 0.01, min_count: int = 2, split_unknown: bool = False,
+          label_smoothing: float = 0.0, token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0,
+          average: int = 1,
           holdout: float = 0.05, holdout_seed: int = 0, max_train_rows: int | None = None, threads: int | None = None,
           show_progress: bool = True) -> dict:
     """Train, keep the held-out-best of the epoch checkpoints (and the mean of the last `average`), write `out`.
@@ -62,6 +63,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
                 lr=lr, dropout=dropout, min_count=min_count, label_smoothing=label_smoothing, token_dropout=token_dropout,
                 warmup=warmup, mlm_steps=mlm_steps, average=average, holdout=holdout, max_train_rows=max_train_rows,
                 threads=threads)
+    if init is not None and split_unknown:
+        raise RobertaInferError("--split-unknown is for training from scratch: an --init model keeps its tokenizer")
     if init is not None and mlm_steps:
         raise RobertaInferError("--mlm-steps is for training from scratch: an --init model is already trained")
     tsv = Path(data) if data is not None and Path(data).is_file() else sst2_file(data, "train")
@@ -83,7 +86,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if init is None:
-            encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir, min_count)
+            encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir, min_count,
+                                             split_unknown=split_unknown)
             config = RobertaConfig(
                 vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                 intermediate_size=ffn, hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
@@ -119,7 +123,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
                  "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                  "heads": model.config.num_attention_heads, "ffn": model.config.intermediate_size, "max_len": max_len,
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "weight_decay": weight_decay,
-                 "min_count": min_count, "label_smoothing": label_smoothing, "token_dropout": token_dropout,
+                 "min_count": min_count, "split_unknown": classifier.encoder.split_unknown,
+                 "label_smoothing": label_smoothing, "token_dropout": token_dropout,
                  "warmup": warmup, "mlm_steps": mlm_steps, "average": average, "holdout": holdout,
                  "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
         "seed": seed,
@@ -192,11 +197,13 @@ def split_by_sentence(texts: list[str], fraction: float,
     return train_rows, sorted(held), [i for i in sentences if i not in held]
 
 
-def build_vocabulary(texts: list[str], bpe_dir: Path | None, min_count: int) -> tuple[TextEncoder, int]:
+def build_vocabulary(texts: list[str], bpe_dir: Path | None, min_count: int, *,
+                     split_unknown: bool = False) -> tuple[TextEncoder, int]:
     """GPT-2 tokens seen at least `min_count` times in `texts`, most frequent first after the specials.
 
-    `Ġx` and `x` share an id. Rarer and unseen tokens are `<unk>`: with `min_count` > 1 training sees `<unk>`
-    too, so it is a learnt "rare word" at test time rather than an untrained random vector.
+    `Ġx` and `x` share an id. Rarer and unseen tokens are `<unk>`, or with `split_unknown` the known pieces
+    their BPE merges made them from. With `min_count` > 1 training sees these too, so they are learnt
+    (a "rare word" `<unk>`, or what pieces mean inside a rare word) rather than untrained at test time.
     """
     found = gpt2_bpe_dir(bpe_dir)
     tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
@@ -209,7 +216,7 @@ def build_vocabulary(texts: list[str], bpe_dir: Path | None, min_count: int) -> 
     for token, gpt2_id in tokenizer.get_vocab().items():
         id_map[gpt2_id] = compact.get(token.removeprefix("Ġ"), unk)
     encoder = TextEncoder(tokenizer, id_map, bos=SPECIALS.index("<s>"), pad=SPECIALS.index("<pad>"),
-                          eos=SPECIALS.index("</s>"), unk=unk)
+                          eos=SPECIALS.index("</s>"), unk=unk, split_unknown=split_unknown)
     return encoder, len(SPECIALS) + len(compact)
 
 
