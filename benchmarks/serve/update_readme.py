@@ -55,7 +55,7 @@ def section(offline: dict, loadtests: list[dict], memory: tuple[dict, dict]) -> 
         f"{server['threads']} intra-op threads. Client and server share the machine.",
         f"Model: {server['source'].get('kind')} `{shown(server['source'].get('path', '?'))}` ({arch.get('layers')} layers, "
         f"hidden {arch.get('hidden')}); texts: {loadtests[0]['texts'].split(' (')[0]}. Server: `roberta-infer serve` defaults (batches ≤ {server['max_batch_size']} texts, "
-        f"wait ≤ {server['max_wait_ms']:g} ms). Offline: SST-2 dev prepared at {offline['seq_len']} ids, "
+        f"wait ≤ {server['max_wait_ms']:g} ms, {server.get('parallel_calls', 1)} calls at a time). Offline: SST-2 dev prepared at {offline['seq_len']} ids, "
         f"{'length-aware' if offline.get('length_aware') else 'fixed'} padding, {offline['loop']} timed passes.",
         f"Memory: server RSS {before:.0f} MB after {first:,} requests, {after:.0f} MB after {total:,} "
         f"({100 * (after - before) / before:+.1f} %).",

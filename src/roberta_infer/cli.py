@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=10000, metavar="N", help="characters per text (default 10000); more: 413")
     p.add_argument("--max-queue", type=int, default=2048, metavar="N",
                    help="texts waiting for the model at most (default 2048); beyond, 503 with Retry-After")
+    p.add_argument("--parallel-calls", type=int, default=2, metavar="N",
+                   help="model calls running at once on the one session (default 2)")
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
     _runtime_args(p)
     p.set_defaults(func=cmd_serve)
@@ -490,7 +492,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serve import Limits, serve
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                    max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars)
+                    max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
+                    parallel_calls=args.parallel_calls)
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log)
 

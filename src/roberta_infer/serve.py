@@ -2,8 +2,8 @@
 
 Every request puts its texts on one queue. A single worker waits until --max-batch-size texts are queued, or at
 most --max-wait-ms after the oldest of them arrived, then takes up to LOOKAHEAD batches' worth, sorts them by length
-and runs them as model calls of at most --max-batch-size texts, each in a thread (so the event loop keeps serving)
-through `predict.classify`: padded to the longest, truncated as `predict` does, so results equal `roberta-infer
+and runs them as model calls of at most --max-batch-size texts, --parallel-calls at a time on the one session, each
+in a thread (so the event loop keeps serving) through `predict.classify`: padded to the longest, truncated as `predict` does, so results equal `roberta-infer
 predict`. The session's idle threads sleep rather than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request through a future. The queue
 is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather than waiting without limit.
 """
@@ -40,7 +40,7 @@ RETRY_AFTER = {"Retry-After": "1"}
 WARMUP_TEXT = "a warm-up sentence , long enough to touch every kernel the real requests will use ."
 # A full queue is taken up to this many batches at a time and split into batches of similar length: padding each
 # to its own longest text wastes far less work than batches in arrival order (cf. `predict.length_batches`).
-LOOKAHEAD = 4
+LOOKAHEAD = 8
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -53,9 +53,11 @@ class Limits:
     max_texts_per_request: int = 256
     max_text_chars: int = 10_000
     max_queue: int = 2048
+    parallel_calls: int = 2  # model calls in flight on the one session: while one call tokenises and hands back its
+    # results (Python, one core), another keeps ONNX Runtime's threads busy; measured +10 % texts/s over 1, 3 ≈ 2
 
     def check(self) -> None:
-        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue"):
+        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue", "parallel_calls"):
             if getattr(self, name) <= 0:
                 raise RobertaInferError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
@@ -112,6 +114,8 @@ class Batcher:
         self.pending: deque[_Item] = deque()
         self.wakeup = asyncio.Event()
         self.closing = False
+        self.slots = asyncio.Semaphore(limits.parallel_calls)
+        self.running: set[asyncio.Task] = set()
         self.worker = asyncio.create_task(self._work())
 
     async def classify(self, texts: list[str]) -> list[dict]:
@@ -134,6 +138,7 @@ class Batcher:
         self.closing = True
         self.wakeup.set()
         await self.worker
+        await asyncio.gather(*self.running)
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,7 +161,14 @@ class Batcher:
             self.metrics.queued.set(len(self.pending))
             window = sorted((item for item in window if not item.future.done()), key=lambda item: len(item.text))
             for start in range(0, len(window), size):  # done above = its request was cancelled
-                await self._run(window[start : start + size])
+                await self.slots.acquire()
+                call = asyncio.create_task(self._run(window[start : start + size]))
+                self.running.add(call)
+                call.add_done_callback(self._finished)
+
+    def _finished(self, call: asyncio.Task) -> None:
+        self.running.discard(call)
+        self.slots.release()
 
     async def _run(self, batch: list[_Item]) -> None:
         if not batch:
@@ -290,7 +302,7 @@ class Service:
                  on_load_error: Callable[[BaseException], None] | None):
         self.load, self.limits, self.on_load_error = load, limits, on_load_error
         self.metrics = Metrics(limits.max_batch_size)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")  # ONE session, one call at a time
+        self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
         self.batcher: Batcher | None = None
         self.model: dict = {}
 
@@ -310,7 +322,8 @@ class Service:
         self.model = {"class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
-                      "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms}
+                      "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
+                      "parallel_calls": self.limits.parallel_calls}
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor)
         log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
 
