@@ -125,7 +125,7 @@ def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
         return classifier
 
     texts = [" ".join(["word"] * n) for n in (9, 2, 14, 5, 1, 11, 7, 3, 16, 4, 12, 6, 8, 15, 10, 13)]
-    with running(load, Limits(max_batch_size=4, max_wait_ms=1000)) as base:
+    with running(load, Limits(max_batch_size=4, max_wait_ms=1000, parallel_calls=2)) as base:
         wait_ready(base)
         calls.clear()  # the warm-up call
         results = httpx.post(f"{base}/v1/classify", json={"texts": texts}, timeout=30).json()["results"]

@@ -10,6 +10,7 @@ OUT=benchmarks/serve
 PORT=${PORT:-8765}
 REQUESTS=${REQUESTS:-2000}
 SEQ_LEN=${SEQ_LEN:-70}  # the reference's length; a model with fewer positions needs less
+SERVE_ARGS=${SERVE_ARGS:---parallel-calls 2}  # the small default model gains from it (see `serve --help`)
 URL=http://127.0.0.1:$PORT
 WORK=$(mktemp -d)
 SERVER=
@@ -23,12 +24,12 @@ roberta-infer prepare --model "$MODEL" --split dev --seq-len "$SEQ_LEN" --out "$
 roberta-infer infer --model "$BUNDLE" --input "$WORK/prepared" --out "$WORK/results" --batch-size 32 --warmup 5 --loop 3
 cp "$WORK/results/summary.json" "$OUT/offline.json"
 
-roberta-infer serve --model "$BUNDLE" --port "$PORT" 2>"$WORK/serve.log" & SERVER=$!
+roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS 2>"$WORK/serve.log" & SERVER=$!
 roberta-infer loadtest --url "$URL" --concurrency 1,8,64 --requests "$REQUESTS" --json "$OUT/loadtest.json"
 roberta-infer loadtest --url "$URL" --concurrency 64 --requests "$REQUESTS" --texts-per-request 8 --json "$OUT/loadtest-8.json"
 stop_server
 
-roberta-infer serve --model "$BUNDLE" --port "$PORT" 2>"$WORK/serve.log" & SERVER=$!
+roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS 2>"$WORK/serve.log" & SERVER=$!
 roberta-infer loadtest --url "$URL" --concurrency 64 --requests 1000 --json "$OUT/memory-1000.json"
 roberta-infer loadtest --url "$URL" --concurrency 64 --requests 9000 --json "$OUT/memory-10000.json"
 stop_server

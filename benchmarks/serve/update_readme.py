@@ -1,7 +1,8 @@
 """Rewrite README's serving section from the JSON that `run.sh` leaves here, so the figures are never typed by hand.
 
 Reads offline.json (`roberta-infer infer` summary), loadtest.json, loadtest-8.json and memory-{1000,10000}.json
-(`roberta-infer loadtest --json`) and replaces what lies between `<!-- serving:start ... -->` and `<!-- serving:end -->`.
+(`roberta-infer loadtest --json`), and roberta-base/ (`roberta_base.sh`) when present, and replaces what lies
+between `<!-- serving:start ... -->` and `<!-- serving:end -->`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def shown(path: str) -> str:
         return path
 
 
-def section(offline: dict, loadtests: list[dict], memory: tuple[dict, dict]) -> str:
-    """The table (one row per load level, offline first), then machine, model, settings and memory lines."""
+def table(offline: dict, loadtests: list[dict]) -> list[str]:
+    """Offline `infer` first, then one row per load level, each as a share of the offline throughput."""
     base = offline["throughput_samples_per_s"]
     rows = [f"| offline `infer`, batch {offline['batch_size']} | – | – | – | – | {base:.0f} | 100 % | – | – | "
             f"{offline['latency_ms']['p99']:.1f} (per batch) | {offline['batch_size']} |"]
@@ -41,35 +42,60 @@ def section(offline: dict, loadtests: list[dict], memory: tuple[dict, dict]) -> 
         rows.append(f"| `serve`, {clients} | {level['texts_per_request']} | {level['requests']} | {level['errors']} | "
                     f"{level['requests_per_s']:.0f} | {level['texts_per_s']:.0f} | {100 * level['texts_per_s'] / base:.1f} % | "
                     f"{latency['p50']:.1f} | {latency['p95']:.1f} | {latency['p99']:.1f} | {level['mean_batch_size']:.1f} |")
+    return ["| run | texts / request | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+
+
+def settings(offline: dict, server: dict) -> str:
+    return (f"Server: `roberta-infer serve` (batches ≤ {server['max_batch_size']} texts, wait ≤ {server['max_wait_ms']:g} ms, "
+            f"{server.get('parallel_calls', 1)} model call{'s' if server.get('parallel_calls', 1) > 1 else ''} at a time). "
+            f"Offline: SST-2 dev prepared at {offline['seq_len']} ids, {'length-aware' if offline.get('length_aware') else 'fixed'} "
+            f"padding, {offline['loop']} timed pass{'es' if offline['loop'] > 1 else ''}.")
+
+
+def section(offline: dict, loadtests: list[dict], memory: tuple[dict, dict], base: tuple[dict, list[dict]] | None) -> str:
+    """The default model's table, machine, model, settings and memory lines; then roberta-base's table, if measured."""
     machine, server = loadtests[0]["machine"], loadtests[0]["server"]
     arch = server.get("architecture") or {}
     before, after = (m["levels"][-1]["server_rss_mb"] for m in memory)
     first, total = memory[0]["levels"][-1]["requests"], sum(m["levels"][-1]["requests"] for m in memory)
-    return "\n".join([
-        "| run | texts / request | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+    lines = [
+        *table(offline, loadtests),
         "",
         f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['physical_cores']} physical cores), "
         f"load average {machine['load_average_before'][0]:.2f} before the load test; ONNX Runtime {machine['onnxruntime']}, "
         f"{server['threads']} intra-op threads. Client and server share the machine.",
         f"Model: {server['source'].get('kind')} `{shown(server['source'].get('path', '?'))}` ({arch.get('layers')} layers, "
-        f"hidden {arch.get('hidden')}); texts: {loadtests[0]['texts'].split(' (')[0]}. Server: `roberta-infer serve` defaults (batches ≤ {server['max_batch_size']} texts, "
-        f"wait ≤ {server['max_wait_ms']:g} ms, {server.get('parallel_calls', 1)} calls at a time). Offline: SST-2 dev prepared at {offline['seq_len']} ids, "
-        f"{'length-aware' if offline.get('length_aware') else 'fixed'} padding, {offline['loop']} timed passes.",
+        f"hidden {arch.get('hidden')}); texts: {loadtests[0]['texts'].split(' (')[0]}. {settings(offline, server)}",
         f"Memory: server RSS {before:.0f} MB after {first:,} requests, {after:.0f} MB after {total:,} "
         f"({100 * (after - before) / before:+.1f} %).",
         "Reproduce: `bash benchmarks/serve/run.sh` on a quiet machine.",
         "",
-    ])
+    ]
+    if base is not None:
+        offline, loadtests = base
+        lines += [
+            "The same at roberta-base's shape (synthetic weights, speed only), where the model's work dwarfs HTTP, JSON and "
+            "tokenisation:",
+            "",
+            *table(offline, loadtests),
+            "",
+            f"{settings(offline, loadtests[0]['server'])} Load average {loadtests[0]['machine']['load_average_before'][0]:.2f} "
+            "before the load test. Reproduce: `bash benchmarks/serve/roberta_base.sh`.",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     text = README.read_text()
     if not SECTION.search(text):
         raise SystemExit(f"{README} has no <!-- serving:start --> … <!-- serving:end --> section")
+    base = None
+    if (HERE / "roberta-base" / "loadtest.json").is_file():
+        base = (read("roberta-base/offline.json"), [read("roberta-base/loadtest.json"), read("roberta-base/loadtest-8.json")])
     body = section(read("offline.json"), [read("loadtest.json"), read("loadtest-8.json")],
-                   (read("memory-1000.json"), read("memory-10000.json")))
+                   (read("memory-1000.json"), read("memory-10000.json")), base)
     README.write_text(SECTION.sub(lambda m: m.group(1) + body + m.group(2), text, count=1))
     print(f"updated the serving section of {README}")
 

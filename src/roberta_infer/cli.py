@@ -269,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=10000, metavar="N", help="characters per text (default 10000); more: 413")
     p.add_argument("--max-queue", type=int, default=2048, metavar="N",
                    help="texts waiting for the model at most (default 2048); beyond, 503 with Retry-After")
-    p.add_argument("--parallel-calls", type=int, default=2, metavar="N",
-                   help="model calls running at once on the one session (default 2)")
+    p.add_argument("--parallel-calls", type=int, default=1, metavar="N",
+                   help="model calls running at once on the one session (default 1; 2 helps models so small that "
+                        "tokenising and answering take as long as the call)")
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
     _runtime_args(p)
     p.set_defaults(func=cmd_serve)

@@ -53,8 +53,10 @@ class Limits:
     max_texts_per_request: int = 256
     max_text_chars: int = 10_000
     max_queue: int = 2048
-    parallel_calls: int = 2  # model calls in flight on the one session: while one call tokenises and hands back its
-    # results (Python, one core), another keeps ONNX Runtime's threads busy; measured +10 % texts/s over 1, 3 ≈ 2
+    # Model calls in flight on the one session. 2 lets one call tokenise and hand back results (Python, one core) while
+    # another keeps ONNX Runtime's threads busy: +10 % texts/s for the small default model, but −15 % for roberta-base,
+    # whose calls already keep every core busy and then contend for them.
+    parallel_calls: int = 1
 
     def check(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue", "parallel_calls"):
