@@ -1,11 +1,13 @@
 """`roberta-infer serve`: classify texts over HTTP with one ONNX Runtime session and dynamic batching.
 
 Every request puts its texts on one queue. A single worker waits until --max-batch-size texts are queued, or at
-most --max-wait-ms after the oldest of them arrived, then takes up to LOOKAHEAD batches' worth, sorts them by length
-and runs them as model calls of at most --max-batch-size texts, --parallel-calls at a time on the one session, each
-in a thread (so the event loop keeps serving) through `predict.classify`: padded to the longest, truncated as `predict` does, so results equal `roberta-infer
-predict`. The session's idle threads sleep rather than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request through a future. The queue
-is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather than waiting without limit.
+most --max-wait-ms after the oldest of them arrived, then takes up to LOOKAHEAD batches' worth, sorts them by
+length and runs them as model calls of at most --max-batch-size texts, --parallel-calls at a time on the one
+session, each in a thread (so the event loop keeps serving) through `predict.classify`: padded to the longest,
+truncated as `predict` does, so results equal `roberta-infer predict`. The session's idle threads sleep rather
+than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request through
+a future. The queue is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather than
+waiting without limit.
 """
 
 from __future__ import annotations
