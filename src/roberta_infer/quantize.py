@@ -4,8 +4,9 @@ Dynamic quantization stores MatMul weights as int8 and quantizes activations per
 calibration data. Where the source checkpoint is at hand it is applied to the model re-exported unfused: ONNX
 Runtime then fuses the quantized graph itself (DynamicQuantizeMatMul, MatMulIntegerToFloat with one shared
 quantization of Q/K/V's input), which ran ~20 % faster at batch 32 on roberta-base than the fused graph's
-QAttention (ONNX Runtime 1.32, AVX-512 VNNI). Without it, the bundle's fused graph is quantized (Attention too). The gate compares fp32 and int8 on SST-2 dev, tokenised by the bundle
-itself, and writes nothing when accuracy drops by more than the allowed percentage points.
+QAttention (ONNX Runtime 1.32, AVX-512 VNNI). Without it, the bundle's fused graph is quantized (Attention too).
+The gate compares fp32 and int8 on SST-2 dev, tokenised by the bundle itself, and writes nothing when accuracy
+drops by more than the allowed percentage points.
 """
 
 from __future__ import annotations
@@ -100,17 +101,17 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
         if source is None:
             progress(f"the checkpoint {fp32.source.get('path')} is not here: quantizing the bundle's fused graph "
                      "(with --source CHECKPOINT the unfused re-export is quantized, ~20 % faster at batch 32)")
-            shutil.copy2(bundle / "model.onnx", tmp / "raw.onnx")
-            graph, settings = "fused bundle", replace(settings, op_types=(*settings.op_types, "Attention"))
+            graph, src = "fused bundle", bundle / "model.onnx"
+            settings = replace(settings, op_types=(*settings.op_types, "Attention"))
         else:
             progress("re-exporting the model unfused (its quantized form runs faster than the fused graph's)")
-            export_onnx(source.model, source.encoder.pad, tmp / "raw.onnx", batch_size=shape[0], seq_len=shape[1],
+            graph, src = "unfused export", tmp / "raw.onnx"
+            export_onnx(source.model, source.encoder.pad, src, batch_size=shape[0], seq_len=shape[1],
                         opset=fp32.manifest["opset"])
-            graph = "unfused export"
         progress(f"quantizing {', '.join(settings.op_types)} weights to {settings.weight_type} "
                  f"(per-channel {settings.per_channel}, reduce-range {settings.reduce_range})")
-        quantize_onnx(tmp / "raw.onnx", tmp / "model.onnx", settings)
-        (tmp / "raw.onnx").unlink()
+        quantize_onnx(src, tmp / "model.onnx", settings)
+        (tmp / "raw.onnx").unlink(missing_ok=True)
         manifest = {**fp32.manifest, "model_sha256": sha256_file(tmp / "model.onnx"),
                     "fused_ops": op_counts(onnx.load(str(tmp / "model.onnx"))),
                     "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "graph": graph,

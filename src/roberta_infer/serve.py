@@ -34,14 +34,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .errors import RobertaInferError
-from .predict import classify
+from .predict import classify, length_batches
 from .runtime import OnnxClassifier
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
 RETRY_AFTER = {"Retry-After": "1"}
 WARMUP_TEXT = "a warm-up sentence , long enough to touch every kernel the real requests will use ."
-# A full queue is taken up to this many batches at a time and split into batches of similar length: padding each
-# to its own longest text wastes far less work than batches in arrival order (cf. `predict.length_batches`).
+# A full queue is taken up to this many batches at a time and split into batches of similar length (by characters,
+# as tokens are only counted in the model call): padding each to its own longest text wastes far less work.
 LOOKAHEAD = 8
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -163,10 +163,10 @@ class Batcher:
             size = self.limits.max_batch_size
             window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
             self.metrics.queued.set(len(self.pending))
-            window = sorted((item for item in window if not item.future.done()), key=lambda item: len(item.text))
-            for start in range(0, len(window), size):  # done above = its request was cancelled
+            window = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            for batch in length_batches([len(item.text) for item in window], size):
                 await self.slots.acquire()
-                call = asyncio.create_task(self._run(window[start : start + size]))
+                call = asyncio.create_task(self._run([window[i] for i in batch]))
                 self.running.add(call)
                 call.add_done_callback(self._finished)
 
