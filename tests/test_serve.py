@@ -62,8 +62,14 @@ def running(load: Callable[[], OnnxClassifier], limits: Limits = Limits()) -> It
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:
+    """Until /readyz answers 200; a server that logged its address may not be accepting connections yet."""
     deadline = time.monotonic() + timeout
-    while httpx.get(f"{url}/readyz").status_code != 200:
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.ConnectError:
+            pass
         assert time.monotonic() < deadline, "server never became ready"
         time.sleep(0.05)
 
@@ -134,6 +140,16 @@ def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
     assert all(max(shorter) < min(longer) for shorter, longer in zip(calls, calls[1:])), calls
     expected = classify(load_bundle(bundle, threads=1), texts)
     assert np.abs(np.array([r["logits"] for r in results]) - expected).max() < 1e-4
+
+
+def test_an_idle_model_runs_a_lone_request_without_waiting_for_company(bundle):
+    with running(lambda: load_bundle(bundle, threads=1), Limits(max_wait_ms=5000)) as base:
+        wait_ready(base)
+        began = time.monotonic()
+        response = httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30)
+        took = time.monotonic() - began
+    assert response.status_code == 200
+    assert took < 2.5, f"a lone request waited {took:.1f} s of the 5 s max-wait"
 
 
 def test_concurrent_clients_share_batches_and_get_their_own_results(url, bundle):

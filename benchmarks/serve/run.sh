@@ -1,37 +1,60 @@
 #!/usr/bin/env bash
-# The serving benchmark, for a quiet machine: offline `infer` at batch 32 on SST-2 dev, then `serve` under
-# `loadtest` at 1, 8 and 64 clients sending one text per request, and at 64 clients sending 8, then a fresh server's
-# RSS after 1,000 and after 10,000 requests. Writes offline.json, loadtest.json, loadtest-8.json, memory-1000.json,
-# memory-10000.json here, then README's serving section.
-#   bash benchmarks/serve/run.sh [MODEL]     (a checkpoint or HF folder; default: the shipped model)
+# The serving benchmark, for a quiet machine. Offline `infer` at batch 32 on SST-2 dev, then `serve` under
+# `loadtest`, then README's serving section (update_readme.py).
+#   bash benchmarks/serve/run.sh                the shipped model, into benchmarks/serve/: one text per request at
+#                                               1, 8 and 64 clients (loadtest.json), 8 per request at 64
+#                                               (loadtest-8.json), the same two against ceiling.py's zero-cost model
+#                                               (ceiling.json, ceiling-8.json), and a fresh server's RSS after 1,000
+#                                               and 10,000 requests (memory-1000.json, memory-10000.json)
+#   bash benchmarks/serve/run.sh roberta-base   roberta-base's shape (synthetic weights: speed only), into
+#                                               benchmarks/serve/roberta-base/: 64 clients, 1 and 8 texts per request
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=benchmarks/serve
+SHAPE=${1:-default}
 PORT=${PORT:-8765}
-REQUESTS=${REQUESTS:-2000}
-SEQ_LEN=${SEQ_LEN:-70}  # the reference's length; a model with fewer positions needs less
-SERVE_ARGS=${SERVE_ARGS:---parallel-calls 2}  # the small default model gains from it (see `serve --help`)
 URL=http://127.0.0.1:$PORT
 WORK=$(mktemp -d)
 SERVER=
 stop_server() { if [ -n "$SERVER" ]; then kill -TERM "$SERVER"; wait "$SERVER"; SERVER=; fi; }
 trap 'stop_server; rm -rf "$WORK"' EXIT
+start_server() { "$@" 2>"$WORK/serve.log" & SERVER=$!; }
 
-MODEL=${1:-$(python -c 'from roberta_infer.default import default_model_dir; print(default_model_dir())')}
 BUNDLE=$WORK/bundle
-roberta-infer export --model "$MODEL" --out "$BUNDLE" 2>/dev/null
-roberta-infer prepare --model "$MODEL" --split dev --seq-len "$SEQ_LEN" --out "$WORK/prepared" >/dev/null
-roberta-infer infer --model "$BUNDLE" --input "$WORK/prepared" --out "$WORK/results" --batch-size 32 --warmup 5 --loop 3
+case $SHAPE in
+  default)
+    OUT=benchmarks/serve; REQUESTS=${REQUESTS:-2000}; REQUESTS_8=$REQUESTS; LOOP=3; LEVELS=1,8,64
+    SERVE_ARGS=${SERVE_ARGS:---parallel-calls 2}  # the small default model gains from it (see `serve --help`)
+    roberta-infer export --out "$BUNDLE" 2>/dev/null ;;
+  roberta-base)
+    OUT=benchmarks/serve/roberta-base; REQUESTS=${REQUESTS:-400}; REQUESTS_8=$((REQUESTS / 4)); LOOP=1; LEVELS=64
+    SERVE_ARGS=${SERVE_ARGS:-}
+    roberta-infer export --synthetic roberta-base --out "$BUNDLE" 2>/dev/null ;;
+  *) echo "usage: bash benchmarks/serve/run.sh [default|roberta-base]" >&2; exit 2 ;;
+esac
+mkdir -p "$OUT"
+roberta-infer prepare --model "$BUNDLE" --split dev --seq-len 70 --out "$WORK/prepared" >/dev/null
+roberta-infer infer --model "$BUNDLE" --input "$WORK/prepared" --out "$WORK/results" --batch-size 32 --warmup 5 --loop $LOOP
 cp "$WORK/results/summary.json" "$OUT/offline.json"
 
-roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS 2>"$WORK/serve.log" & SERVER=$!
-roberta-infer loadtest --url "$URL" --concurrency 1,8,64 --requests "$REQUESTS" --json "$OUT/loadtest.json"
-roberta-infer loadtest --url "$URL" --concurrency 64 --requests "$REQUESTS" --texts-per-request 8 --json "$OUT/loadtest-8.json"
+load() {  # load NAME: one text per request at $LEVELS, then 8 per request at 64 clients
+  roberta-infer loadtest --url "$URL" --concurrency "$LEVELS" --requests "$REQUESTS" --json "$OUT/$1.json"
+  roberta-infer loadtest --url "$URL" --concurrency 64 --requests "$REQUESTS_8" --texts-per-request 8 \
+    --json "$OUT/$1-8.json"
+}
+# shellcheck disable=SC2086  # SERVE_ARGS is a list of arguments
+start_server roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS
+load loadtest
 stop_server
 
-roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS 2>"$WORK/serve.log" & SERVER=$!
-roberta-infer loadtest --url "$URL" --concurrency 64 --requests 1000 --json "$OUT/memory-1000.json"
-roberta-infer loadtest --url "$URL" --concurrency 64 --requests 9000 --json "$OUT/memory-10000.json"
-stop_server
-
-python "$OUT/update_readme.py"
+if [ "$SHAPE" = default ]; then
+  start_server python benchmarks/serve/ceiling.py "$BUNDLE" "$PORT"
+  LEVELS=64
+  load ceiling
+  stop_server
+  # shellcheck disable=SC2086
+  start_server roberta-infer serve --model "$BUNDLE" --port "$PORT" $SERVE_ARGS
+  roberta-infer loadtest --url "$URL" --concurrency 64 --requests 1000 --json "$OUT/memory-1000.json"
+  roberta-infer loadtest --url "$URL" --concurrency 64 --requests 9000 --json "$OUT/memory-10000.json"
+  stop_server
+fi
+python benchmarks/serve/update_readme.py

@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
             "       /openapi.json, /docs\n"
-            "Texts from concurrent requests share model calls: up to --max-batch-size texts, waiting at most\n"
-            "--max-wait-ms after the oldest, length-sorted and padded to the longest; results equal `predict`.\n"
+            "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted and\n"
+            "padded to the longest; results equal `predict`. Texts wait for company only while the model is busy,\n"
+            "and at most --max-wait-ms after the oldest: an idle model runs a lone request at once.\n"
             'Bad input gets a 4xx with {"error": ...}; more than --max-queue waiting texts, 503 + Retry-After.\n'
             "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
@@ -264,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="default 8000 (0: any free port)")
     p.add_argument("--max-batch-size", type=int, default=32, metavar="B", help="texts per model call at most (default 32)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
-                   help="how long a batch waits for more texts after its oldest arrived (default 5)")
+                   help="how long a batch may wait for more texts after its oldest arrived, while the model is "
+                        "busy with another call (default 5)")
     p.add_argument("--max-texts-per-request", type=int, default=256, metavar="N", help="default 256; more: 413")
     p.add_argument("--max-text-chars", type=int, default=10000, metavar="N", help="characters per text (default 10000); more: 413")
     p.add_argument("--max-queue", type=int, default=2048, metavar="N",

@@ -1,13 +1,14 @@
 """`roberta-infer serve`: classify texts over HTTP with one ONNX Runtime session and dynamic batching.
 
-Every request puts its texts on one queue. A single worker waits until --max-batch-size texts are queued, or at
-most --max-wait-ms after the oldest of them arrived, then takes up to LOOKAHEAD batches' worth, sorts them by
-length and runs them as model calls of at most --max-batch-size texts, --parallel-calls at a time on the one
-session, each in a thread (so the event loop keeps serving) through `predict.classify`: padded to the longest,
-truncated as `predict` does, so results equal `roberta-infer predict`. The session's idle threads sleep rather
-than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request through
-a future. The queue is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather than
-waiting without limit.
+Every request puts its texts on one queue. A single worker runs them as soon as the model is idle; while a call
+runs, it waits until --max-batch-size texts are queued, or at most --max-wait-ms after the oldest arrived, so a
+lone request is never held back for company that cannot come. It takes up to LOOKAHEAD batches' worth, sorts
+them by length and runs them as model calls of at most --max-batch-size texts, --parallel-calls at a time on the
+one session, each in a thread (so the event loop keeps serving) through `predict.classify`: padded to the
+longest, truncated as `predict` does, so results equal `roberta-infer predict`. The session's idle threads sleep
+rather than spin, leaving the CPU to the event loop between calls. Each text's result goes back to its request
+through a future. The queue is bounded in texts: beyond --max-queue a request gets 503 with Retry-After rather
+than waiting without limit.
 """
 
 from __future__ import annotations
@@ -153,8 +154,11 @@ class Batcher:
                     return
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            deadline = self.pending[0].enqueued + wait  # a batch waits for company at most max-wait after its oldest text
-            while len(self.pending) < self.limits.max_batch_size and not self.closing and deadline > loop.time():
+            # A batch waits for company only while the model is busy anyway, and at most max-wait after its oldest
+            # text: an idle model runs what is queued at once, so a lone request is not delayed for nothing.
+            deadline = self.pending[0].enqueued + wait
+            while (len(self.pending) < self.limits.max_batch_size and self.running and not self.closing
+                   and deadline > loop.time()):
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), deadline - loop.time())
@@ -173,6 +177,7 @@ class Batcher:
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)
         self.slots.release()
+        self.wakeup.set()  # the model may now be idle: queued texts need not wait longer
 
     async def _run(self, batch: list[_Item]) -> None:
         if not batch:
