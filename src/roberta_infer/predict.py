@@ -37,15 +37,26 @@ def classify(classifier: Classifier, texts: list[str], *, batch_size: int = 32) 
     """Logits [N, classes] in input order; batches are length-sorted and padded to their longest text."""
     if batch_size <= 0:
         raise RobertaInferError(f"batch size must be positive, got {batch_size}")
+    rows = encode(classifier, texts)
+    out = np.zeros((len(rows), len(classifier.class_names)), dtype=np.float32)
+    for index in length_batches([len(r) for r in rows], batch_size):
+        out[index] = batch_logits(classifier, [rows[i] for i in index])
+    return out
+
+
+def encode(classifier: Classifier, texts: list[str]) -> list[list[int]]:
+    """`<s> ids </s>` per text, warning once about those longer than the model's positions (`batch_logits` cuts them)."""
     rows = classifier.encoder.encode(texts)
     limit = classifier.max_tokens
     warn_truncated(sum(len(r) > limit for r in rows), len(rows), limit)
-    out = np.zeros((len(rows), len(classifier.class_names)), dtype=np.float32)
-    for index in length_batches([len(r) for r in rows], batch_size):
-        batch = [rows[i] for i in index]
-        tokens, _ = pad_to(batch, min(limit, max(len(r) for r in batch)), pad=classifier.encoder.pad, eos=classifier.encoder.eos)
-        out[index] = classifier.logits(tokens)
-    return out
+    return rows
+
+
+def batch_logits(classifier: Classifier, rows: list[list[int]]) -> np.ndarray:
+    """One model call: the rows padded to their longest, cut to the model's positions with `</s>` kept last."""
+    encoder = classifier.encoder
+    tokens, _ = pad_to(rows, min(classifier.max_tokens, max(len(r) for r in rows)), pad=encoder.pad, eos=encoder.eos)
+    return classifier.logits(tokens)
 
 
 def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
