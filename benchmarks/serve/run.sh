@@ -47,7 +47,8 @@ load loadtest
 stop_server
 
 if [ "$SHAPE" = default ]; then
-  start_server python benchmarks/serve/ceiling.py "$BUNDLE" "$PORT"
+  # shellcheck disable=SC2086
+  start_server python benchmarks/serve/ceiling.py --model "$BUNDLE" --port "$PORT" $SERVE_ARGS
   LEVELS=64
   load ceiling
   stop_server

@@ -147,36 +147,39 @@ class Batcher:
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
-        wait = self.limits.max_wait_ms / 1000
+        wait, size = self.limits.max_wait_ms / 1000, self.limits.max_batch_size
         while True:
             while not self.pending:
                 if self.closing:
                     return
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            # A batch waits for company only while the model is busy anyway, and at most max-wait after its oldest
-            # text: an idle model runs what is queued at once, so a lone request is not delayed for nothing.
+            # Texts queue up while every call slot is busy: closing a batch that cannot start would only shrink it.
+            await self.slots.acquire()
+            # With a slot free, a batch waits for company only while another call keeps the model busy, and at most
+            # max-wait after its oldest text: an idle model runs what is queued at once.
             deadline = self.pending[0].enqueued + wait
-            while (len(self.pending) < self.limits.max_batch_size and self.running and not self.closing
-                   and deadline > loop.time()):
+            while len(self.pending) < size and self.running and not self.closing and deadline > loop.time():
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
                     break
-            size = self.limits.max_batch_size
             window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
             self.metrics.queued.set(len(self.pending))
             window = [item for item in window if not item.future.done()]  # done: its request was cancelled
-            if not window:
-                continue
+            rows: list[list[int]] = []
             try:  # the whole window at once: tokenising 32 texts between model calls costs about twice as much per text
-                rows = await loop.run_in_executor(self.executor, encode, self.classifier, [item.text for item in window])
+                if window:
+                    rows = await loop.run_in_executor(self.executor, encode, self.classifier, [i.text for i in window])
             except Exception as e:
                 self._fail(window, e)
-                continue
-            for batch in length_batches([len(row) for row in rows], size):
-                await self.slots.acquire()
+            batches = length_batches([len(row) for row in rows], size)
+            if not batches:
+                self.slots.release()
+            for n, batch in enumerate(batches):
+                if n:  # the first holds the slot taken above
+                    await self.slots.acquire()
                 call = asyncio.create_task(self._run([window[i] for i in batch], [rows[i] for i in batch]))
                 self.running.add(call)
                 call.add_done_callback(self._finished)
