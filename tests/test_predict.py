@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.predict import classify, predict, read_texts
+from roberta_infer.predict import classify, planned_batches, predict, read_texts
 
 
 def test_read_texts_keeps_empty_lines(tmp_path):
@@ -40,3 +42,29 @@ def test_over_long_text_is_truncated_with_a_warning(hf_model):
     assert np.abs(logits[0] - model.logits(cut)[0]).max() < 1e-5
     with pytest.raises(RobertaInferError, match="batch size must be positive"):
         classify(model, ["x"], batch_size=0)
+
+
+def cost(batches: list[np.ndarray], lengths: list[int], call_cost: float) -> float:
+    return sum(call_cost + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+@pytest.mark.parametrize("call_cost", [0.0, 3.0, 40.0])
+def test_planned_batches_are_the_cheapest_cut_of_the_sorted_rows(call_cost):
+    lengths = [9, 2, 30, 3, 2, 28, 8, 4]
+    batches = planned_batches(lengths, 3, call_cost)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths)
+    ordered = sorted(lengths)  # every way to cut the sorted rows into runs of at most 3: none is cheaper
+    cheapest = min(
+        sum(call_cost + (b - a) * ordered[b - 1] for a, b in zip((0, *cuts), (*cuts, len(ordered))))
+        for k in range(len(ordered)) for cuts in itertools.combinations(range(1, len(ordered)), k)
+        if all(b - a <= 3 for a, b in zip((0, *cuts), (*cuts, len(ordered)))))
+    assert cost(batches, lengths, call_cost) == pytest.approx(cheapest)
+
+
+def test_planned_batches_split_at_a_length_jump_only_when_it_pays():
+    lengths = [2, 2, 2, 30]
+    assert [len(b) for b in planned_batches(lengths, 4, call_cost=1.0)] == [3, 1]
+    assert [len(b) for b in planned_batches(lengths, 4, call_cost=1000.0)] == [4]

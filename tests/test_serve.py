@@ -29,7 +29,7 @@ from roberta_infer.errors import RobertaInferError
 from roberta_infer.loadtest import server_metrics
 from roberta_infer.predict import classify, predict
 from roberta_infer.runtime import OnnxClassifier
-from roberta_infer.serve import Limits, create_app, listen
+from roberta_infer.serve import Limits, call_cost_tokens, create_app, listen
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either .", " ".join(["word"] * 100)]  # the last is truncated
@@ -133,13 +133,23 @@ def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
     texts = [" ".join(["word"] * n) for n in (9, 2, 14, 5, 1, 11, 7, 3, 16, 4, 12, 6, 8, 15, 10, 13)]
     with running(load, Limits(max_batch_size=4, max_wait_ms=1000, parallel_calls=2)) as base:
         wait_ready(base)
-        calls.clear()  # the warm-up call
+        calls.clear()  # the warm-up and call-cost timing calls
         results = httpx.post(f"{base}/v1/classify", json={"texts": texts}, timeout=30).json()["results"]
-    assert [len(call) for call in calls] == [4, 4, 4, 4]
+    every = [n for call in calls for n in call]
+    assert all(len(call) <= 4 for call in calls) and len(every) == len(set(every)) == 16, "each text in one call"
     calls.sort(key=min)  # two calls run at once, so they may start in either order
     assert all(max(shorter) < min(longer) for shorter, longer in zip(calls, calls[1:])), calls
     expected = classify(load_bundle(bundle, threads=1), texts)
     assert np.abs(np.array([r["logits"] for r in results]) - expected).max() < 1e-4
+
+
+def test_call_cost_is_the_fixed_part_of_a_call_in_tokens(bundle):
+    classifier = load_bundle(bundle, threads=1)
+    fixed, per_token = 0.02, 0.0005  # seconds: a call of n tokens takes fixed + n × per_token
+    classifier.logits = lambda tokens: time.sleep(fixed + per_token * tokens.size) or np.zeros((len(tokens), 2))
+    assert call_cost_tokens(classifier, batch_size=4, repeats=2) == pytest.approx(fixed / per_token, rel=0.3)
+    classifier.logits = lambda tokens: time.sleep(fixed) or np.zeros((len(tokens), 2))
+    assert call_cost_tokens(classifier, batch_size=4, repeats=2) > 4 * len(classifier.encoder.encode(["x"])[0])
 
 
 def test_an_idle_model_runs_a_lone_request_without_waiting_for_company(bundle):

@@ -3,8 +3,10 @@
 Every request puts its texts on one queue. A single worker runs them as soon as the model is idle; while a call
 runs, it waits until --max-batch-size texts are queued, or at most --max-wait-ms after the oldest arrived, so a
 lone request is never held back for company that cannot come. It takes up to LOOKAHEAD batches' worth, tokenises
-them together, sorts them by length in tokens and runs them as model calls of at most --max-batch-size texts,
---parallel-calls at a time on the one session, each in a thread (so the event loop keeps serving). Tokenising,
+them together, sorts them by length in tokens and cuts them where padding would cost more than another call
+(`predict.planned_batches`, with the call's fixed cost timed at start-up) into model calls of at most
+--max-batch-size texts, --parallel-calls at a time on the one session, each in a thread (so the event loop keeps
+serving). Tokenising,
 padding and truncation are `predict`'s own functions, so results equal `roberta-infer predict`. The session's
 idle threads sleep rather than spin, leaving the CPU to the event loop between calls. Each text's result goes
 back to its request through a future. The queue is bounded in texts: beyond --max-queue a request gets 503 with
@@ -19,6 +21,7 @@ import json
 import logging
 import signal
 import socket
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -35,14 +38,14 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .errors import RobertaInferError
-from .predict import batch_logits, classify, encode, length_batches
+from .predict import batch_logits, classify, encode, planned_batches
 from .runtime import OnnxClassifier
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
 RETRY_AFTER = {"Retry-After": "1"}
 WARMUP_TEXT = "a warm-up sentence , long enough to touch every kernel the real requests will use ."
 # A full queue is taken up to this many batches at a time, tokenised together and split into batches of similar
-# length in tokens: padding each to its own longest text wastes far less work.
+# length in tokens: padding each to its own longest text wastes far less work than arrival order would.
 LOOKAHEAD = 8
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -114,8 +117,10 @@ class _Item:
 class Batcher:
     """One queue of texts from all requests, one worker turning them into model calls of up to max_batch_size."""
 
-    def __init__(self, classifier: OnnxClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor):
+    def __init__(self, classifier: OnnxClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
+                 call_cost: float):
         self.classifier, self.limits, self.metrics, self.executor = classifier, limits, metrics, executor
+        self.call_cost = call_cost  # a model call's fixed cost in padded tokens: see `call_cost_tokens`
         self.pending: deque[_Item] = deque()
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -169,12 +174,12 @@ class Batcher:
             self.metrics.queued.set(len(self.pending))
             window = [item for item in window if not item.future.done()]  # done: its request was cancelled
             rows: list[list[int]] = []
-            try:  # the whole window at once: tokenising 32 texts between model calls costs about twice as much per text
+            batches: list[np.ndarray] = []
+            try:
                 if window:
-                    rows = await loop.run_in_executor(self.executor, encode, self.classifier, [i.text for i in window])
+                    rows, batches = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
             except Exception as e:
                 self._fail(window, e)
-            batches = length_batches([len(row) for row in rows], size)
             if not batches:
                 self.slots.release()
             for n, batch in enumerate(batches):
@@ -183,6 +188,12 @@ class Batcher:
                 call = asyncio.create_task(self._run([window[i] for i in batch], [rows[i] for i in batch]))
                 self.running.add(call)
                 call.add_done_callback(self._finished)
+
+    def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        """Tokenise a window at once (32 texts between model calls cost about twice as much per text), then cut it
+        into the batches that cost the model least."""
+        rows = encode(self.classifier, texts)
+        return rows, planned_batches([len(row) for row in rows], self.limits.max_batch_size, self.call_cost)
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)
@@ -217,6 +228,30 @@ class Batcher:
     def _infer(self, rows: list[list[int]]) -> list[dict]:
         """One model call (in the executor thread), padded and cut as `predict` does, so results equal its."""
         return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)
+
+
+def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 3) -> float:
+    """A model call's fixed cost in padded tokens' worth: what splitting a batch must save in padding to pay off.
+
+    Fitted as cost = fixed + per-token × tokens to the fastest of `repeats` calls on one warm-up row and on
+    `batch_size` of them. Where no per-token cost shows (one row per batch, or timing noise), splitting never pays.
+    """
+    row = encode(classifier, [WARMUP_TEXT])
+    tokens = len(row[0])
+
+    def fastest(rows: int) -> float:
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            batch_logits(classifier, row * rows)
+            times.append(time.perf_counter() - began)
+        return min(times)
+
+    one = fastest(1)
+    per_token = (fastest(batch_size) - one) / ((batch_size - 1) * tokens) if batch_size > 1 else 0.0
+    if per_token <= 0:
+        return float(batch_size * tokens)
+    return max(0.0, one / per_token - tokens)
 
 
 def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -334,7 +369,7 @@ class Service:
 
     async def start(self) -> None:
         try:
-            classifier = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
+            classifier, call_cost = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
         except Exception as e:  # a model that cannot load stops the server (serve() then reports the error)
             if self.on_load_error is None:
                 log.exception("the model cannot be loaded")
@@ -345,14 +380,15 @@ class Service:
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
                       "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
-                      "parallel_calls": self.limits.parallel_calls}
-        self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor)
+                      "parallel_calls": self.limits.parallel_calls, "call_cost_tokens": round(call_cost, 1)}
+        self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
         log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
 
-    def _load_and_warm(self) -> OnnxClassifier:
+    def _load_and_warm(self) -> tuple[OnnxClassifier, float]:
+        """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""
         classifier = self.load()
         classify(classifier, [WARMUP_TEXT] * self.limits.max_batch_size, batch_size=self.limits.max_batch_size)
-        return classifier
+        return classifier, call_cost_tokens(classifier, self.limits.max_batch_size)
 
     async def stop(self) -> None:
         if self.batcher is not None:
