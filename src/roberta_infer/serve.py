@@ -230,18 +230,20 @@ class Batcher:
         return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)
 
 
-def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 3) -> float:
+def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 10, budget_s: float = 1.0) -> float:
     """A model call's fixed cost in padded tokens' worth: what splitting a batch must save in padding to pay off.
 
-    Fitted as cost = fixed + per-token × tokens to the fastest of `repeats` calls on one warm-up row and on
-    `batch_size` of them. Where no per-token cost shows (one row per batch, or timing noise), splitting never pays.
+    Fitted as cost = fixed + per-token × tokens to the fastest calls on one warm-up row and on `batch_size` of them
+    (`repeats` each, fewer, but at least 2, where that would take over `budget_s`): the fastest, as a server starting
+    up shares the CPU with whatever starts beside it. Where no per-token cost shows (one row per batch, or timing
+    noise), splitting never pays.
     """
     row = encode(classifier, [WARMUP_TEXT])
     tokens = len(row[0])
 
     def fastest(rows: int) -> float:
-        times = []
-        for _ in range(repeats):
+        times: list[float] = []
+        while len(times) < repeats and (len(times) < 2 or sum(times) < budget_s):
             began = time.perf_counter()
             batch_logits(classifier, row * rows)
             times.append(time.perf_counter() - began)
