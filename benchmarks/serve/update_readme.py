@@ -11,6 +11,8 @@ import json
 import re
 from pathlib import Path
 
+from roberta_infer.loadtest import cpu_text
+
 HERE = Path(__file__).resolve().parent
 README = HERE.parents[1] / "README.md"
 SECTION = re.compile(r"(<!-- serving:start[^\n]*-->\n).*?(<!-- serving:end -->)", re.S)
@@ -35,15 +37,18 @@ def table(offline: dict, loadtests: list[tuple[str, dict]]) -> list[str]:
     """Offline `infer` first, then one row per (server, load level), each as a share of the offline throughput."""
     base = offline["throughput_samples_per_s"]
     rows = [f"| offline `infer`, batch {offline['batch_size']} | – | – | – | – | {base:.0f} | 100 % | – | – | "
-            f"{offline['latency_ms']['p99']:.1f} (per batch) | {offline['batch_size']} |"]
+            f"{offline['latency_ms']['p99']:.1f} (per batch) | {offline['batch_size']} | – |"]
     for server, level in ((server, level) for server, loadtest in loadtests for level in loadtest["levels"]):
         latency = level["latency_ms"]
         clients = f"{level['concurrency']} client{'s' if level['concurrency'] > 1 else ''}"
         rows.append(f"| {server}, {clients} | {level['texts_per_request']} | {level['requests']} | {level['errors']} | "
                     f"{level['requests_per_s']:.0f} | {level['texts_per_s']:.0f} | {100 * level['texts_per_s'] / base:.1f} % | "
-                    f"{latency['p50']:.1f} | {latency['p95']:.1f} | {latency['p99']:.1f} | {level['mean_batch_size']:.1f} |")
-    return ["| run | texts / request | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+                    f"{latency['p50']:.1f} | {latency['p95']:.1f} | {latency['p99']:.1f} | {level['mean_batch_size']:.1f} | "
+                    f"{cpu_text(level.get('server_cpu_us_per_request'))} / {cpu_text(level.get('client_cpu_us_per_request'))} |")
+    return ["| run | texts / request | requests | errors | req/s | texts/s | vs offline | p50 ms | p95 ms | p99 ms | mean batch "
+            "| CPU µs / request: server / client |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
+
 
 
 def settings(offline: dict, server: dict) -> str:

@@ -1,7 +1,8 @@
 """`roberta-infer loadtest`: throughput, latency and the server's batching at several client concurrencies.
 
 Only a server on this machine is ever targeted (loopback addresses), so a typo cannot load someone else's.
-Batch sizes come from the server's own /metrics histogram, read before and after each level.
+Batch sizes, memory and CPU time come from the server's own /metrics, read before and after each level; the client's
+CPU time from its own process, so a run on one machine shows where each side's CPU goes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BUILTIN_TEXTS = [
 ]
 BATCH_METRIC = "roberta_infer_batch_size"
 RSS_METRIC = "process_resident_memory_bytes"
+CPU_METRIC = "process_cpu_seconds_total"
 
 
 def check_loopback(url: str) -> str:
@@ -65,8 +67,8 @@ def sample_texts() -> tuple[list[str], str]:
 
 
 def server_metrics(text: str) -> dict:
-    """Cumulative batch-size bucket counts, batch count/sum, and the server's RSS from /metrics text."""
-    out: dict = {"buckets": {}, "count": 0.0, "sum": 0.0, "rss_bytes": None}
+    """Cumulative batch-size bucket counts, batch count/sum, and the server's RSS and CPU time from /metrics text."""
+    out: dict = {"buckets": {}, "count": 0.0, "sum": 0.0, "rss_bytes": None, "cpu_seconds": None}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == f"{BATCH_METRIC}_bucket":
@@ -77,6 +79,8 @@ def server_metrics(text: str) -> dict:
                 out["sum"] = sample.value
             elif sample.name == RSS_METRIC:
                 out["rss_bytes"] = sample.value
+            elif sample.name == CPU_METRIC:
+                out["cpu_seconds"] = sample.value
     return out
 
 
@@ -131,10 +135,11 @@ async def run_level(http: aiohttp.ClientSession, url: str, texts: list[str], *, 
 
     await asyncio.gather(*(connect() for _ in range(concurrency)))
     before = server_metrics(await get_text(http, f"{url}/metrics"))
-    began = time.perf_counter()
+    began, client_cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    seconds = time.perf_counter() - began
+    seconds, client_cpu = time.perf_counter() - began, time.process_time() - client_cpu
     after = server_metrics(await get_text(http, f"{url}/metrics"))
+    server_cpu = None if after["cpu_seconds"] is None else after["cpu_seconds"] - before["cpu_seconds"]
     ok = requests - sum(errors.values())
     batches = after["count"] - before["count"]
     p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
@@ -147,6 +152,9 @@ async def run_level(http: aiohttp.ClientSession, url: str, texts: list[str], *, 
         "batches": int(batches), "mean_batch_size": (after["sum"] - before["sum"]) / batches if batches else 0.0,
         "batch_sizes": batch_distribution(before, after),
         "server_rss_mb": after["rss_bytes"] / 2**20 if after["rss_bytes"] is not None else None,
+        # CPU time per request (all threads), where each side's time goes when client and server share a machine
+        "server_cpu_us_per_request": None if server_cpu is None else 1e6 * server_cpu / requests,
+        "client_cpu_us_per_request": 1e6 * client_cpu / requests,
     }
 
 
@@ -211,11 +219,15 @@ def run_fast(coroutine: Coroutine[Any, Any, dict]) -> dict:
     return uvloop.run(coroutine)
 
 
+def cpu_text(us: float | None) -> str:
+    return "?" if us is None else f"{us:.0f}"
+
+
 def summary_table(summary: dict) -> Table:
     """One row per concurrency level."""
     table = Table(title=f"loadtest {summary['url']} ({summary['texts']})")
     for column in ("clients", "requests", "errors", "req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
-                   "batch sizes", "server RSS MB"):
+                   "batch sizes", "server RSS MB", "CPU µs/req server, client"):
         table.add_column(column, justify="left" if column == "batch sizes" else "right")
     for level in summary["levels"]:
         latency = level["latency_ms"]
@@ -223,5 +235,6 @@ def summary_table(summary: dict) -> Table:
                       f"{level['requests_per_s']:.1f}", f"{level['texts_per_s']:.1f}", f"{latency['p50']:.1f}",
                       f"{latency['p95']:.1f}", f"{latency['p99']:.1f}", f"{level['mean_batch_size']:.1f}",
                       " ".join(f"{k}:{v}" for k, v in level["batch_sizes"].items()),
-                      "" if level["server_rss_mb"] is None else f"{level['server_rss_mb']:.0f}")
+                      "" if level["server_rss_mb"] is None else f"{level['server_rss_mb']:.0f}",
+                      f"{cpu_text(level.get('server_cpu_us_per_request'))}, {cpu_text(level.get('client_cpu_us_per_request'))}")
     return table
