@@ -251,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
             "       /openapi.json, /docs\n"
-            "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted and\n"
-            "padded to the longest; results equal `predict`. Texts wait for company only while the model is busy,\n"
-            "and at most --max-wait-ms after the oldest: an idle model runs a lone request at once.\n"
+            "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted, cut\n"
+            "where padding would cost more than another call, padded to the longest; results equal `predict`.\n"
+            "Texts wait for company only while the model is busy, and at most --max-wait-ms after the oldest:\n"
+            "an idle model runs a lone request at once.\n"
             'Bad input gets a 4xx with {"error": ...}; more than --max-queue waiting texts, 503 + Retry-After.\n'
             "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
@@ -286,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
             "this machine (loopback only: 127.0.0.0/8, ::1, localhost; anything else is refused). Texts are\n"
             "SST-2 dev sentences when found ($ROBERTA_INFER_DATA or ./data), else built-in ones. Reports per\n"
             "level req/s, texts/s, latency p50/p95/p99, errors, the server's batch sizes (its /metrics\n"
-            "histogram before vs after) and its RSS, as a table and, with --json, a JSON file."
+            "histogram before vs after), its RSS, and the CPU time per request of the server (from /metrics)\n"
+            "and of this client, as a table and, with --json, a JSON file."
         ),
     )
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
