@@ -152,6 +152,31 @@ def test_call_cost_is_the_fixed_part_of_a_call_in_tokens(bundle):
     assert call_cost_tokens(classifier, batch_size=4, repeats=2) > 4 * len(classifier.encoder.encode(["x"])[0])
 
 
+def test_a_failed_model_call_fails_its_own_request_with_a_500_and_the_server_carries_on(bundle):
+    fail_next = threading.Event()
+
+    def load() -> OnnxClassifier:
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+
+        def sometimes_failing(tokens: np.ndarray) -> np.ndarray:
+            if fail_next.is_set():
+                fail_next.clear()
+                raise RuntimeError("the accelerator fell over")
+            return logits(tokens)
+
+        classifier.logits = sometimes_failing
+        return classifier
+
+    with running(load) as base:
+        wait_ready(base)
+        fail_next.set()
+        failed = httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30)
+        assert failed.status_code == 500 and "the accelerator fell over" in failed.json()["error"]
+        assert httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30).status_code == 200
+        assert 'roberta_infer_errors_total{reason="internal"} 1.0' in httpx.get(f"{base}/metrics").text
+
+
 def test_an_idle_model_runs_a_lone_request_without_waiting_for_company(bundle):
     with running(lambda: load_bundle(bundle, threads=1), Limits(max_wait_ms=5000)) as base:
         wait_ready(base)
