@@ -6,11 +6,10 @@ lone request is never held back for company that cannot come. It takes up to LOO
 them together, sorts them by length in tokens and cuts them where padding would cost more than another call
 (`predict.planned_batches`, with the call's fixed cost timed at start-up) into model calls of at most
 --max-batch-size texts, --parallel-calls at a time on the one session, each in a thread (so the event loop keeps
-serving). Tokenising,
-padding and truncation are `predict`'s own functions, so results equal `roberta-infer predict`. The session's
-idle threads sleep rather than spin, leaving the CPU to the event loop between calls. Each text's result goes
-back to its request through a future. The queue is bounded in texts: beyond --max-queue a request gets 503 with
-Retry-After rather than waiting without limit.
+serving). Tokenising, padding and truncation are `predict`'s own functions, so results equal `roberta-infer
+predict`. The session's idle threads sleep rather than spin, leaving the CPU to the event loop between calls.
+Each text's result goes back to its request through a future. The queue is bounded in texts: beyond --max-queue
+a request gets 503 with Retry-After rather than waiting without limit.
 """
 
 from __future__ import annotations
@@ -190,8 +189,8 @@ class Batcher:
                 call.add_done_callback(self._finished)
 
     def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
-        """Tokenise a window at once (32 texts between model calls cost about twice as much per text), then cut it
-        into the batches that cost the model least."""
+        """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
+        text), then cut it into the batches that cost the model least."""
         rows = encode(self.classifier, texts)
         return rows, planned_batches([len(row) for row in rows], self.limits.max_batch_size, self.call_cost)
 
