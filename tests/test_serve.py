@@ -22,7 +22,8 @@ import pytest
 import uvicorn
 
 from roberta_infer import default
-from roberta_infer.bundle import load_bundle
+from roberta_infer.bundle import build_bundle, load_bundle
+from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import build_parser
 from roberta_infer.data import sha256_file
 from roberta_infer.errors import RobertaInferError
@@ -150,6 +151,19 @@ def test_call_cost_is_the_fixed_part_of_a_call_in_tokens(bundle):
     assert call_cost_tokens(classifier, batch_size=4, repeats=2) == pytest.approx(fixed / per_token, rel=0.3)
     classifier.logits = lambda tokens: time.sleep(fixed) or np.zeros((len(tokens), 2))
     assert call_cost_tokens(classifier, batch_size=4, repeats=2) > 4 * len(classifier.encoder.encode(["x"])[0])
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_a_static_shape_bundle_is_served_in_plain_length_sorted_batches(tmp_path, hf_model):
+    static = tmp_path / "static"
+    build_bundle(load_classifier(hf_model), static, batch_size=4, seq_len=16, progress=lambda _: None)
+    assert call_cost_tokens(load_bundle(static, threads=1), batch_size=4) is None  # every call costs a full (4, 16)
+    with running(lambda: load_bundle(static, threads=1)) as base:
+        wait_ready(base)
+        assert httpx.get(f"{base}/readyz").json()["model"]["call_cost_tokens"] is None
+        results = httpx.post(f"{base}/v1/classify", json={"texts": TEXTS * 2}, timeout=30).json()["results"]
+    expected = predict(load_bundle(static, threads=1), TEXTS * 2)
+    assert np.abs(np.array([r["logits"] for r in results]) - np.array([e["logits"] for e in expected])).max() < 1e-4
 
 
 def test_a_failed_model_call_fails_its_own_request_with_a_500_and_the_server_carries_on(bundle):

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .errors import RobertaInferError
-from .predict import batch_logits, classify, encode, planned_batches
+from .predict import batch_logits, classify, encode, length_batches, planned_batches
 from .runtime import OnnxClassifier
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
@@ -117,9 +117,9 @@ class Batcher:
     """One queue of texts from all requests, one worker turning them into model calls of up to max_batch_size."""
 
     def __init__(self, classifier: OnnxClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
-                 call_cost: float):
+                 call_cost: float | None):
         self.classifier, self.limits, self.metrics, self.executor = classifier, limits, metrics, executor
-        self.call_cost = call_cost  # a model call's fixed cost in padded tokens: see `call_cost_tokens`
+        self.call_cost = call_cost  # a model call's fixed cost in padded tokens, or None: see `call_cost_tokens`
         self.pending: deque[_Item] = deque()
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -191,8 +191,10 @@ class Batcher:
     def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
         """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
         text), then cut it into the batches that cost the model least."""
-        rows = encode(self.classifier, texts)
-        return rows, planned_batches([len(row) for row in rows], self.limits.max_batch_size, self.call_cost)
+        rows, size = encode(self.classifier, texts), self.limits.max_batch_size
+        if self.call_cost is None:  # a static-shape bundle: each call costs one full fixed-shape batch
+            return rows, length_batches([len(row) for row in rows], size)
+        return rows, planned_batches([len(row) for row in rows], size, self.call_cost)
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)
@@ -229,14 +231,17 @@ class Batcher:
         return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)
 
 
-def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 10, budget_s: float = 1.0) -> float:
+def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 10,
+                     budget_s: float = 1.0) -> float | None:
     """A model call's fixed cost in padded tokens' worth: what splitting a batch must save in padding to pay off.
 
     Fitted as cost = fixed + per-token × tokens to the fastest calls on one warm-up row and on `batch_size` of them
     (`repeats` each, fewer, but at least 2, where that would take over `budget_s`): the fastest, as a server starting
     up shares the CPU with whatever starts beside it. Where no per-token cost shows (one row per batch, or timing
-    noise), splitting never pays.
+    noise), splitting never pays. None for a static-shape bundle: every call is padded to its fixed shape anyway.
     """
+    if classifier.static_batch is not None or classifier.static_seq is not None:
+        return None
     row = encode(classifier, [WARMUP_TEXT])
     tokens = len(row[0])
 
@@ -381,11 +386,11 @@ class Service:
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
                       "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
-                      "parallel_calls": self.limits.parallel_calls, "call_cost_tokens": round(call_cost, 1)}
+                      "parallel_calls": self.limits.parallel_calls, "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
         log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
 
-    def _load_and_warm(self) -> tuple[OnnxClassifier, float]:
+    def _load_and_warm(self) -> tuple[OnnxClassifier, float | None]:
         """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""
         classifier = self.load()
         classify(classifier, [WARMUP_TEXT] * self.limits.max_batch_size, batch_size=self.limits.max_batch_size)
