@@ -58,9 +58,9 @@ class Limits:
     max_texts_per_request: int = 256
     max_text_chars: int = 10_000
     max_queue: int = 2048
-    # Model calls in flight on the one session. 2 lets one call tokenise and hand back results (Python, one core) while
-    # another keeps ONNX Runtime's threads busy: +10 % texts/s for the small default model, but −15 % for roberta-base,
-    # whose calls already keep every core busy and then contend for them.
+    # Model calls in flight on the one session (and executor threads). 2 lets one thread tokenise the next window, or
+    # pad and hand back results (Python), while another call keeps ONNX Runtime's threads busy: 10–15 % more texts/s
+    # for the small default model, but −15 % for roberta-base, whose calls already keep every core busy.
     parallel_calls: int = 1
 
     def check(self) -> None:
