@@ -45,10 +45,14 @@ def cached_bundle(hf_model: Path, cache: Path) -> Path:
 
 
 @contextmanager
-def running(load: Callable[[], OnnxClassifier], limits: Limits = Limits()) -> Iterator[str]:
-    """uvicorn in a background thread on a free loopback port; yields its base URL once it accepts connections."""
+def running(load: Callable[[], OnnxClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False) -> Iterator[str]:
+    """uvicorn in a background thread on a free loopback port; yields its base URL once it accepts connections.
+
+    `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut in front of it.
+    """
     sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(load, limits), lifespan="on", log_level="warning"))
+    app = create_app(load, limits)
+    server = uvicorn.Server(uvicorn.Config(app.app if fastapi_only else app, lifespan="on", log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -253,6 +257,21 @@ def test_bad_input_gets_a_4xx_with_a_json_error(url, body, status, message):
     assert response.status_code == status
     assert message in response.json()["error"]
     assert httpx.post(f"{url}/v1/classify", json={"text": "still fine"}).status_code == 200
+
+
+def test_the_classify_shortcut_answers_as_the_fastapi_route_does(bundle):
+    """ClassifyFirst skips FastAPI's middleware for POST /v1/classify only: the same answers, errors included."""
+    bodies = [b'{"texts": ["a gorgeous , witty , seductive movie .", ""]}', b'{"texts": []}', b"{not json", b'{"text": 3}']
+    answers = []
+    for fastapi_only in (False, True):
+        with running(lambda: load_bundle(bundle, threads=1), fastapi_only=fastapi_only) as base:
+            wait_ready(base)
+            answers.append([(r.status_code, r.json()) for r in
+                            (httpx.post(f"{base}/v1/classify", content=body) for body in bodies)])
+            wrong_method = httpx.get(f"{base}/v1/classify")
+            assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+    assert [status for status, _ in answers[0]] == [200, 422, 400, 422]
+    assert answers[0] == answers[1]
 
 
 def test_health_ready_metrics_openapi(url):
