@@ -9,7 +9,8 @@ them together, sorts them by length in tokens and cuts them where padding would 
 serving). Tokenising, padding and truncation are `predict`'s own functions, so results equal `roberta-infer
 predict`. The session's idle threads sleep rather than spin, leaving the CPU to the event loop between calls.
 Each text's result goes back to its request through a future. The queue is bounded in texts: beyond --max-queue
-a request gets 503 with Retry-After rather than waiting without limit.
+a request gets 503 with Retry-After rather than waiting without limit. POST /v1/classify reaches the service
+directly (`ClassifyFirst`); FastAPI serves the rest: health, metrics, the OpenAPI schema and 404/405 errors.
 """
 
 from __future__ import annotations
@@ -428,8 +429,8 @@ class ClassifyFirst:
     """POST /v1/classify goes straight to the service; everything else, this route's OpenAPI entry included, is FastAPI's.
 
     The service reads, limits, parses and answers the request itself, errors included, so the route needs none of
-    FastAPI's middleware and routing, which cost about 70 µs of CPU per request here: 40 % of the serving stack's
-    own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
+    FastAPI's middleware and routing, which cost 50 to 70 µs of CPU per request here: 30 to 40 % of the serving
+    stack's own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
     """
 
     def __init__(self, app: FastAPI, service: Service):
