@@ -129,11 +129,7 @@ async def run_level(http: aiohttp.ClientSession, url: str, texts: list[str], *, 
             if problem:
                 errors[problem] = errors.get(problem, 0) + 1
 
-    async def connect() -> None:
-        async with http.get(f"{url}/healthz") as response:
-            await response.read()
-
-    await asyncio.gather(*(connect() for _ in range(concurrency)))
+    await asyncio.gather(*(get_text(http, f"{url}/healthz") for _ in range(concurrency)))
     before = server_metrics(await get_text(http, f"{url}/metrics"))
     began, client_cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))

@@ -195,9 +195,10 @@ class Batcher:
         """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
         text), then cut it into the batches that cost the model least."""
         rows, size = encode(self.classifier, texts), self.limits.max_batch_size
+        lengths = [len(row) for row in rows]
         if self.call_cost is None:  # a static-shape bundle: each call costs one full fixed-shape batch
-            return rows, length_batches([len(row) for row in rows], size)
-        return rows, planned_batches([len(row) for row in rows], size, self.call_cost)
+            return rows, length_batches(lengths, size)
+        return rows, planned_batches(lengths, size, self.call_cost)
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)
