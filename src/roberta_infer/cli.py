@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
             "       /openapi.json, /docs\n"
+            "The Open Inference Protocol (KServe v2), as Triton's and KServe's clients (tritonclient) speak it:\n"
+            "  POST /v2/models/NAME/infer  input text BYTES [N] → outputs label BYTES [N], score FP32 [N],\n"
+            "       logits FP32 [N, C]; JSON or binary tensor data\n"
+            "  GET  /v2/health/live, /v2/health/ready, /v2 (server), /v2/models/NAME, /v2/models/NAME/ready\n"
             "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted, cut\n"
             "where padding would cost more than another call, padded to the longest; results equal `predict`.\n"
             "Texts wait for company only while the model is busy, and at most --max-wait-ms after the oldest:\n"
@@ -276,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel-calls", type=int, default=1, metavar="N",
                    help="model calls running at once on the one session (default 1; 2 helps models so small that "
                         "tokenising and answering take as long as the call)")
+    p.add_argument("--name", default="roberta", help="the model's name on the /v2 routes (default roberta)")
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
     _runtime_args(p)
     p.set_defaults(func=cmd_serve)
@@ -501,7 +506,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
                     parallel_calls=args.parallel_calls)
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
-          access_log=args.access_log)
+          access_log=args.access_log, name=args.name)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:

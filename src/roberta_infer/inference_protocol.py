@@ -1,0 +1,161 @@
+"""The Open Inference Protocol (KServe v2, what Triton and KServe clients speak) for `serve`, over HTTP/REST.
+
+Only the wire format lives here: a v2 infer request → the texts to classify, and their results → a v2 infer
+response. The texts then go through `serve`'s one queue and batcher, with /v1/classify's limits and errors.
+
+The model takes one input, `text` (BYTES, shape [N], or [N, 1] as Triton's clients often send), and gives three
+outputs: `label` (BYTES [N], the class name), `score` (FP32 [N], its softmax probability) and `logits` (FP32
+[N, C]). Tensors travel as JSON or, with Triton's binary tensor data extension (tritonclient's default), as raw
+bytes after a JSON header whose length the `Inference-Header-Content-Length` header gives.
+
+Formats: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/ (REST: health, metadata,
+infer) and Triton's `binary_data.md` (BYTES elements are a little-endian uint32 length, then the bytes; FP32 is
+little-endian float32, row-major).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+INPUT_NAME = "text"
+OUTPUT_NAMES = ("label", "score", "logits")
+
+
+class ProtocolError(Exception):
+    """A request the protocol cannot accept: HTTP 400 with `{"error": message}`, as KServe answers."""
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed v2 infer request: the texts, the request id, and which outputs to send and how."""
+
+    texts: list
+    id: str | None
+    outputs: dict[str, bool]  # output name → as binary data
+
+
+def model_metadata(name: str, version: str, classes: int) -> dict:
+    """`GET /v2/models/{name}`: the model's tensors."""
+    return {"name": name, "versions": [version], "platform": "roberta-infer",
+            "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "score", "datatype": "FP32", "shape": [-1]},
+                        {"name": "logits", "datatype": "FP32", "shape": [-1, classes]}]}
+
+
+def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+    """A v2 infer request body → the texts (not yet checked against any limit: the caller does that).
+
+    Raises ProtocolError naming what is wrong: a JSON header that is not an object, not exactly one input named
+    `text` of datatype BYTES, a shape that does not match its data, binary data of the wrong size, an unknown output.
+    """
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise ProtocolError(f"{HEADER_LENGTH} {header_length!r} is not a length within the {len(body)}-byte body")
+        header, binary = body[: int(header_length)], body[int(header_length):]
+    else:
+        header, binary = body, b""
+    try:
+        document = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ProtocolError(f"the request's JSON header is not valid JSON: {e}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("the request is not a JSON object")
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise ProtocolError(f'"inputs" must hold exactly one tensor, {INPUT_NAME!r} (BYTES, shape [N])')
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT_NAME or tensor.get("datatype") != "BYTES":
+        raise ProtocolError(f"the input is {tensor.get('name')!r} of datatype {tensor.get('datatype')!r}; "
+                            f"this model takes {INPUT_NAME!r} of datatype BYTES")
+    shape = tensor.get("shape")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2 or not all(type(s) is int and s >= 0 for s in shape)
+            or len(shape) == 2 and shape[1] != 1):
+        raise ProtocolError(f"input shape {shape!r}: expected [N] or [N, 1]")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size != len(binary):
+            raise ProtocolError(f"binary_data_size {size!r} does not match the {len(binary)} bytes after the JSON header")
+        texts = decode_bytes_tensor(binary)
+    else:
+        texts = tensor.get("data")
+        if not isinstance(texts, list):
+            raise ProtocolError('the input has neither "data" nor binary data')
+        if len(shape) == 2:  # [[text], [text], …] as well as the row-major flat form
+            texts = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in texts]
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise ProtocolError(f"input element {bad} is not a string")
+    if len(texts) != shape[0]:
+        raise ProtocolError(f"input shape {shape} does not match its {len(texts)} elements")
+    return InferRequest(texts, document.get("id"), requested_outputs(document))
+
+
+def requested_outputs(document: dict) -> dict[str, bool]:
+    """Output name → whether it goes as binary data; all three when the request names none."""
+    every_binary = bool((document.get("parameters") or {}).get("binary_data_output", False))
+    wanted = document.get("outputs")
+    if wanted is None:
+        return {name: every_binary for name in OUTPUT_NAMES}
+    if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
+        raise ProtocolError('"outputs" must be a list of {"name": ...} objects')
+    unknown = [o.get("name") for o in wanted if o.get("name") not in OUTPUT_NAMES]
+    if unknown:
+        raise ProtocolError(f"unknown output {unknown[0]!r}: this model has {', '.join(OUTPUT_NAMES)}")
+    return {o["name"]: bool((o.get("parameters") or {}).get("binary_data", every_binary)) for o in wanted}
+
+
+def decode_bytes_tensor(data: bytes) -> list[str]:
+    """Triton's serialized BYTES tensor (uint32 LE length + bytes, repeated) → UTF-8 strings."""
+    texts, offset = [], 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise ProtocolError(f"binary input ends inside an element's length at byte {offset}")
+        (length,) = struct.unpack_from("<I", data, offset)
+        start, offset = offset + 4, offset + 4 + length
+        if offset > len(data):
+            raise ProtocolError(f"binary input element {len(texts)} claims {length} bytes past the body's end")
+        try:
+            texts.append(data[start:offset].decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ProtocolError(f"input element {len(texts)} is not UTF-8: byte {e.start} ({e.reason})") from None
+    return texts
+
+
+def infer_response(request: InferRequest, results: list[dict], *, model_name: str, model_version: str) -> tuple[bytes, dict]:
+    """The v2 response body and its extra headers, from `serve`'s per-text `{"label", "score", "logits"}` results."""
+    n = len(results)
+    classes = len(results[0]["logits"]) if results else 0
+    tensors = {
+        "label": ("BYTES", [n], [r["label"] for r in results]),
+        "score": ("FP32", [n], [r["score"] for r in results]),
+        "logits": ("FP32", [n, classes], [x for r in results for x in r["logits"]]),
+    }
+    outputs, binary = [], []
+    for name, as_binary in request.outputs.items():
+        datatype, shape, data = tensors[name]
+        output: dict = {"name": name, "datatype": datatype, "shape": shape}
+        if as_binary:
+            raw = encode_bytes_tensor(data) if datatype == "BYTES" else np.asarray(data, dtype="<f4").tobytes()
+            output["parameters"] = {"binary_data_size": len(raw)}
+            binary.append(raw)
+        else:
+            output["data"] = data
+        outputs.append(output)
+    document = {"model_name": model_name, "model_version": model_version, "outputs": outputs}
+    if request.id is not None:
+        document["id"] = request.id
+    header = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    if not binary:
+        return header, {}
+    return header + b"".join(binary), {HEADER_LENGTH: str(len(header))}
+
+
+def encode_bytes_tensor(texts: list[str]) -> bytes:
+    """UTF-8 strings → Triton's serialized BYTES tensor."""
+    return b"".join(struct.pack("<I", len(raw)) + raw for raw in (text.encode("utf-8") for text in texts))
