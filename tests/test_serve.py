@@ -190,9 +190,39 @@ def test_a_failed_model_call_fails_its_own_request_with_a_500_and_the_server_car
         wait_ready(base)
         fail_next.set()
         failed = httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30)
-        assert failed.status_code == 500 and "the accelerator fell over" in failed.json()["error"]
+        # the client is told it failed, not the server's internals (those go to the server's log)
+        assert failed.status_code == 500 and failed.json() == {"error": "internal error: the model call failed (see the server log)"}
         assert httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30).status_code == 200
         assert 'roberta_infer_errors_total{reason="internal"} 1.0' in httpx.get(f"{base}/metrics").text
+
+
+def test_a_model_that_cannot_load_makes_readyz_say_failed_and_why():
+    def load() -> OnnxClassifier:
+        raise RobertaInferError("bundle /models/x is missing manifest.json")
+
+    with running(load) as base:
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{base}/readyz")).json()["status"] == "loading":  # until the load has been tried
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert "missing manifest.json" in ready.json()["error"]
+        refused = httpx.post(f"{base}/v1/classify", json={"text": "x"})
+        assert refused.status_code == 503 and "missing manifest.json" in refused.json()["error"]
+
+
+def test_a_batching_worker_that_dies_fails_its_texts_and_the_server_says_so(bundle, monkeypatch):
+    from roberta_infer import serve
+
+    with running(lambda: load_bundle(bundle, threads=1)) as base:
+        wait_ready(base)
+        monkeypatch.setattr(serve, "LOOKAHEAD", None)  # a bug in the worker's loop: `size * None` raises there
+        first = httpx.post(f"{base}/v1/classify", json={"text": "x"}, timeout=30)
+        assert first.status_code == 500  # its texts were queued when the worker died: they fail, not hang
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        after = httpx.post(f"{base}/v1/classify", json={"text": "x"})
+        assert after.status_code == 503 and "batching worker stopped" in after.json()["error"]
 
 
 def test_an_idle_model_runs_a_lone_request_without_waiting_for_company(bundle):
@@ -388,3 +418,17 @@ def test_a_busy_port_is_a_one_line_error():
         taken.listen()
         with pytest.raises(RobertaInferError, match="cannot listen on 127.0.0.1"):
             listen("127.0.0.1", taken.getsockname()[1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "99999"], "--port 99999 is not a TCP port"),
+    (["--port", "-1"], "--port -1 is not a TCP port"),
+    (["--threads", "-3"], "argument --threads: invalid positive integer value: '-3'"),
+    (["--threads", "0"], "argument --threads: invalid positive integer value: '0'"),
+    (["--name", "a/b"], "--name 'a/b'"),
+])
+def test_impossible_serve_settings_are_one_line_errors(args, message, capfd):
+    """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads."""
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", "/nonexistent", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

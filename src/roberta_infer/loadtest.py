@@ -1,4 +1,11 @@
-"""`roberta-infer loadtest`: throughput, latency and the server's batching at several client concurrencies.
+"""`roberta-infer loadtest`: throughput, latency and the server's batching, closed or open loop.
+
+Closed loop (`--concurrency`): each of C clients sends its next request as soon as its last one is answered, which
+finds the most a server sustains. Open loop (`--rate R --duration S`): requests leave at a fixed rate whatever the
+answers, and each latency counts from the moment its request was due, so a server that falls behind shows it in
+the percentiles (no coordinated omission) — the way servers are sized for a given load. Latency percentiles are
+over the requests answered correctly; failures are counted by kind, and a level where every request failed is an
+error (exit status 2).
 
 Only a server on this machine is ever targeted (loopback addresses), so a typo cannot load someone else's.
 Batch sizes, memory and CPU time come from the server's own /metrics, read before and after each level; the client's
@@ -13,7 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -34,6 +41,9 @@ BUILTIN_TEXTS = [
     "the plot is nothing but boilerplate clichés from start to finish ,",
     "it 's not a bad film , but it is n't a good one either .",
 ]
+# Open loop: at most this many requests in flight (a loopback test must stay bounded), and these limits.
+OPEN_LOOP_CONNECTIONS = 256
+MAX_RATE, MAX_DURATION_S = 100_000, 3600
 BATCH_METRIC = "roberta_infer_batch_size"
 RSS_METRIC = "process_resident_memory_bytes"
 CPU_METRIC = "process_cpu_seconds_total"
@@ -97,61 +107,103 @@ def batch_distribution(before: dict, after: dict) -> dict[str, int]:
     return out
 
 
-async def run_level(http: aiohttp.ClientSession, url: str, texts: list[str], *, concurrency: int, requests: int,
-                    texts_per_request: int, offset: int) -> dict:
-    """`requests` requests from `concurrency` clients; each request's texts are distinct and its answer checked.
+class Level:
+    """One level's requests: their texts, how each went, and the server's and client's figures around them."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, texts: list[str], texts_per_request: int, offset: int):
+        self.http, self.url, self.texts, self.texts_per_request, self.offset = http, url, texts, texts_per_request, offset
+        self.latencies: list[float] = []  # seconds, of the requests answered correctly
+        self.errors: dict[str, int] = {}
+        self.sent = 0
+
+    async def send(self, due: float | None = None) -> None:
+        """One request of distinct texts, its answer checked; its latency counts from `due` (default: now)."""
+        start = (self.offset + self.sent) * self.texts_per_request
+        self.sent += 1
+        body = {"texts": [self.texts[(start + j) % len(self.texts)] for j in range(self.texts_per_request)]}
+        began = time.perf_counter() if due is None else due
+        try:
+            async with self.http.post(f"{self.url}/v1/classify", json=body) as response:
+                answer = await response.read()
+            if response.status != 200:
+                problem = f"HTTP {response.status}"
+            elif len(json.loads(answer).get("results", [])) != self.texts_per_request:
+                problem = "wrong number of results"
+            else:
+                problem = None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:  # ValueError: a body that is not JSON
+            problem = type(e).__name__
+        if problem:
+            self.errors[problem] = self.errors.get(problem, 0) + 1
+        else:
+            self.latencies.append(time.perf_counter() - began)
+
+    async def measure(self, load: Callable[[], Awaitable[Any]], connections: int) -> dict:
+        """Run `load()` between two reads of the server's /metrics, connections opened before the clock starts."""
+        await asyncio.gather(*(get_text(self.http, f"{self.url}/healthz") for _ in range(connections)))
+        before = server_metrics(await get_text(self.http, f"{self.url}/metrics"))
+        began, client_cpu = time.perf_counter(), time.process_time()
+        await load()
+        seconds, client_cpu = time.perf_counter() - began, time.process_time() - client_cpu
+        after = server_metrics(await get_text(self.http, f"{self.url}/metrics"))
+        if not self.latencies:
+            raise RobertaInferError(f"every one of the {self.sent} requests to {self.url}/v1/classify failed "
+                                    f"({', '.join(f'{n} × {kind}' for kind, n in self.errors.items())})")
+        server_cpu = None if after["cpu_seconds"] is None else after["cpu_seconds"] - before["cpu_seconds"]
+        ok, batches = len(self.latencies), after["count"] - before["count"]
+        ms = np.array(self.latencies) * 1000
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        return {
+            "requests": self.sent, "texts_per_request": self.texts_per_request,
+            "errors": sum(self.errors.values()), "error_kinds": self.errors, "seconds": seconds,
+            "requests_per_s": ok / seconds, "texts_per_s": ok * self.texts_per_request / seconds,
+            "latency_ms": {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(ms.mean()),
+                           "max": float(ms.max())},
+            "batches": int(batches), "mean_batch_size": (after["sum"] - before["sum"]) / batches if batches else 0.0,
+            "batch_sizes": batch_distribution(before, after),
+            "server_rss_mb": after["rss_bytes"] / 2**20 if after["rss_bytes"] is not None else None,
+            # CPU time per request (all threads), where each side's time goes when client and server share a machine
+            "server_cpu_us_per_request": None if server_cpu is None else 1e6 * server_cpu / self.sent,
+            "client_cpu_us_per_request": 1e6 * client_cpu / self.sent,
+        }
+
+
+async def closed_loop(level: Level, *, concurrency: int, requests: int) -> dict:
+    """`requests` requests from `concurrency` clients, each sending its next once its last is answered.
 
     The clients share one aiohttp session whose pool keeps a connection per client: the client shares this
     machine's cores with the server, so it must spend as little CPU per request as it can (httpx spends about
-    twice aiohttp's). Connections are opened before the clock starts.
+    twice aiohttp's).
     """
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    next_request = iter(range(requests))
-
     async def client_loop() -> None:
-        for i in next_request:
-            start = (offset + i) * texts_per_request
-            body = {"texts": [texts[(start + j) % len(texts)] for j in range(texts_per_request)]}
-            began = time.perf_counter()
-            try:
-                async with http.post(f"{url}/v1/classify", json=body) as response:
-                    answer = await response.read()
-                if response.status != 200:
-                    problem = f"HTTP {response.status}"
-                elif len(json.loads(answer).get("results", [])) != texts_per_request:
-                    problem = "wrong number of results"
-                else:
-                    problem = None
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:  # ValueError: a body that is not JSON
-                problem = type(e).__name__
-            latencies.append(time.perf_counter() - began)
-            if problem:
-                errors[problem] = errors.get(problem, 0) + 1
+        while level.sent < requests:
+            await level.send()
 
-    await asyncio.gather(*(get_text(http, f"{url}/healthz") for _ in range(concurrency)))
-    before = server_metrics(await get_text(http, f"{url}/metrics"))
-    began, client_cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    seconds, client_cpu = time.perf_counter() - began, time.process_time() - client_cpu
-    after = server_metrics(await get_text(http, f"{url}/metrics"))
-    server_cpu = None if after["cpu_seconds"] is None else after["cpu_seconds"] - before["cpu_seconds"]
-    ok = requests - sum(errors.values())
-    batches = after["count"] - before["count"]
-    p50, p95, p99 = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
-    return {
-        "concurrency": concurrency, "requests": requests, "texts_per_request": texts_per_request,
-        "errors": sum(errors.values()), "error_kinds": errors, "seconds": seconds,
-        "requests_per_s": ok / seconds, "texts_per_s": ok * texts_per_request / seconds,
-        "latency_ms": {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(np.mean(latencies) * 1000),
-                       "max": float(np.max(latencies) * 1000)},
-        "batches": int(batches), "mean_batch_size": (after["sum"] - before["sum"]) / batches if batches else 0.0,
-        "batch_sizes": batch_distribution(before, after),
-        "server_rss_mb": after["rss_bytes"] / 2**20 if after["rss_bytes"] is not None else None,
-        # CPU time per request (all threads), where each side's time goes when client and server share a machine
-        "server_cpu_us_per_request": None if server_cpu is None else 1e6 * server_cpu / requests,
-        "client_cpu_us_per_request": 1e6 * client_cpu / requests,
-    }
+    result = await level.measure(lambda: asyncio.gather(*(client_loop() for _ in range(concurrency))), concurrency)
+    return {"mode": "closed", "concurrency": concurrency, **result}
+
+
+async def open_loop(level: Level, *, rate: float, duration: float, connections: int) -> dict:
+    """Requests due every 1/`rate` s for `duration` s, each sent at its time whether or not earlier ones are answered.
+
+    A request that finds all `connections` busy waits for one, and that wait is part of its latency, as it is of
+    a real client's. `achieved_rate` is the requests sent per second of the sending phase.
+    """
+    async def send_all() -> None:
+        loop_start, pending = time.perf_counter(), []
+        for i in range(max(1, round(rate * duration))):
+            due = loop_start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(asyncio.create_task(level.send(due)))
+        send_seconds.append(time.perf_counter() - loop_start)
+        await asyncio.gather(*pending)
+
+    send_seconds: list[float] = []
+    result = await level.measure(send_all, min(connections, max(1, round(rate))))
+    return {"mode": "open", "rate": rate, "duration_s": duration, "connections": connections,
+            "achieved_rate": level.sent / max(send_seconds[0], 1 / rate), **result}
 
 
 async def get_text(http: aiohttp.ClientSession, url: str) -> str:
@@ -160,7 +212,8 @@ async def get_text(http: aiohttp.ClientSession, url: str) -> str:
 
 
 async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float) -> dict:
-    """The server's /readyz model description, once it answers 200; a clear error after `timeout` seconds."""
+    """The server's /readyz model description, once it answers 200; a clear error at once when nothing listens
+    there, after `timeout` seconds while it answers but is not ready (a model still loading)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -168,6 +221,8 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float) -> d
                 if response.status == 200:
                     return (await response.json()).get("model")
                 status = f"/readyz answers {response.status}"
+        except aiohttp.ClientConnectorError as e:
+            raise RobertaInferError(f"no server at {url} ({e.strerror or e}): start one with `roberta-infer serve`") from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             status = f"{type(e).__name__}: {e}"
         if time.monotonic() > deadline:
@@ -175,30 +230,48 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float) -> d
         await asyncio.sleep(0.2)
 
 
-async def _loadtest(url: str, concurrency: list[int], requests: int, texts_per_request: int, ready_timeout: float) -> dict:
-    texts, source = sample_texts()
-    connector = aiohttp.TCPConnector(limit=max(concurrency) + 1)  # one connection per client, one for /metrics
+async def _loadtest(url: str, texts: list[str], concurrency: list[int], requests: int, texts_per_request: int,
+                    rate: float | None, duration: float, ready_timeout: float) -> tuple[dict, list[dict]]:
+    # one connection per client (open loop: up to OPEN_LOOP_CONNECTIONS), one for /metrics
+    connector = aiohttp.TCPConnector(limit=(OPEN_LOOP_CONNECTIONS if rate else max(concurrency)) + 1)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120),
                                      trust_env=False) as http:
         model = await wait_ready(http, url, ready_timeout)
-        levels, offset = [], 0
+        if rate:
+            return model, [await open_loop(Level(http, url, texts, texts_per_request, 0), rate=rate, duration=duration,
+                                           connections=OPEN_LOOP_CONNECTIONS)]
+        levels = []
         for c in concurrency:
-            levels.append(await run_level(http, url, texts, concurrency=c, requests=requests,
-                                          texts_per_request=texts_per_request, offset=offset))
-            offset += requests
-    return {"url": url, "server": model, "texts": source, "levels": levels}
+            levels.append(await closed_loop(Level(http, url, texts, texts_per_request, len(levels) * requests),
+                                            concurrency=c, requests=requests))
+    return model, levels
 
 
-def loadtest(url: str, *, concurrency: list[int], requests: int, texts_per_request: int = 1,
+def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1000, texts_per_request: int = 1,
+             rate: float | None = None, duration: float = 10.0, texts_file: Path | None = None,
              json_out: Path | None = None, ready_timeout: float = 30.0) -> dict:
-    """Run each concurrency level in turn against a running `roberta-infer serve`; returns (and writes) the summary."""
+    """Load a running `roberta-infer serve`: each closed-loop concurrency level in turn, or one open-loop level at
+    `rate` requests/s for `duration` s; returns (and writes) the summary.
+
+    Texts come from `texts_file` (one per line), else SST-2 dev, else built-in sentences. Raises RobertaInferError
+    for bad settings, a URL off this machine, no server there, or a level where every request failed.
+    """
+    from .predict import read_texts
     from .runtime import machine
 
     url = check_loopback(url)
     if not concurrency or min(concurrency) <= 0 or requests <= 0 or texts_per_request <= 0:
         raise RobertaInferError("--concurrency levels, --requests and --texts-per-request must be positive")
+    if rate is not None and not (0 < rate <= MAX_RATE and 0 < duration <= MAX_DURATION_S):
+        raise RobertaInferError(f"--rate must be in (0, {MAX_RATE}] requests/s and --duration in (0, {MAX_DURATION_S}] s "
+                                f"(got {rate:g}, {duration:g})")
+    texts, source = (read_texts(texts_file), str(texts_file)) if texts_file is not None else sample_texts()
+    if not texts:
+        raise RobertaInferError(f"{texts_file} holds no texts")
     load_before = os.getloadavg()
-    summary = run_fast(_loadtest(url, concurrency, requests, texts_per_request, ready_timeout))
+    model, levels = run_fast(_loadtest(url, texts, list(concurrency), requests, texts_per_request, rate, duration,
+                                       ready_timeout))
+    summary = {"url": url, "server": model, "texts": source, "levels": levels}
     summary["machine"] = {**machine(), "load_average_before": list(load_before)}
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +279,7 @@ def loadtest(url: str, *, concurrency: list[int], requests: int, texts_per_reque
     return summary
 
 
-def run_fast(coroutine: Coroutine[Any, Any, dict]) -> dict:
+def run_fast(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """On uvloop where it is installed (with uvicorn[standard]): the client then spends ~20 % less CPU per request."""
     try:
         import uvloop
@@ -220,14 +293,17 @@ def cpu_text(us: float | None) -> str:
 
 
 def summary_table(summary: dict) -> Table:
-    """One row per concurrency level."""
+    """One row per level; latencies are of the requests answered correctly, errors counted by kind."""
     table = Table(title=f"loadtest {summary['url']} ({summary['texts']})")
-    for column in ("clients", "requests", "errors", "req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
+    for column in ("load", "requests", "errors", "req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
                    "batch sizes", "server RSS MB", "CPU µs/req server, client"):
-        table.add_column(column, justify="left" if column == "batch sizes" else "right")
+        table.add_column(column, justify="left" if column in ("batch sizes", "errors") else "right")
     for level in summary["levels"]:
         latency = level["latency_ms"]
-        table.add_row(str(level["concurrency"]), str(level["requests"]), str(level["errors"]),
+        load = (f"{level['concurrency']} clients" if level["mode"] == "closed" else
+                f"{level['rate']:g}/s for {level['duration_s']:g} s (sent {level['achieved_rate']:.1f}/s)")
+        errors = ", ".join(f"{n} × {kind}" for kind, n in level["error_kinds"].items()) or "0"
+        table.add_row(load, str(level["requests"]), errors,
                       f"{level['requests_per_s']:.1f}", f"{level['texts_per_s']:.1f}", f"{latency['p50']:.1f}",
                       f"{latency['p95']:.1f}", f"{latency['p99']:.1f}", f"{level['mean_batch_size']:.1f}",
                       " ".join(f"{k}:{v}" for k, v in level["batch_sizes"].items()),

@@ -136,12 +136,25 @@ class Batcher:
         self.closing = False
         self.slots = asyncio.Semaphore(limits.parallel_calls)
         self.running: set[asyncio.Task] = set()
+        self.failure: BaseException | None = None  # why the worker stopped, if it did not stop by `close`
         self.worker = asyncio.create_task(self._work())
+        self.worker.add_done_callback(self._worker_stopped)
+
+    def _worker_stopped(self, worker: asyncio.Task) -> None:
+        """A worker that died of a bug fails the queued texts and makes the server unready (/readyz says why)."""
+        if worker.cancelled() or worker.exception() is None:
+            return
+        self.failure = worker.exception()
+        log.error("the batching worker stopped", exc_info=self.failure)
+        self._fail(list(self.pending), self.failure)
+        self.pending.clear()
 
     async def classify(self, texts: list[str]) -> list[dict]:
         """Queue the texts (all or none) and wait for their results, in order."""
         if self.closing:
             raise ApiError(503, "the server is shutting down", "shutting_down", RETRY_AFTER)
+        if self.failure is not None:
+            raise ApiError(503, "the server cannot classify: its batching worker stopped (see the server log)", "failed")
         if len(self.pending) + len(texts) > self.limits.max_queue:
             raise ApiError(503, f"overloaded: {len(self.pending)} texts are waiting and the queue holds "
                                 f"{self.limits.max_queue}; retry later", "overloaded", RETRY_AFTER)
@@ -385,19 +398,38 @@ class Service:
         self.metrics = Metrics(limits.max_batch_size)
         self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
         self.batcher: Batcher | None = None
+        self.load_failure: str | None = None
         self.model: dict = {}
 
     @property
     def ready(self) -> bool:
-        return self.batcher is not None and not self.batcher.closing
+        return self.status == "ready"
+
+    @property
+    def status(self) -> str:
+        """loading → ready → shutting down; or failed (the model did not load, or the batching worker stopped)."""
+        if self.load_failure is not None or self.batcher is not None and self.batcher.failure is not None:
+            return "failed"
+        if self.batcher is None:
+            return "loading"
+        return "shutting down" if self.batcher.closing else "ready"
+
+    def unready_error(self) -> ApiError:
+        """What a request or a readiness probe is told while the service is not ready."""
+        if self.status == "failed":
+            why = self.load_failure or "its batching worker stopped"
+            return ApiError(503, f"the server cannot classify: {why} (see the server log)", "failed")
+        message = "the model is still loading" if self.status == "loading" else "the server is shutting down"
+        return ApiError(503, message, "not_ready", RETRY_AFTER)
 
     async def start(self) -> None:
         try:
             classifier, call_cost = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
-        except Exception as e:  # a model that cannot load stops the server (serve() then reports the error)
-            if self.on_load_error is None:
-                log.exception("the model cannot be loaded")
-            else:
+        except Exception as e:  # a model that cannot load stops `serve`; an app without that hook reports failed
+            self.load_failure = (str(e) if isinstance(e, RobertaInferError) else
+                                 f"the model cannot be loaded ({type(e).__name__})")
+            log.error("the model cannot be loaded", exc_info=e)
+            if self.on_load_error is not None:
                 self.on_load_error(e)
             return
         self.model = {"class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
@@ -448,15 +480,14 @@ class Service:
         self.metrics.in_flight.inc()
         try:
             if not self.ready:
-                message = "the model is still loading" if self.batcher is None else "the server is shutting down"
-                raise ApiError(503, message, "not_ready", RETRY_AFTER)
+                raise self.unready_error()
             response = await answer(await read_body(request, self.limits.max_body_bytes))
         except ApiError as e:
             self.metrics.errors.labels(e.reason).inc()
             response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
-        except Exception as e:  # a failed model call: this request fails, the server carries on
+        except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
             self.metrics.errors.labels("internal").inc()
-            response = JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+            response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
         finally:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(str(response.status_code)).inc()
@@ -531,7 +562,8 @@ def create_app(load: Callable[[], OnnxClassifier], limits: Limits = Limits(), *,
         """200 once the model is loaded and warmed up, with what it is; 503 before that and while shutting down."""
         if service.ready:
             return JSONResponse({"status": "ready", "model": service.model})
-        return JSONResponse({"status": "loading" if service.batcher is None else "shutting down"}, 503, headers=RETRY_AFTER)
+        error = service.unready_error()
+        return JSONResponse({"status": service.status, "error": error.message}, 503, headers=error.headers)
 
     # The Open Inference Protocol (KServe v2): health, metadata and infer, as Triton's and KServe's clients call them.
     @app.get("/v2/health/live")
@@ -558,7 +590,8 @@ def create_app(load: Callable[[], OnnxClassifier], limits: Limits = Limits(), *,
         """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out."""
         served(model_name)
         if not service.ready:
-            return JSONResponse({"error": "the model is still loading"}, 503, headers=RETRY_AFTER)
+            error = service.unready_error()
+            return JSONResponse({"error": error.message}, 503, headers=error.headers)
         return JSONResponse(v2.model_metadata(service.name, MODEL_VERSION, len(service.model["class_names"])))
 
     @app.get(V2_MODELS + "{model_name}/ready")
@@ -592,6 +625,8 @@ def listen(host: str, port: int) -> socket.socket:
     The socket's protocol must be IPPROTO_TCP (as getaddrinfo gives it): asyncio turns Nagle off only on such
     sockets, and with Nagle on every keep-alive response waits ~40 ms for the client's delayed ACK.
     """
+    if not 0 <= port <= 65535:
+        raise RobertaInferError(f"--port {port} is not a TCP port: give 0 to 65535 (0: any free port)")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -626,8 +661,9 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
         failures.append(error)
         server.should_exit = True
 
-    app = create_app(load, limits, on_load_error=stop_on_failure, name=name)
+    check_name(name)
     sock = listen(host, port)
+    app = create_app(load, limits, on_load_error=stop_on_failure, name=name)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", access_log=access_log,
                                            log_level="info", timeout_graceful_shutdown=None))
     bound = sock.getsockname()[1]
