@@ -9,6 +9,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from . import __version__
 from .errors import RobertaInferError
 
 # Tables printed into a pipe or file are not cut to the 80 columns Rich assumes there.
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"RoBERTa sentence classification on SST-2, from checkpoint to fast inference.\n{REFERENCE}",
         formatter_class=_formatter,
     )
+    parser.add_argument("--version", action="version", version=f"roberta-infer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -262,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     _runtime_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "info", formatter_class=_formatter,
+        help="what a bundle or checkpoint is: architecture, classes, engine, precision, shapes, fidelity, gate",
+        description=(
+            "Describe a bundle (from its manifest.json: engine, precision, input/output shapes, fused ops,\n"
+            "fidelity vs PyTorch, the accuracy gate of an int8 bundle, the source checkpoint's sha256) or a\n"
+            "checkpoint (loaded as predict would: kind, architecture, parameters, classes). --json for JSON."
+        ),
+    )
+    p.add_argument("path", type=Path, metavar="BUNDLE|CHECKPOINT")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq checkpoint: its input0/ label/ folder")
+    p.add_argument("--bpe-dir", type=Path, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
         "serve", formatter_class=_formatter,
@@ -524,6 +541,15 @@ def cmd_run(args: argparse.Namespace) -> None:
                  provider=args.provider)
     Console().print(report_table(report))
     print(f"report: {args.work_dir / 'report.json'}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import json
+
+    from .info import as_text, describe
+
+    info = describe(args.path, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir)
+    print(json.dumps(info, indent=2) if args.json else as_text(info))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
