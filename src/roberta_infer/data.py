@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
@@ -102,15 +103,23 @@ class Sst2Split:
 
 
 def read_utf8(path: Path) -> str:
-    """A text file's content, or a one-line error naming the first line that is not UTF-8."""
+    """A UTF-8 text file's content without a leading byte-order mark (Windows editors write one).
+
+    Every text file the tool reads (texts, SST-2 TSVs, dictionaries) comes through here. Raises
+    RobertaInferError for a missing file, UTF-16 (a FF FE / FE FF mark, or NUL bytes: Notepad's "Unicode"),
+    or bytes that are not UTF-8 (naming the first such line).
+    """
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise RobertaInferError(f"{path} not found") from None
     except IsADirectoryError:
         raise RobertaInferError(f"{path} is a directory, not a text file") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
+        raise RobertaInferError(f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, "
+                                "or save as \"UTF-8\" in the editor)")
     try:
-        return raw.decode("utf-8")
+        return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise RobertaInferError(f"{path} line {line}: not valid UTF-8 ({e.reason})") from None

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from .data import bpe_dir as gpt2_bpe_dir
+from .data import read_utf8
 from .errors import RobertaInferError
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -27,12 +29,9 @@ class FairseqDictionary:
 
     @classmethod
     def load(cls, path: Path, *, add_mask: bool = True) -> FairseqDictionary:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise RobertaInferError(f"dictionary {path} not found") from None
-        except UnicodeDecodeError:
-            raise RobertaInferError(f"dictionary {path} is not UTF-8 text") from None
+        if not Path(path).is_file():
+            raise RobertaInferError(f"dictionary {path} not found")
+        lines = read_utf8(path).splitlines()
         symbols = list(FAIRSEQ_SPECIALS)
         for number, line in enumerate(lines, start=1):
             fields = line.rsplit(" ", 1)
@@ -149,8 +148,6 @@ class TextEncoder:
         if (directory / "tokenizer.json").is_file():
             tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         elif id_map is not None:
-            from .data import bpe_dir as gpt2_bpe_dir
-
             found = gpt2_bpe_dir(bpe_dir)
             tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
         else:
