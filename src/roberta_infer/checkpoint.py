@@ -213,7 +213,8 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
     else:
         names = [str(i) for i in range(num_classes)]
         warnings.warn(f"no label dictionary (label/dict.txt) for {path}: its {num_classes} classes are named by index "
-                      f"{', '.join(names)}; give --class-names to name them")
+                      f"{', '.join(names)}; give --class-names to name them (class k is line k of the label dictionary "
+                      f"it was trained with: fairseq's SST-2 one lists label 1 first)")
     try:
         config, hf_state = to_huggingface(weights, hparams, head, names, path)
     except KeyError as e:

@@ -1,5 +1,8 @@
 """The reference's RoBERTa_preprocess.py: an SST-2 split → fixed-length `<s> … </s> <pad>…` id rows + labels.
 
+The split is GLUE's TSV (tokenised here) or, as the reference reads it, fairseq-preprocess's binarised output
+(`SST-2-bin`, already ids: see `data.read_binarised`).
+
 A prepared directory holds `meta.json`, `labels.npy` (class indices, absent for the unlabelled test
 split) and the ids, either as one `src_tokens.npy` [N, L] (`array`) or one raw int64 file per sample,
 `src_tokens/src_tokens_{i}.bin` (`per-sample`, what ais_bench reads).
@@ -14,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import SST2_LABEL_ALIASES, Sst2Split, sha256_file
+from .data import SST2_LABEL_ALIASES, BinarisedSplit, Sst2Split, sha256_file
 from .errors import RobertaInferError
-from .tokenise import TextEncoder, pad_to, warn_truncated
+from .tokenise import FairseqDictionary, TextEncoder, pad_to, warn_truncated
 
 FORMAT = "roberta-infer/prepared/1"
 LAYOUTS = ("array", "per-sample")
@@ -33,11 +36,25 @@ def label_indices(raw_labels: list[str], class_names: list[str]) -> np.ndarray:
     return np.array([lookup[r] for r in raw_labels], dtype=np.int64)
 
 
-def prepare(split: Sst2Split, encoder: TextEncoder, *, seq_len: int, out: Path, layout: str, class_names: list[str], vocab: dict) -> dict:
-    """Encode, pad/truncate to `seq_len`, write the prepared directory; returns its meta."""
+def check_vocabulary(encoder: TextEncoder, dictionary: Path, bpe_dir: Path) -> None:
+    """Refuse a model that numbers GPT-2 tokens differently from `dictionary` (the binarised data's input0/dict.txt).
+
+    Binarised ids are already numbered by that dictionary; a model with another vocabulary would read wrong tokens.
+    """
+    data = TextEncoder.gpt2_fairseq(bpe_dir, FairseqDictionary.load(dictionary))
+    model = encoder.gpt2_to_model(data.tokenizer)
+    differ = (data.id_map != data.unk) & (model != data.id_map)
+    if differ.any():
+        raise RobertaInferError(f"the model's vocabulary numbers {int(differ.sum())} tokens differently from {dictionary}: the "
+                                "binarised ids are not this model's; give the model trained on this data (or the TSVs)")
+
+
+def prepare(split: Sst2Split | BinarisedSplit, encoder: TextEncoder, *, seq_len: int, out: Path, layout: str,
+            class_names: list[str], vocab: dict) -> dict:
+    """Encode (a binarised split is ids already), pad/truncate to `seq_len`, write the prepared directory; returns its meta."""
     if layout not in LAYOUTS:
         raise RobertaInferError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
-    rows = encoder.encode(split.sentences)
+    rows = split.rows if isinstance(split, BinarisedSplit) else encoder.encode(split.sentences)
     tokens, truncated = pad_to(rows, seq_len, pad=encoder.pad, eos=encoder.eos)
     warn_truncated(truncated, len(rows), seq_len)
     labels = label_indices(split.labels, class_names) if split.labels is not None else None

@@ -107,6 +107,17 @@ class TextEncoder:
             return int(self.id_map.max()) + 1
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def gpt2_to_model(self, gpt2: Tokenizer) -> np.ndarray:
+        """int64 [GPT-2 vocabulary]: the model id of each GPT-2 BPE token (`<unk>` where it has none), `gpt2` being
+        GPT-2's own tokenizer (encoder.json + vocab.bpe)."""
+        if self.id_map is not None:  # fairseq dictionaries and our trained vocabularies number GPT-2 ids directly
+            return self.id_map
+        vocab = self.tokenizer.get_vocab()
+        out = np.full(gpt2.get_vocab_size(), self.unk, dtype=np.int64)
+        for token, index in gpt2.get_vocab().items():
+            out[index] = vocab.get(token, self.unk)
+        return out
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         """`<s> ids </s>` for each text, untruncated; texts are stripped of surrounding whitespace first."""
         # the _fast variant skips character offsets, which nothing here reads (~20 % less time per text)
