@@ -24,7 +24,7 @@ from transformers.utils import logging as hf_logging
 from .data import bpe_dir as default_bpe_dir
 from .data import read_utf8, sha256_file
 from .errors import RobertaInferError
-from .tokenise import FAIRSEQ_SPECIALS, FairseqDictionary, TextEncoder
+from .tokenise import FairseqDictionary, TextEncoder, label_symbols
 
 FAIRSEQ_CHECKPOINT_NAMES = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 # Non-tensor types a genuine fairseq checkpoint pickles (2019 `args`, numpy scalars in `extra_state`).
@@ -206,10 +206,10 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
     if class_names is not None:
         names = named_classes([str(i) for i in range(num_classes)], class_names, path)
     elif label_path is not None:
-        label_symbols = FairseqDictionary.load(label_path, add_mask=False).symbols[len(FAIRSEQ_SPECIALS) :]
-        if num_classes > len(label_symbols):  # class k is line k; madeupword padding may follow
-            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only {len(label_symbols)}")
-        names = label_symbols[:num_classes]
+        labels = label_symbols(label_path)  # class k is line k
+        if num_classes > len(labels):
+            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only {len(labels)}")
+        names = labels[:num_classes]
     else:
         names = [str(i) for i in range(num_classes)]
         warnings.warn(f"no label dictionary (label/dict.txt) for {path}: its {num_classes} classes are named by index "

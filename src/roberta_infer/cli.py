@@ -141,9 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="a bundle written by `roberta-infer export`")
-    p.add_argument("--input", type=Path, required=True, metavar="PREPARED_DIR", help="output of `roberta-infer prepare`")
+    p.add_argument("--input", type=Path, required=True, metavar="PREPARED_DIR",
+                   help="output of `roberta-infer prepare`, or the reference's batch files folder "
+                        "(batch_size_B/roberta_base_bin: src_tokens_{i}.bin, raw int64 [B, L])")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory to write")
-    p.add_argument("--batch-size", type=int, required=True, metavar="B", help="samples per model call")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="samples per model call (default: the reference files' B, else the bundle's fixed batch size)")
+    p.add_argument("--seq-len", type=int, metavar="L",
+                   help="ids per row of the reference's batch files (default: the bundle's fixed length)")
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed batches first (default 5)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"], help="how outputs are written")
@@ -236,10 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", formatter_class=_formatter,
         help="accuracy of infer results against prepared labels (the reference's postprocess)",
         description="Accuracy over all N samples (the reference divides by N-1; we do not). Prints one line,\n"
-                    "writes JSON with --json (default: evaluation.json in the results directory).",
+                    "writes JSON with --json (default: evaluation.json in the results directory).\n\n"
+                    "Also scores the reference's own files: NPU outputs of ais_bench or msame and its roberta_base.label\n"
+                    "(raw int64 label-dictionary indices, with --label-dict SST-2-bin/label/dict.txt), matched by name.",
     )
-    p.add_argument("--results", type=Path, required=True, metavar="DIR", help="output of `roberta-infer infer`")
-    p.add_argument("--labels", type=Path, required=True, metavar="PREPARED_DIR", help="output of `roberta-infer prepare`")
+    p.add_argument("--results", type=Path, required=True, metavar="DIR",
+                   help="output of `roberta-infer infer`, or an ais_bench (src_tokens_{i}_0.bin) / msame "
+                        "(src_tokens_{i}_output_0.bin) output folder: float32 logits per sample or per batch")
+    p.add_argument("--labels", type=Path, required=True, metavar="PATH",
+                   help="output of `roberta-infer prepare`, or the reference's roberta_base.label (raw int64, with --label-dict)")
+    p.add_argument("--label-dict", type=Path, metavar="DICT.txt",
+                   help="the label dictionary (SST-2-bin/label/dict.txt) the label file's indices and a tool's logits follow")
+    p.add_argument("--class-names", metavar="A,B,…",
+                   help="classes of an ais_bench/msame folder's logits, in order (default: the label dictionary's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="where to write the JSON result")
     p.set_defaults(func=cmd_evaluate)
 
@@ -423,10 +437,16 @@ def cmd_infer(args: argparse.Namespace) -> None:
     from .infer import infer
     from .prepare import load_prepared
 
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise RobertaInferError(f"--batch-size must be positive, got {args.batch_size}")
-    prepared = load_prepared(args.input)
-    summary = infer(load_bundle(args.model, threads=args.threads, provider=args.provider), prepared, args.out, batch_size=args.batch_size,
+    bundle = load_bundle(args.model, threads=args.threads, provider=args.provider)
+    prepared = load_prepared(args.input, seq_len=args.seq_len or bundle.static_seq)
+    if args.seq_len is not None and args.seq_len != prepared.meta["seq_len"]:
+        raise RobertaInferError(f"--seq-len {args.seq_len} differs from the {prepared.meta['seq_len']} ids per row of {args.input}")
+    batch_size = args.batch_size or prepared.meta.get("batch_size") or bundle.static_batch
+    if batch_size is None:
+        raise RobertaInferError("--batch-size is required (samples per model call)")
+    summary = infer(bundle, prepared, args.out, batch_size=batch_size,
                     warmup=args.warmup, loop=args.loop, layout=args.layout, length_aware=args.length_aware,
                     show_progress=sys.stderr.isatty())
     latency = summary["latency_ms"]
@@ -494,15 +514,27 @@ def _int_list(text: str) -> list[int]:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
+    from .checkpoint import parse_class_names
     from .evaluate import accuracy
     from .infer import read_outputs
-    from .prepare import load_prepared
+    from .prepare import label_indices, load_prepared, read_reference_labels
+    from .tokenise import label_symbols
 
-    logits, summary = read_outputs(args.results)
-    prepared = load_prepared(args.labels)
-    if prepared.labels is None:
-        raise RobertaInferError(f"{args.labels} has no labels (the SST-2 test split is unlabelled)")
-    result = accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"])
+    label_names = label_symbols(args.label_dict) if args.label_dict is not None else None
+    logits, summary = read_outputs(args.results, class_names=parse_class_names(args.class_names) or label_names)
+    class_names = summary["class_names"]
+    if args.labels.is_dir():
+        if args.label_dict is not None:
+            raise RobertaInferError(f"--label-dict goes with the reference's label file; {args.labels} is a prepared directory")
+        prepared = load_prepared(args.labels)
+        if prepared.labels is None:
+            raise RobertaInferError(f"{args.labels} has no labels (the SST-2 test split is unlabelled)")
+        gold, gold_names = prepared.labels, prepared.meta["label_names"]
+    elif args.label_dict is None:
+        raise RobertaInferError(f"{args.labels} is a file: the reference's label file needs --label-dict (its label/dict.txt)")
+    else:
+        gold, gold_names = label_indices(read_reference_labels(args.labels, args.label_dict), class_names), class_names
+    result = accuracy(logits, class_names, gold, gold_names)
     target = args.json or args.results / "evaluation.json"
     target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']})")

@@ -233,7 +233,7 @@ def read_binarised(directory: Path, split: str) -> BinarisedSplit:
 
     Raises RobertaInferError for missing files, a label row that is not one known label + `</s>`, or row counts that differ.
     """
-    from .tokenise import FAIRSEQ_SPECIALS, FairseqDictionary
+    from .tokenise import FAIRSEQ_SPECIALS, FairseqDictionary, label_symbols
 
     if split not in BINARISED_SPLITS:
         raise RobertaInferError(f"unknown split {split!r}: choose one of {', '.join(BINARISED_SPLITS)}")
@@ -246,7 +246,7 @@ def read_binarised(directory: Path, split: str) -> BinarisedSplit:
     labels = names = None
     if (directory / "label" / f"{prefix}.idx").is_file():
         symbols = FairseqDictionary.load(directory / "label" / "dict.txt", add_mask=False).symbols
-        names = [name for name in symbols[len(FAIRSEQ_SPECIALS) :] if not re.fullmatch(r"madeupword\d{4}", name)]
+        names = label_symbols(directory / "label" / "dict.txt")
         label_rows = read_indexed_dataset(directory / "label" / prefix)
         if len(label_rows) != len(rows):
             raise RobertaInferError(f"{directory}: {len(label_rows)} label rows for {len(rows)} input rows in split {prefix}")
@@ -260,6 +260,24 @@ def read_binarised(directory: Path, split: str) -> BinarisedSplit:
     bos = FAIRSEQ_SPECIALS.index("<s>")
     return BinarisedSplit(directory / "input0" / f"{prefix}.bin", [[bos, *row.tolist()] for row in rows], labels,
                           directory / "input0" / "dict.txt", names)
+
+
+def numbered_files(directory: Path, pattern: str) -> list[Path]:
+    """The files of `directory` named by `pattern` (a regex with one group, the number i), in numeric order of i.
+
+    The numbers must run 0, 1, …, n−1 (the reference's and ais_bench/msame's naming); raises RobertaInferError
+    naming the first missing one otherwise. An empty list when no file matches.
+    """
+    found = {}
+    for path in Path(directory).iterdir():
+        match = re.fullmatch(pattern, path.name)
+        if match and path.is_file():
+            found[int(match.group(1))] = path
+    missing = next((i for i in range(len(found)) if i not in found), None)
+    if missing is not None:
+        example = pattern.replace(r"(\d+)", str(missing)).replace("\\", "")
+        raise RobertaInferError(f"{directory} has {len(found)} numbered files but no {example}: the set is incomplete")
+    return [found[i] for i in range(len(found))]
 
 
 def download(dest: Path, mirror: str = OFFICIAL_HOST) -> Path:

@@ -7,6 +7,7 @@ fairseq models number tokens through `dict.txt` (GPT-2 id → row), Hugging Face
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,12 @@ class FairseqDictionary:
 
     def __len__(self) -> int:
         return len(self.symbols)
+
+
+def label_symbols(path: Path) -> list[str]:
+    """A fairseq label dictionary's labels in class order (class k = line k): no specials, no `madeupwordNNNN` padding."""
+    symbols = FairseqDictionary.load(path, add_mask=False).symbols[len(FAIRSEQ_SPECIALS) :]
+    return [name for name in symbols if not re.fullmatch(r"madeupword\d{4}", name)]
 
 
 @dataclass
