@@ -13,6 +13,7 @@ from conftest import FIXTURES, make_hf_model
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 from roberta_infer.checkpoint import load_classifier
+from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
 
@@ -271,3 +272,20 @@ def test_classification_head_by_name(tmp_path):
     (tmp_path / "one").mkdir()
     lone = _two_heads(tmp_path / "one", names=("my_task",))
     assert np.abs(load_classifier(lone, fairseq_data=FAIRSEQ / "data").logits(tokens) - expected).max() < 1e-4
+
+
+def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys):
+    path = _two_heads(tmp_path, names=("sst2", "mnli"))
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
+    common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir", str(shared_data / "gpt2_bpe"),
+              "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]
+    assert main(common) == 2
+    assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
+    assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    expected = np.array([case["logits"] for case in EXPECTED["texts"][:3]])
+    assert np.abs(np.array([r["logits"] for r in records]) - expected).max() < 1e-4
+    assert [r["label"] for r in records] == [{"1": "pos", "0": "neg"}[case["label"]] for case in EXPECTED["texts"][:3]]
+    assert main([*common, "--head", "sst2", "--class-names", "a,,b"]) == 2
+    assert "distinct, non-empty names" in capsys.readouterr().err
