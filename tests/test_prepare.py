@@ -56,7 +56,7 @@ def test_pad_to_limits():
 def test_label_names_must_match(tmp_path):
     assert label_indices(["0", "1"], ["negative", "positive"]).tolist() == [0, 1]
     assert label_indices(["0", "1"], ["LABEL_1", "LABEL_0"]).tolist() == [1, 0]
-    with pytest.raises(RobertaInferError, match="do not name SST-2's label"):
+    with pytest.raises(RobertaInferError, match="do not name the label '0' exactly once"):
         label_indices(["0"], ["anger", "joy"])
     with pytest.raises(RobertaInferError, match="not a prepared directory"):
         load_prepared(tmp_path)
