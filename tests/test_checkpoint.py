@@ -13,6 +13,7 @@ from conftest import FIXTURES, make_hf_model
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 from roberta_infer.checkpoint import load_classifier
+from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
 
@@ -153,3 +154,138 @@ def test_fused_in_proj_attention_of_early_2019_checkpoints(tmp_path):
     reference = load_classifier(FAIRSEQ / "checkpoint_2019.pt", fairseq_data=FAIRSEQ / "data")
     tokens = np.array(EXPECTED["batch"]["ids"])
     assert np.abs(fused.logits(tokens) - reference.logits(tokens)).max() < 1e-6
+
+
+# ---------------------------------------------------------------- sharded Hugging Face weights
+
+
+def _shard_as_pytorch_bin(model_dir: Path, shards: int) -> None:
+    """Replace model.safetensors by `pytorch_model-0000k-of-0000n.bin` shards + `pytorch_model.bin.index.json`.
+
+    transformers 5 writes only safetensors shards, so the torch-pickle layout older transformers wrote is built by
+    hand in its documented form: {"metadata": {"total_size": bytes}, "weight_map": {tensor name: shard file}}.
+    """
+    model = RobertaForSequenceClassification.from_pretrained(model_dir)
+    state = model.state_dict()
+    names = list(state)
+    weight_map, total = {}, 0
+    for k in range(shards):
+        shard = f"pytorch_model-{k + 1:05d}-of-{shards:05d}.bin"
+        part = {name: state[name].contiguous() for name in names[k::shards]}
+        torch.save(part, model_dir / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+        total += sum(t.numel() * t.element_size() for t in part.values())
+    (model_dir / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    (model_dir / "model.safetensors").unlink()
+
+
+@pytest.mark.parametrize("layout", ["safetensors shards", "pytorch_model.bin shards"])
+def test_sharded_huggingface_weights(tmp_path, shared_data, layout):
+    whole = make_hf_model(tmp_path / "whole", shared_data, num_labels=3)
+    sharded = make_hf_model(tmp_path / "sharded", shared_data, num_labels=3)
+    if layout == "safetensors shards":
+        model = RobertaForSequenceClassification.from_pretrained(sharded)
+        (sharded / "model.safetensors").unlink()
+        model.save_pretrained(sharded, max_shard_size="200KB")
+        assert (sharded / "model.safetensors.index.json").is_file()
+    else:
+        _shard_as_pytorch_bin(sharded, shards=3)
+    assert len([f for f in sharded.iterdir() if f.name.startswith(("model-", "pytorch_model-"))]) > 1
+    ours = load_classifier(sharded)
+    tok = AutoTokenizer.from_pretrained(whole)
+    ref = RobertaForSequenceClassification.from_pretrained(whole, attn_implementation="eager").eval()
+    with torch.inference_mode():
+        expected = ref(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    assert np.abs(classify(ours, TEXTS, batch_size=3) - expected).max() < 1e-5
+    assert ours.source["sha256"] != load_classifier(whole).source["sha256"]  # the digest covers the shards, not the index alone
+    index = next(sharded.glob("*.index.json"))
+    next(f for f in sharded.iterdir() if f.name.startswith(("model-", "pytorch_model-"))).unlink()
+    with pytest.raises(RobertaInferError, match=f"{index.name} names \\d+ shards, 1 of them missing"):
+        load_classifier(sharded)
+
+
+# ---------------------------------------------------------------- released fairseq models, heads by name
+
+
+def _released_layout(tmp_path: Path, *, label_dict: bool) -> Path:
+    """The tiny fixture as fairseq's released models ship: model.pt + dict.txt, label/dict.txt only if asked."""
+    folder = tmp_path / "released"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes((FAIRSEQ / "checkpoint.pt").read_bytes())
+    (folder / "dict.txt").write_bytes((FAIRSEQ / "data" / "input0" / "dict.txt").read_bytes())
+    if label_dict:
+        (folder / "label").mkdir()
+        (folder / "label" / "dict.txt").write_bytes((FAIRSEQ / "data" / "label" / "dict.txt").read_bytes())
+    return folder
+
+
+def _expected_logits() -> tuple[np.ndarray, np.ndarray]:
+    batch = EXPECTED["batch"]
+    return np.array(batch["ids"]), np.array(batch["logits"])
+
+
+def test_released_model_with_dict_txt_beside_it(tmp_path):
+    tokens, expected = _expected_logits()
+    folder = _released_layout(tmp_path, label_dict=False)
+    with pytest.warns(UserWarning, match="named by index 0, 1; give --class-names"):
+        by_index = load_classifier(folder)
+    assert by_index.class_names == ["0", "1"]
+    assert np.abs(by_index.logits(tokens) - expected).max() < 1e-4
+    named = load_classifier(folder / "model.pt", class_names=["positive", "negative"])
+    assert named.class_names == ["positive", "negative"]
+    with pytest.raises(RobertaInferError, match="--class-names lists 3 names but .* has 2 classes"):
+        load_classifier(folder, class_names=["a", "b", "c"])
+    elsewhere = tmp_path / "weights"
+    elsewhere.mkdir()
+    (folder / "model.pt").rename(elsewhere / "model.pt")
+    with pytest.warns(UserWarning, match="named by index"):
+        assert np.abs(load_classifier(elsewhere / "model.pt", fairseq_data=folder).logits(tokens) - expected).max() < 1e-4
+    (tmp_path / "l").mkdir()
+    labelled = _released_layout(tmp_path / "l", label_dict=True)
+    assert load_classifier(labelled).class_names == EXPECTED["class_names"]
+
+
+def _two_heads(tmp_path: Path, *, names: tuple[str, ...]) -> Path:
+    """The fixture with its head renamed `names[0]`, plus `names[1:]` copies whose output rows are swapped."""
+    state = torch.load(FAIRSEQ / "checkpoint.pt", weights_only=False)
+    model = state["model"]
+    prefix = "classification_heads.sentence_classification_head."
+    head = {k[len(prefix) :]: model.pop(k) for k in list(model) if k.startswith(prefix)}
+    for n, name in enumerate(names):
+        for key, tensor in head.items():
+            model[f"classification_heads.{name}.{key}"] = tensor.flip(0) if n and key.startswith("out_proj") else tensor.clone()
+    torch.save(state, tmp_path / "checkpoint.pt")
+    return tmp_path / "checkpoint.pt"
+
+
+def test_classification_head_by_name(tmp_path):
+    tokens, expected = _expected_logits()
+    path = _two_heads(tmp_path, names=("sst2", "mnli"))
+    with pytest.raises(RobertaInferError, match=r"has 2 classification heads \(mnli, sst2\): choose one with --head NAME"):
+        load_classifier(path, fairseq_data=FAIRSEQ / "data")
+    sst2 = load_classifier(path, fairseq_data=FAIRSEQ / "data", head="sst2")
+    assert np.abs(sst2.logits(tokens) - expected).max() < 1e-4
+    mnli = load_classifier(path, fairseq_data=FAIRSEQ / "data", head="mnli")  # the copy with its two classes swapped
+    assert np.abs(mnli.logits(tokens) - expected[:, ::-1]).max() < 1e-4
+    with pytest.raises(RobertaInferError, match="no classification head 'qnli'; its heads: mnli, sst2"):
+        load_classifier(path, fairseq_data=FAIRSEQ / "data", head="qnli")
+    (tmp_path / "one").mkdir()
+    lone = _two_heads(tmp_path / "one", names=("my_task",))
+    assert np.abs(load_classifier(lone, fairseq_data=FAIRSEQ / "data").logits(tokens) - expected).max() < 1e-4
+
+
+def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys):
+    path = _two_heads(tmp_path, names=("sst2", "mnli"))
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
+    common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir", str(shared_data / "gpt2_bpe"),
+              "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]
+    assert main(common) == 2
+    assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
+    assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    expected = np.array([case["logits"] for case in EXPECTED["texts"][:3]])
+    assert np.abs(np.array([r["logits"] for r in records]) - expected).max() < 1e-4
+    assert [r["label"] for r in records] == [{"1": "pos", "0": "neg"}[case["label"]] for case in EXPECTED["texts"][:3]]
+    assert main([*common, "--head", "sst2", "--class-names", "a,,b"]) == 2
+    assert "distinct, non-empty names" in capsys.readouterr().err

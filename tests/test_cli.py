@@ -46,10 +46,15 @@ def _error_line(capsys) -> str:
 
 def test_bad_inputs_give_one_line_errors(tmp_path, shared_data, hf_model, capsys):
     texts = tmp_path / "t.txt"
-    texts.write_bytes(b"\xff\xfe not utf-8\n")
+    texts.write_bytes(b"ok\n\xff not utf-8\n")
     assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 2
-    assert "not valid UTF-8" in _error_line(capsys)
+    assert "line 2: not valid UTF-8" in _error_line(capsys)
     assert not (tmp_path / "o.jsonl").exists()
+    for encoding in ("utf-16", "utf-16-be", "utf-16-le"):  # with a byte-order mark FF FE / FE FF, and without (NULs)
+        texts.write_text("a gorgeous film\n", encoding=encoding)
+        assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 2
+        assert "is UTF-16 text, not UTF-8: convert it to UTF-8" in _error_line(capsys)
+        assert not (tmp_path / "o.jsonl").exists()
     texts.write_text("fine\n")
     assert main(["predict", "--model", str(tmp_path / "missing"), "--input", str(texts), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in _error_line(capsys)
@@ -60,3 +65,14 @@ def test_bad_inputs_give_one_line_errors(tmp_path, shared_data, hf_model, capsys
     assert "exceeds the model's 64 positions" in _error_line(capsys)
     assert main(["prepare", "--data", str(tmp_path), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out", str(tmp_path / "p3")]) == 2
     assert "dev.tsv not found" in _error_line(capsys)
+
+
+def test_windows_byte_order_mark_is_not_part_of_the_first_text(tmp_path, hf_model):
+    plain, marked = tmp_path / "plain.txt", tmp_path / "bom.txt"
+    plain.write_bytes(b"a gorgeous film\r\nutterly dull\r\n")
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    for path in (plain, marked):
+        assert main(["predict", "--model", str(hf_model), "--input", str(path), "--output", str(path.with_suffix(".jsonl"))]) == 0
+    without, with_bom = ([json.loads(line) for line in p.with_suffix(".jsonl").read_text().splitlines()] for p in (plain, marked))
+    assert with_bom[0]["text"] == "a gorgeous film"
+    assert with_bom == without  # same texts, same logits

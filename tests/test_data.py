@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from roberta_infer.data import SHA256, bpe_dir, download, read_sst2, sha256_file, sst2_file
+from roberta_infer.data import SHA256, bpe_dir, download, read_sst2, read_utf8, sha256_file, sst2_file
 from roberta_infer.errors import RobertaInferError
+from roberta_infer.tokenise import FairseqDictionary
 
 
 def test_reads_official_splits(shared_data):
@@ -46,6 +47,22 @@ def test_bad_tsv_files(tmp_path):
         sst2_file(tmp_path / "missing", "dev")
     with pytest.raises(RobertaInferError, match="unknown split"):
         sst2_file(tmp_path, "validation")
+
+
+def test_windows_files_byte_order_mark_and_utf16(tmp_path, shared_data):
+    plain = (shared_data / "SST-2" / "dev.tsv").read_bytes()
+    marked = tmp_path / "dev.tsv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.replace(b"\n", b"\r\n"))
+    official = read_sst2(shared_data / "SST-2" / "dev.tsv")
+    windows = read_sst2(marked)
+    assert (windows.sentences, windows.labels) == (official.sentences, official.labels)
+    assert read_utf8(marked).startswith("sentence\tlabel")
+    marked.write_text("sentence\tlabel\nfine\t1\n", encoding="utf-16")
+    with pytest.raises(RobertaInferError, match="is UTF-16 text, not UTF-8"):
+        read_sst2(marked)
+    dictionary = tmp_path / "dict.txt"
+    dictionary.write_bytes(b"\xef\xbb\xbf1 5\n0 3\n")
+    assert FairseqDictionary.load(dictionary, add_mask=False).symbols[4:] == ["1", "0"]
 
 
 def test_bpe_dir_falls_back_to_verified_package_copy(tmp_path, monkeypatch):

@@ -1,10 +1,13 @@
-"""Accuracy over all N (not N−1), matched by class name."""
+"""Accuracy over all N (not N−1), matched by class name; the reference's own output and label files."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
+from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.evaluate import accuracy
 
@@ -55,3 +58,63 @@ def test_a_class_never_predicted_scores_zero_not_nan():
     result = accuracy(np.array([[1.0, 0.0]] * 3), ["a", "b"], np.array([0, 0, 1]), ["a", "b"])
     assert result["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert result["mcc"] == 0.0
+
+
+# ---------------------------------------------------------------- the reference's own files
+
+# fairseq's SST-2 label dictionary: label "1" is line 0 (it is the commoner one in train), "0" line 1.
+LABEL_DICT = "1 36\n0 28\nmadeupword0000 0\nmadeupword0001 0\n"
+# roberta_base.label: per row the label's line in LABEL_DICT, so 0 means label "1" (positive).
+GOLD = [0, 1, 1, 0, 0, 1]
+# logits in the label dictionary's class order (class 0 = label "1"): argmax 0, 1, 0, 0, 1, 1 → rows 0, 1, 3, 5 right.
+LOGITS = np.array([[2.0, -1.0], [-0.5, 0.5], [3.0, 1.0], [1.0, 0.0], [0.0, 2.0], [-2.0, 2.0]], dtype=np.float32)
+
+
+def _reference_files(tmp_path, *, tool: str, batch: int):
+    (tmp_path / "label").mkdir(parents=True)
+    (tmp_path / "label" / "dict.txt").write_text(LABEL_DICT)
+    np.array(GOLD, dtype=np.int64).tofile(tmp_path / "roberta_base.label")
+    out = tmp_path / "out"
+    out.mkdir()
+    name = {"ais_bench": "src_tokens_{}_0.bin", "ais_bench npy": "src_tokens_{}_0.npy", "msame": "src_tokens_{}_output_0.bin"}[tool]
+    for i in range(len(GOLD) // batch):
+        rows = LOGITS[i * batch : (i + 1) * batch]
+        np.save(out / name.format(i), rows) if name.endswith(".npy") else rows.tofile(out / name.format(i))
+    return out, tmp_path / "roberta_base.label", tmp_path / "label" / "dict.txt"
+
+
+@pytest.mark.parametrize("tool,batch", [("ais_bench", 1), ("ais_bench", 3), ("ais_bench npy", 2), ("msame", 2), ("msame", 6)])
+def test_reference_outputs_and_label_file(tmp_path, tool, batch):
+    out, labels, label_dict = _reference_files(tmp_path, tool=tool, batch=batch)
+    assert main(["evaluate", "--results", str(out), "--labels", str(labels), "--label-dict", str(label_dict),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    # 4 of 6 right: the reference would report 1 - 2/((6/batch - 1) * batch), e.g. 0.6 at batch 1; we divide by N.
+    assert json.loads((tmp_path / "e.json").read_text()) == {"accuracy": 4 / 6, "correct": 4, "samples": 6}
+
+
+def test_reference_outputs_named_by_class_names(tmp_path):
+    """Logits in negative/positive order, labels from the label dictionary ("1" first): matched by name."""
+    out, labels, label_dict = _reference_files(tmp_path, tool="ais_bench", batch=2)
+    for i in range(3):  # the same scores written in the other class order
+        (out / f"src_tokens_{i}_0.bin").write_bytes(LOGITS[2 * i : 2 * i + 2, ::-1].copy().tobytes())
+    assert main(["evaluate", "--results", str(out), "--labels", str(labels), "--label-dict", str(label_dict),
+                 "--class-names", "negative,positive", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["correct"] == 4
+
+
+def test_reference_files_bad_inputs(tmp_path, capsys):
+    out, labels, label_dict = _reference_files(tmp_path, tool="ais_bench", batch=2)
+
+    def error(*args: str) -> str:
+        assert main(["evaluate", "--results", str(out), *args]) == 2
+        return capsys.readouterr().err
+    assert "class count is unknown: give --class-names" in error("--labels", str(tmp_path / "prep"))
+    assert "needs --label-dict" in error("--labels", str(labels), "--class-names", "1,0")
+    assert "not whole rows of 3 class logits" in error("--labels", str(labels), "--class-names", "a,b,c")
+    (out / "src_tokens_1_0.bin").unlink()
+    assert "has 2 numbered files but no src_tokens_1_0" in error("--labels", str(labels), "--label-dict", str(label_dict))
+    labels.write_bytes(np.array([0, 7], dtype=np.int64).tobytes())
+    out, _, _ = _reference_files(tmp_path / "again", tool="msame", batch=1)
+    assert "label index 7, but" in error("--labels", str(labels), "--label-dict", str(label_dict))
+    labels.write_bytes(b"\x00" * 12)
+    assert "not whole int64 labels" in error("--labels", str(labels), "--label-dict", str(label_dict))

@@ -129,3 +129,57 @@ def test_length_aware_needs_a_dynamic_bundle(tmp_path, prepared_and_bundle, caps
     assert "needs a dynamic bundle" in capsys.readouterr().err
     assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", str(tmp_path / "r"), "--batch-size", "10"]) == 0
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["length_aware"] is False, "static: fixed padding"
+
+
+# ---------------------------------------------------------------- the reference's batch files
+
+
+# Rows as RoBERTa_preprocess.py writes them: <s> … </s>, padded with 1 to the pad length (8 here); ids of roberta-base's
+# vocabulary (the test model's), e.g. 0 713 16 10 205 1569 2 = "<s>This is a good movie</s>".
+REFERENCE_ROWS = [
+    [0, 713, 16, 10, 205, 1569, 2, 1], [0, 24, 21, 6587, 2, 1, 1, 1], [0, 2, 1, 1, 1, 1, 1, 1],
+    [0, 38, 657, 24, 328, 2, 1, 1], [0, 20, 2335, 21, 1099, 8, 17445, 2], [0, 13724, 2, 1, 1, 1, 1, 1],
+]
+
+
+def _reference_batches(directory, rows, batch):
+    directory.mkdir(parents=True)
+    tokens = np.array(rows, dtype=np.int64)
+    for i in range(len(rows) // batch):  # the reference drops a last partial batch
+        tokens[i * batch : (i + 1) * batch].tofile(directory / f"src_tokens_{i}.bin")
+    return directory
+
+
+def test_reference_batch_files(tmp_path, hf_model, capsys):
+    """infer reads batch_size_B/roberta_base_bin/src_tokens_{i}.bin; evaluate scores it with roberta_base.label."""
+    build_bundle(load_classifier(hf_model), tmp_path / "dyn", progress=lambda _: None)
+    src = _reference_batches(tmp_path / "batch_size_2" / "roberta_base_bin", REFERENCE_ROWS, batch=2)
+    assert main(["infer", "--model", str(tmp_path / "dyn"), "--input", str(src), "--out", str(tmp_path / "res"),
+                 "--seq-len", "8", "--warmup", "0"]) == 0
+    logits, summary = read_outputs(tmp_path / "res")
+    expected = load_classifier(hf_model).logits(np.array(REFERENCE_ROWS))  # transformers on the same rows
+    assert np.abs(logits - expected).max() < 1e-4
+    assert summary["batch_size"] == 2 and summary["samples"] == 6, "B comes from the file size"
+    # roberta_base.label: label-dictionary lines (fairseq's SST-2 order: "1" first), one per row.
+    gold = np.array([0, 1, 1, 0, 1, 0], dtype=np.int64)
+    gold.tofile(tmp_path / "batch_size_2" / "roberta_base.label")
+    (tmp_path / "dict.txt").write_text("1 36\n0 28\n")
+    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "batch_size_2" / "roberta_base.label"),
+                 "--label-dict", str(tmp_path / "dict.txt")]) == 0
+    positive = expected.argmax(1) == 1  # the test model's classes are negative, positive
+    assert json.loads((tmp_path / "res" / "evaluation.json").read_text())["correct"] == int((positive == (gold == 0)).sum())
+
+
+def test_reference_batch_files_bad_inputs(tmp_path, prepared_and_bundle, capsys):
+    _, static = prepared_and_bundle  # fixed at batch 10 × 32 ids
+    src = _reference_batches(tmp_path / "bin", REFERENCE_ROWS, batch=3)
+    dynamic_error = ["infer", "--model", str(static), "--input", str(src), "--out", str(tmp_path / "r")]
+    assert main(dynamic_error) == 2
+    assert "are not whole rows of 32 int64 ids" in capsys.readouterr().err  # the bundle's length, not the files'
+    assert main([*dynamic_error, "--seq-len", "7"]) == 2
+    assert "not whole rows of 7 int64 ids" in capsys.readouterr().err
+    (src / "src_tokens_0.bin").unlink()
+    assert main([*dynamic_error, "--seq-len", "8"]) == 2
+    assert "has 1 numbered files but no src_tokens_0.bin" in capsys.readouterr().err
+    with pytest.raises(RobertaInferError, match="give --seq-len"):
+        load_prepared(_reference_batches(tmp_path / "other", REFERENCE_ROWS, batch=3))

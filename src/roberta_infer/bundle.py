@@ -118,11 +118,13 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
                           manifest["class_names"], manifest)
 
 
-def open_model(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None, threads: int | None = None,
-               provider: str = "cpu"):
-    """Any model `--model` may name: an exported bundle (ONNX Runtime) or a checkpoint (PyTorch)."""
+def open_model(path: Path, *, threads: int | None = None, provider: str = "cpu", **checkpoint_options):
+    """Any model `--model` may name: an exported bundle (ONNX Runtime) or a checkpoint (PyTorch).
+
+    `checkpoint_options` (fairseq_data, bpe_dir, head, class_names) go to `checkpoint.load_classifier`.
+    """
     from .checkpoint import load_classifier
 
     if (Path(path) / "manifest.json").is_file():
         return load_bundle(path, threads=threads, provider=provider)
-    return load_classifier(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
+    return load_classifier(path, **checkpoint_options)

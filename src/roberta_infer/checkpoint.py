@@ -8,6 +8,7 @@ with `torch.load(weights_only=True)` and a minimal allowlist, so a checkpoint ca
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 import re
@@ -21,9 +22,9 @@ from transformers import RobertaConfig, RobertaForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from .data import bpe_dir as default_bpe_dir
-from .data import sha256_file
+from .data import read_utf8, sha256_file
 from .errors import RobertaInferError
-from .tokenise import FAIRSEQ_SPECIALS, FairseqDictionary, TextEncoder
+from .tokenise import FairseqDictionary, TextEncoder, label_symbols
 
 FAIRSEQ_CHECKPOINT_NAMES = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 # Non-tensor types a genuine fairseq checkpoint pickles (2019 `args`, numpy scalars in `extra_state`).
@@ -39,7 +40,8 @@ SAFE_GLOBALS = [
 ]
 ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new", "relu": "relu", "tanh": "tanh"}
 HEAD_PREFIX = "classification_heads."
-DEFAULT_HEAD = "sentence_classification_head"
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+HF_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 @dataclass
@@ -66,11 +68,18 @@ def max_tokens(model: RobertaForSequenceClassification) -> int:
     return model.config.max_position_embeddings - model.config.pad_token_id - 1
 
 
-def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None) -> RobertaClassifier:
-    """Load a Hugging Face directory or a fairseq checkpoint (file, or directory holding one)."""
+def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None, head: str | None = None,
+                    class_names: list[str] | None = None) -> RobertaClassifier:
+    """Load a Hugging Face directory or a fairseq checkpoint (file, or directory holding one).
+
+    `head` picks a fairseq classification head by name (`--classification-head-name`); `class_names` names the
+    classes in logit order, overriding the label dictionary / `id2label`. Raises RobertaInferError on bad input.
+    """
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
-        return load_huggingface(path, bpe_dir=bpe_dir)
+        if head is not None:
+            raise RobertaInferError(f"--head chooses a fairseq classification head; {path} is a Hugging Face model with one classifier")
+        return load_huggingface(path, bpe_dir=bpe_dir, class_names=class_names)
     if path.is_dir():
         found = [path / n for n in FAIRSEQ_CHECKPOINT_NAMES if (path / n).is_file()]
         if not found:
@@ -81,23 +90,44 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
         path = found[0]
     if not path.is_file():
         raise RobertaInferError(f"model {path} not found")
-    return load_fairseq(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
+    return load_fairseq(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir, head=head, class_names=class_names)
+
+
+def parse_class_names(text: str | None) -> list[str] | None:
+    """`--class-names a,b,…` → ["a", "b", …] (None stays None); empty or repeated names are refused."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise RobertaInferError(f"--class-names {text!r}: expected distinct, non-empty names separated by commas")
+    return names
+
+
+def named_classes(found: list[str], given: list[str] | None, where: Path) -> list[str]:
+    """The model's class names: `given` (`--class-names`) when set, which must count as many as the model's classes."""
+    if given is None:
+        return found
+    if len(given) != len(found):
+        raise RobertaInferError(f"--class-names lists {len(given)} names but {where} has {len(found)} classes")
+    return list(given)
 
 
 # ---------------------------------------------------------------- Hugging Face
 
 
-def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None) -> RobertaClassifier:
-    """A transformers RoBERTa classifier; its tokenizer is its own, or GPT-2's BPE + `id_map.npy` (our trained models)."""
+def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None, class_names: list[str] | None = None) -> RobertaClassifier:
+    """A transformers RoBERTa classifier; its tokenizer is its own, or GPT-2's BPE + `id_map.npy` (our trained models).
+
+    Weights in any layout `save_pretrained` writes (one file or shards behind an index) are loaded by transformers.
+    """
     config_path = model_dir / "config.json"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        config = json.loads(read_utf8(config_path))
+    except json.JSONDecodeError as e:
         raise RobertaInferError(f"{config_path} is not valid JSON: {e}") from None
     if config.get("model_type") != "roberta":
         raise RobertaInferError(f"{model_dir} holds a {config.get('model_type')!r} model, not a RoBERTa one")
-    if not any((model_dir / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
-        raise RobertaInferError(f"{model_dir} has no weights: expected model.safetensors or pytorch_model.bin")
+    weights = huggingface_weights(model_dir)
     hf_logging.disable_progress_bar()  # our own output stays one line per step
     hf_logging.set_verbosity_error()
     try:
@@ -116,33 +146,77 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None) -> Roberta
         raise RobertaInferError(
             f"{model_dir}: the tokenizer has {encoder.vocab_size()} tokens but the model embeds only {cfg.vocab_size}"
         )
-    names = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
-    weights = next(model_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (model_dir / n).is_file())
-    return RobertaClassifier(model, encoder, names, {"kind": "huggingface", "path": str(model_dir), "sha256": sha256_file(weights)})
+    names = named_classes([str(cfg.id2label[i]) for i in range(cfg.num_labels)], class_names, model_dir)
+    return RobertaClassifier(model, encoder, names, {"kind": "huggingface", "path": str(model_dir), "sha256": files_sha256(weights)})
+
+
+def huggingface_weights(model_dir: Path) -> list[Path]:
+    """The weight files of a Hugging Face folder: one `model.safetensors` / `pytorch_model.bin`, or an index + its shards.
+
+    Index format (transformers' `save_pretrained(max_shard_size=…)`): JSON whose `weight_map` maps tensor name → shard file.
+    """
+    for name in HF_WEIGHTS:
+        if (model_dir / name).is_file():
+            return [model_dir / name]
+    for name in HF_INDEXES:
+        index = model_dir / name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(read_utf8(index))["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                raise RobertaInferError(f"{index} is not a weight index (JSON with a 'weight_map')") from None
+            missing = [shard for shard in shards if not (model_dir / shard).is_file()]
+            if missing or not shards:
+                raise RobertaInferError(f"{index} names {len(shards)} shards, {len(missing)} of them missing, e.g. {missing[:1]}")
+            return [index, *(model_dir / shard for shard in shards)]
+    raise RobertaInferError(f"{model_dir} has no weights: expected {', '.join(HF_WEIGHTS + HF_INDEXES)} (with its shards)")
+
+
+def files_sha256(files: list[Path]) -> str:
+    """One file's sha256; for several (an index and its shards), the sha256 of their `name sha256` lines in order."""
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(f"{f.name} {sha256_file(f)}\n" for f in files).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- fairseq
 
 
-def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None) -> RobertaClassifier:
-    """fairseq RoBERTa (≥0.10 `cfg` + `encoder.*`, or 2019 `args` + `decoder.*`) → transformers model."""
+def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None, head: str | None = None,
+                 class_names: list[str] | None = None) -> RobertaClassifier:
+    """fairseq RoBERTa (≥0.10 `cfg` + `encoder.*`, or 2019 `args` + `decoder.*`) → transformers model.
+
+    Class names: `class_names`, else the label dictionary's lines, else "0", "1", … with a warning.
+    """
     state = safe_torch_load(path)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise RobertaInferError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
     weights = normalise_fairseq_keys(state["model"], path)
     hparams = fairseq_hparams(state, path)
-    data_dir = fairseq_data_dir(path, fairseq_data)
-    dictionary = FairseqDictionary.load(data_dir / "input0" / "dict.txt")
-    labels = FairseqDictionary.load(data_dir / "label" / "dict.txt", add_mask=False)
-    label_symbols = labels.symbols[len(FAIRSEQ_SPECIALS) :]  # class k is line k; madeupword padding may follow
+    dict_path, label_path = fairseq_dictionaries(path, fairseq_data)
+    dictionary = FairseqDictionary.load(dict_path)
     vocab_rows = weights["sentence_encoder.embed_tokens.weight"].shape[0]
     if len(dictionary) != vocab_rows:
         raise RobertaInferError(
-            f"dictionary {data_dir / 'input0' / 'dict.txt'} has {len(dictionary)} symbols (with specials and <mask>) "
+            f"dictionary {dict_path} has {len(dictionary)} symbols (with specials and <mask>) "
             f"but {path} embeds {vocab_rows}: wrong --fairseq-data for this checkpoint"
         )
+    head = choose_head(weights, head, path)
+    num_classes = weights[f"{HEAD_PREFIX}{head}.out_proj.weight"].shape[0]
+    if class_names is not None:
+        names = named_classes([str(i) for i in range(num_classes)], class_names, path)
+    elif label_path is not None:
+        labels = label_symbols(label_path)  # class k is line k
+        if num_classes > len(labels):
+            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only {len(labels)}")
+        names = labels[:num_classes]
+    else:
+        names = [str(i) for i in range(num_classes)]
+        warnings.warn(f"no label dictionary (label/dict.txt) for {path}: its {num_classes} classes are named by index "
+                      f"{', '.join(names)}; give --class-names to name them (class k is line k of the label dictionary "
+                      f"it was trained with: fairseq's SST-2 one lists label 1 first)")
     try:
-        config, hf_state = to_huggingface(weights, hparams, label_symbols, path)
+        config, hf_state = to_huggingface(weights, hparams, head, names, path)
     except KeyError as e:
         raise RobertaInferError(f"{path} is not a RoBERTa classifier checkpoint: it has no weight {e}") from None
     model = RobertaForSequenceClassification(config)
@@ -199,31 +273,38 @@ def fairseq_hparams(state: dict, path: Path) -> dict:
     raise RobertaInferError(f"{path} has neither 'cfg' nor 'args': cannot tell its architecture")
 
 
-def fairseq_data_dir(checkpoint: Path, given: Path | None) -> Path:
-    """`--fairseq-data`, else the checkpoint's own folder if it holds input0/ and label/."""
+def fairseq_dictionaries(checkpoint: Path, given: Path | None) -> tuple[Path, Path | None]:
+    """The source dictionary and the label dictionary (None if absent) of a fairseq checkpoint.
+
+    Looked for in `--fairseq-data`, else the checkpoint's folder, else its `data/`: the fairseq-preprocess output
+    (`input0/dict.txt` + `label/dict.txt`) or, as released models ship, a bare `dict.txt` (no label dictionary).
+    """
     for candidate in ([Path(given)] if given is not None else [checkpoint.parent, checkpoint.parent / "data"]):
-        if (candidate / "input0" / "dict.txt").is_file() and (candidate / "label" / "dict.txt").is_file():
-            return candidate
+        for source in (candidate / "input0" / "dict.txt", candidate / "dict.txt"):
+            if source.is_file():
+                labels = candidate / "label" / "dict.txt"
+                return source, labels if labels.is_file() else None
     where = given if given is not None else checkpoint.parent
     raise RobertaInferError(
-        f"no input0/dict.txt and label/dict.txt in {where}: a fairseq checkpoint needs --fairseq-data DIR "
-        f"(the fairseq-preprocess output it was trained on)"
+        f"no input0/dict.txt nor dict.txt in {where}: a fairseq checkpoint needs --fairseq-data DIR "
+        f"(the fairseq-preprocess output it was trained on, or the folder with the released model's dict.txt)"
     )
 
 
-def to_huggingface(weights: dict, hp: dict, label_symbols: list[str], path: Path) -> tuple[RobertaConfig, dict]:
-    """Map fairseq RoBERTa weights and hyper-parameters onto transformers' names and config.
-
-    Class k is named by line k of the label dictionary (lines past the head's size are padding).
-    """
+def choose_head(weights: dict, head: str | None, path: Path) -> str:
+    """The classification head to run: `head` if given, else the only one; several and none chosen is an error."""
     heads = sorted({k[len(HEAD_PREFIX) :].split(".")[0] for k in weights if k.startswith(HEAD_PREFIX)})
     if not heads:
         raise RobertaInferError(f"{path} has no classification head: it is a pretrained LM, not a classifier")
-    head = DEFAULT_HEAD if DEFAULT_HEAD in heads else heads[0]
-    num_classes = weights[f"{HEAD_PREFIX}{head}.out_proj.weight"].shape[0]
-    if num_classes > len(label_symbols):
-        raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary lists only {len(label_symbols)}")
-    class_names = label_symbols[:num_classes]
+    if head is not None and head not in heads:
+        raise RobertaInferError(f"{path} has no classification head {head!r}; its heads: {', '.join(heads)}")
+    if head is None and len(heads) > 1:
+        raise RobertaInferError(f"{path} has {len(heads)} classification heads ({', '.join(heads)}): choose one with --head NAME")
+    return head or heads[0]
+
+
+def to_huggingface(weights: dict, hp: dict, head: str, class_names: list[str], path: Path) -> tuple[RobertaConfig, dict]:
+    """Map fairseq RoBERTa weights (classification head `head`) and hyper-parameters onto transformers' names and config."""
     if hp.get("encoder_normalize_before"):
         raise RobertaInferError(f"{path} is a pre-LayerNorm model (encoder_normalize_before), which RoBERTa is not")
     activation = hp.get("activation_fn", "gelu")
@@ -246,7 +327,7 @@ def to_huggingface(weights: dict, hp: dict, label_symbols: list[str], path: Path
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
-        num_labels=num_classes,
+        num_labels=len(class_names),
         id2label=dict(enumerate(class_names)),
         label2id={n: i for i, n in enumerate(class_names)},
     )

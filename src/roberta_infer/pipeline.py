@@ -18,7 +18,7 @@ from .prepare import load_prepared, prepare
 
 
 def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
-        seq_len: int = 70, batch_size: int = 32, warmup: int = 5, loop: int = 1, threads: int | None = None, provider: str = "cpu",
+        head: str | None = None, class_names: list[str] | None = None, seq_len: int = 70, batch_size: int = 32, warmup: int = 5, loop: int = 1, threads: int | None = None, provider: str = "cpu",
         console: Console | None = None) -> dict:
     """Run every stage on SST-2 dev into `work_dir` (prepared/, bundle/, results/, report.json); returns the report."""
     console = console or Console(stderr=True)
@@ -27,7 +27,7 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
         console.print(f"· {message}", highlight=False, markup=False, soft_wrap=True)
 
     work_dir = Path(work_dir)
-    classifier = load_classifier(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
+    classifier = load_classifier(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, head=head, class_names=class_names)
     say(f"model {model} ({classifier.source['kind']}, {classifier.model.config.num_hidden_layers} layers, "
         f"hidden {classifier.model.config.hidden_size}, classes {classifier.class_names})")
     if seq_len > classifier.max_tokens:

@@ -7,6 +7,7 @@ fairseq models number tokens through `dict.txt` (GPT-2 id → row), Hugging Face
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from .data import bpe_dir as gpt2_bpe_dir
+from .data import read_utf8
 from .errors import RobertaInferError
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -27,12 +30,9 @@ class FairseqDictionary:
 
     @classmethod
     def load(cls, path: Path, *, add_mask: bool = True) -> FairseqDictionary:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise RobertaInferError(f"dictionary {path} not found") from None
-        except UnicodeDecodeError:
-            raise RobertaInferError(f"dictionary {path} is not UTF-8 text") from None
+        if not Path(path).is_file():
+            raise RobertaInferError(f"dictionary {path} not found")
+        lines = read_utf8(path).splitlines()
         symbols = list(FAIRSEQ_SPECIALS)
         for number, line in enumerate(lines, start=1):
             fields = line.rsplit(" ", 1)
@@ -50,6 +50,12 @@ class FairseqDictionary:
 
     def __len__(self) -> int:
         return len(self.symbols)
+
+
+def label_symbols(path: Path) -> list[str]:
+    """A fairseq label dictionary's labels in class order (class k = line k): no specials, no `madeupwordNNNN` padding."""
+    symbols = FairseqDictionary.load(path, add_mask=False).symbols[len(FAIRSEQ_SPECIALS) :]
+    return [name for name in symbols if not re.fullmatch(r"madeupword\d{4}", name)]
 
 
 @dataclass
@@ -108,6 +114,17 @@ class TextEncoder:
             return int(self.id_map.max()) + 1
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def gpt2_to_model(self, gpt2: Tokenizer) -> np.ndarray:
+        """int64 [GPT-2 vocabulary]: the model id of each GPT-2 BPE token (`<unk>` where it has none), `gpt2` being
+        GPT-2's own tokenizer (encoder.json + vocab.bpe)."""
+        if self.id_map is not None:  # fairseq dictionaries and our trained vocabularies number GPT-2 ids directly
+            return self.id_map
+        vocab = self.tokenizer.get_vocab()
+        out = np.full(gpt2.get_vocab_size(), self.unk, dtype=np.int64)
+        for token, index in gpt2.get_vocab().items():
+            out[index] = vocab.get(token, self.unk)
+        return out
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         """`<s> ids </s>` for each text, untruncated; texts are stripped of surrounding whitespace first."""
         # the _fast variant skips character offsets, which nothing here reads (~20 % less time per text)
@@ -149,8 +166,6 @@ class TextEncoder:
         if (directory / "tokenizer.json").is_file():
             tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         elif id_map is not None:
-            from .data import bpe_dir as gpt2_bpe_dir
-
             found = gpt2_bpe_dir(bpe_dir)
             tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")
         else:

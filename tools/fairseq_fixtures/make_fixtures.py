@@ -26,6 +26,9 @@ Outputs (under ``--out``, default ``tests/fixtures/fairseq``)::
     tiny/expected.json          hub-interface ids / logits / labels for a few texts
     sst2_ids_sha256.json        digests of the ids of all SST-2 dev/test sentences
                                 (full gpt2_bpe/dict.txt)
+    bin/SST-2/{train,dev,test}.tsv      made-up sentences in GLUE SST-2's TSV layout
+    bin/SST-2-bin/{input0,label}/...    their fairseq-preprocess output (mmap .bin/.idx + dict.txt)
+    bin/expected.json                   the rows fairseq's MMapIndexedDataset reads back from it
 """
 
 from __future__ import annotations
@@ -239,6 +242,73 @@ def build_tiny(shared: Path, work: Path, out_tiny: Path, n_train: int, n_valid: 
     shutil.copyfile(data_bin / "label" / "dict.txt", out_tiny / "data" / "label" / "dict.txt")
     shutil.copyfile(save_dir / "checkpoint_last.pt", out_tiny / "checkpoint.pt")
     return {"bpe": bpe_used, "train_args": targs, "data_bin": data_bin, "save_dir": save_dir}
+
+
+# ------------------------------------------------------- binarised SST-2 layout
+
+# Made-up sentences (not SST-2's), in GLUE SST-2's TSV layout; label 1 is the commoner one, as in SST-2's
+# train split, so fairseq's label dictionary lists "1" first. Valid/test hold words train lacks (<unk>).
+BIN_SENTENCES = {
+    "train": [
+        ("a warm , funny and clever film .", "1"), ("the cast is wonderful and the story sings .", "1"),
+        ("great movie 😀", "1"), ("café crème brûlée , naïve and sweet", "1"),
+        ("i loved every minute of it !", "1"), ("北京 is lovely in this film", "1"),
+        ("a joyous , moving ride", "1"), ("it 's a charming and often affecting journey .", "1"),
+        ("the plot is dull and the jokes fall flat .", "0"), ("a tedious mess 😴", "0"),
+        ("i want my 2 hours back -- 100 % overrated", "0"), ("bleak , slow and pointless", "0"),
+    ],
+    "dev": [
+        ("a funny , clever and moving film .", "1"), ("wonderful 😀 😀", "1"),
+        ("the jokes are dull", "0"), ("an utterly unwatchable catastrophe , zürich-style", "0"),
+        ("", "1"), ("   leading and trailing spaces   ", "0"),
+        (" ".join(["a truly great and moving film ."] * 12), "1"),
+    ],
+    "test": ["a charming ride", "naïve , dull and slow 😴", "日本語の映画はとても良かった。"],
+}
+
+
+def build_binarised(shared: Path, work: Path, out_bin: Path) -> dict:
+    """Made-up TSVs → BPE → fairseq-preprocess (as preprocess_GLUE_tasks.sh) → what fairseq reads back."""
+    from fairseq.data import Dictionary, data_utils
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    tsv_dir, raw, data_bin = out_bin / "SST-2", work / "bin_raw", out_bin / "SST-2-bin"
+    for d in (tsv_dir, raw):
+        d.mkdir(parents=True)
+    for split, rows in BIN_SENTENCES.items():
+        if split == "test":
+            write_lines(tsv_dir / "test.tsv", ["index\tsentence", *(f"{i}\t{t}" for i, t in enumerate(rows))])
+        else:
+            write_lines(tsv_dir / f"{split}.tsv", ["sentence\tlabel", *(f"{t}\t{label}" for t, label in rows)])
+        column = 2 if split == "test" else 1
+        write_lines(raw / f"{split}.raw.input0", [line.strip() for line in tsv_column(tsv_dir / f"{split}.tsv", column)])
+        bpe_encode(raw / f"{split}.raw.input0", raw / f"{split}.input0", shared, work)
+        if split != "test":
+            write_lines(raw / f"{split}.label", tsv_column(tsv_dir / f"{split}.tsv", 2))
+    run([fairseq_bin("fairseq-preprocess"), "--only-source", "--trainpref", raw / "train.input0",
+         "--validpref", raw / "dev.input0", "--testpref", raw / "test.input0",
+         "--destdir", data_bin / "input0", "--workers", "1"], cwd=work)
+    run([fairseq_bin("fairseq-preprocess"), "--only-source", "--trainpref", raw / "train.label",
+         "--validpref", raw / "dev.label", "--destdir", data_bin / "label", "--workers", "1"], cwd=work)
+    for junk in data_bin.rglob("preprocess.log"):
+        junk.unlink()
+
+    source, labels = (Dictionary.load(str(data_bin / d / "dict.txt")) for d in ("input0", "label"))
+    expected = {"impl": "mmap", "input0": {}, "label": {},
+                "label_symbols": [labels[i] for i in range(labels.nspecial, len(labels))]}
+    for split in ("train", "valid", "test"):
+        mmap = MMapIndexedDataset(str(data_bin / "input0" / split))
+        loaded = data_utils.load_indexed_dataset(str(data_bin / "input0" / split), source)
+        rows = [[int(x) for x in mmap[i].tolist()] for i in range(len(mmap))]
+        assert rows == [[int(x) for x in loaded[i].tolist()] for i in range(len(loaded))]
+        expected["input0"][split] = {"dtype": str(mmap._index.dtype.__name__), "rows": rows}
+        if split != "test":
+            mmap = MMapIndexedDataset(str(data_bin / "label" / split))
+            expected["label"][split] = [[int(x) for x in mmap[i].tolist()] for i in range(len(mmap))]
+    with open(out_bin / "expected.json", "w", encoding="utf-8") as f:
+        json.dump(expected, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    return expected
 
 
 # ------------------------------------------------------------ 2019 layout
@@ -464,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep intermediate files here (default: a temp dir, removed)")
     ap.add_argument("--skip-tiny", action="store_true", help="only build sst2_ids_sha256.json")
     ap.add_argument("--skip-sst2", action="store_true", help="only build the tiny model fixtures")
+    ap.add_argument("--skip-bin", action="store_true", help="do not build the binarised fixture (bin/)")
     args = ap.parse_args(argv)
 
     patch_torch_load()
@@ -552,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(doc, f, indent=1)
                 f.write("\n")
             log(f"wrote {out / 'sst2_ids_sha256.json'}")
+        if not args.skip_bin:
+            if (out / "bin").exists():
+                shutil.rmtree(out / "bin")
+            build_binarised(shared, work, out / "bin")
+            log(f"wrote {out / 'bin'}")
     finally:
         if tmp is not None:
             tmp.cleanup()
