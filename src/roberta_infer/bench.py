@@ -16,7 +16,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
-from .runtime import OnnxClassifier, machine
+from .runtime import BundleClassifier, machine
 from .synthetic import model_label
 
 # The reference's published figures (Huawei Ascend 310P3, static batch, seq 70): the only two known.
@@ -24,7 +24,7 @@ REFERENCE_FPS = {(1, 70): 205.0, (32, 70): 1473.0}
 REFERENCE_NAME = "Ascend 310P3 (reference guide)"
 
 
-def bench(classifier: OnnxClassifier, batch_sizes: list[int], seq_lens: list[int], out: Path, *, warmup: int = 3,
+def bench(classifier: BundleClassifier, batch_sizes: list[int], seq_lens: list[int], out: Path, *, warmup: int = 3,
           min_time: float = 1.0, min_iterations: int = 5, seed: int = 0, show_progress: bool = True) -> dict:
     """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result."""
     if classifier.static_batch is not None or classifier.static_seq is not None:
@@ -62,7 +62,7 @@ def bench(classifier: OnnxClassifier, batch_sizes: list[int], seq_lens: list[int
                               "reference_fps": REFERENCE_FPS.get((batch, seq))})
                 bar.advance(task)
     result = {"model": model_label(classifier.manifest), "synthetic": bool(classifier.manifest.get("synthetic")),
-              "quantization": classifier.manifest.get("quantization", {}).get("weight_type", "fp32"),
+              "engine": classifier.engine, "precision": classifier.precision, "quantization": classifier.precision,
               "model_sha256": classifier.manifest["model_sha256"], "threads": classifier.threads,
               "provider": classifier.provider, "machine": machine(),
               "load_average": {"before": load_before, "after": os.getloadavg()}, "warmup": warmup, "min_time_s": min_time,
@@ -75,7 +75,7 @@ def bench(classifier: OnnxClassifier, batch_sizes: list[int], seq_lens: list[int
     return result
 
 
-def full_rows(classifier: OnnxClassifier, batch: int, seq: int, vocab: int, rng: np.random.Generator) -> np.ndarray:
+def full_rows(classifier: BundleClassifier, batch: int, seq: int, vocab: int, rng: np.random.Generator) -> np.ndarray:
     """`<s> random ids </s>` rows without padding, ids drawn above the four specials."""
     tokens = rng.integers(4, vocab, size=(batch, seq), dtype=np.int64)
     tokens[:, 0], tokens[:, -1] = classifier.encoder.bos, classifier.encoder.eos
@@ -85,7 +85,7 @@ def full_rows(classifier: OnnxClassifier, batch: int, seq: int, vocab: int, rng:
 def markdown(result: dict) -> str:
     """The cells as a table, the reference's figures in their own column (— where it published none)."""
     cpu = result["machine"]
-    lines = [f"**{result['model']}**, {result['quantization']}, ONNX Runtime {cpu['onnxruntime']} "
+    lines = [f"**{result['model']}**, {result['quantization']}, {result.get('engine', 'onnxruntime')} "
              f"{result['provider']}, {result['threads']} threads on {cpu['cpu']} ({cpu['physical_cores']} physical cores, "
              f"load average {result['load_average']['before'][0]:.2f} at start). "
              f"seq/s = batch size / median latency.", "",

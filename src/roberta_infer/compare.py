@@ -27,7 +27,7 @@ from .evaluate import accuracy
 from .predict import classify
 from .prepare import label_indices
 from .quantize import QuantSettings, quantize_bundle
-from .runtime import OnnxClassifier, machine, physical_cores
+from .runtime import BundleClassifier, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
 
@@ -51,7 +51,7 @@ class Forms:
     """One model in every form the modes run."""
 
     label: str
-    forms: dict[str, RobertaClassifier | OnnxClassifier]
+    forms: dict[str, RobertaClassifier | BundleClassifier]
     architecture: dict
 
 
@@ -89,7 +89,7 @@ def current(bundle: Path, matches: Callable[[dict], bool]) -> bool:
 class Recorder:
     """A classifier that notes the shape of every batch it runs, to count the work done."""
 
-    def __init__(self, classifier: RobertaClassifier | OnnxClassifier) -> None:
+    def __init__(self, classifier: RobertaClassifier | BundleClassifier) -> None:
         self.classifier = classifier
         self.encoder = classifier.encoder
         self.class_names = classifier.class_names
@@ -101,7 +101,7 @@ class Recorder:
         return self.classifier.logits(src_tokens)
 
 
-def run_mode(classifier: RobertaClassifier | OnnxClassifier, texts: list[str], padding: str) -> tuple[np.ndarray, list]:
+def run_mode(classifier: RobertaClassifier | BundleClassifier, texts: list[str], padding: str) -> tuple[np.ndarray, list]:
     """Logits of `texts` (tokenised here) in input order, and the batch shapes run."""
     recorder = Recorder(classifier)
     if padding == "length-aware":
