@@ -76,7 +76,7 @@ def test_prepare_with_a_bundle_as_vocabulary(tmp_path, shared_data, dynamic_bund
 
 def test_sessions_spin_unless_told_not_to(dynamic_bundle):
     def spinning(spin: bool) -> str:
-        options = load_bundle(dynamic_bundle, threads=1, spin=spin).session.get_session_options()
+        options = load_bundle(dynamic_bundle, threads=1, spin=spin).session.session.get_session_options()
         try:
             return options.get_session_config_entry("session.intra_op.allow_spinning")
         except RuntimeError:  # not set: ONNX Runtime's default, which spins

@@ -29,7 +29,7 @@ from roberta_infer.data import sha256_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.loadtest import server_metrics
 from roberta_infer.predict import classify, predict
-from roberta_infer.runtime import OnnxClassifier
+from roberta_infer.runtime import BundleClassifier
 from roberta_infer.serve import Limits, call_cost_tokens, create_app, listen
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
@@ -45,7 +45,7 @@ def cached_bundle(hf_model: Path, cache: Path) -> Path:
 
 
 @contextmanager
-def running(load: Callable[[], OnnxClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False) -> Iterator[str]:
+def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False) -> Iterator[str]:
     """uvicorn in a background thread on a free loopback port; yields its base URL once it accepts connections.
 
     `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut in front of it.
@@ -129,7 +129,7 @@ def test_results_equal_predict(url, bundle):
 def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
     calls: list[list[int]] = []
 
-    def load() -> OnnxClassifier:  # the bundle, recording each model call's real token counts
+    def load() -> BundleClassifier:  # the bundle, recording each model call's real token counts
         classifier = load_bundle(bundle, threads=1)
         run = classifier.logits
         classifier.logits = lambda tokens: calls.append((tokens != classifier.encoder.pad).sum(axis=1).tolist()) or run(tokens)
@@ -173,7 +173,7 @@ def test_a_static_shape_bundle_is_served_in_plain_length_sorted_batches(tmp_path
 def test_a_failed_model_call_fails_its_own_request_with_a_500_and_the_server_carries_on(bundle):
     fail_next = threading.Event()
 
-    def load() -> OnnxClassifier:
+    def load() -> BundleClassifier:
         classifier = load_bundle(bundle, threads=1)
         logits = classifier.logits
 
@@ -296,7 +296,7 @@ def test_not_ready_then_overloaded(bundle):
     """A slow model behind a 4-text queue: 503 while loading, then 503 + Retry-After for what does not fit."""
     gate = threading.Event()
 
-    def slow_load() -> OnnxClassifier:
+    def slow_load() -> BundleClassifier:
         gate.wait(30)
         classifier = load_bundle(bundle, threads=1)
         logits = classifier.logits
@@ -332,8 +332,8 @@ def test_not_ready_then_overloaded(bundle):
 
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
     """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
-    slow = ("import sys, time\nfrom roberta_infer.runtime import OnnxClassifier\nrun = OnnxClassifier.run\n"
-            "OnnxClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
+    slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
+            "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
             "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.Popen([sys.executable, "-c", slow, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
                              "--max-batch-size", "4"], stderr=subprocess.PIPE, text=True)

@@ -15,17 +15,17 @@ import numpy as np
 
 from roberta_infer import bundle
 from roberta_infer.cli import main
-from roberta_infer.runtime import OnnxClassifier
+from roberta_infer.runtime import BundleClassifier
 
 
-class ZeroCostClassifier(OnnxClassifier):
+class ZeroCostClassifier(BundleClassifier):
     """The bundle's tokenizer, class names and limits; logits are zeros, returned at once."""
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
         return np.zeros((src_tokens.shape[0], len(self.class_names)), dtype=np.float32)
 
 
-def load_zero_cost(*args, **kwargs) -> OnnxClassifier:
+def load_zero_cost(*args, **kwargs) -> BundleClassifier:
     real = load_bundle(*args, **kwargs)
     return ZeroCostClassifier(real.session, real.encoder, real.class_names, real.manifest)
 

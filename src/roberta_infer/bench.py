@@ -17,7 +17,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
-from .runtime import OnnxClassifier, machine
+from .runtime import BundleClassifier, machine
 from .synthetic import SHAPES, model_label
 
 # The reference's published figures (Huawei Ascend 310P3, static batch, seq 70, roberta-base): the only two known.
@@ -28,7 +28,7 @@ DEFAULT_SEQ_LENS = [16, 32, 64, 70, 128]
 ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
-def bench(classifier: OnnxClassifier, batch_sizes: list[int] | None, seq_lens: list[int] | None, out: Path, *, warmup: int = 3,
+def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens: list[int] | None, out: Path, *, warmup: int = 3,
           min_time: float = 1.0, min_iterations: int = 5, seed: int = 0, show_progress: bool = True) -> dict:
     """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result.
 
@@ -92,7 +92,7 @@ def bench(classifier: OnnxClassifier, batch_sizes: list[int] | None, seq_lens: l
     return result
 
 
-def full_rows(classifier: OnnxClassifier, batch: int, seq: int, vocab: int, rng: np.random.Generator) -> np.ndarray:
+def full_rows(classifier: BundleClassifier, batch: int, seq: int, vocab: int, rng: np.random.Generator) -> np.ndarray:
     """`<s> random ids </s>` rows without padding, ids drawn above the four specials."""
     tokens = rng.integers(4, vocab, size=(batch, seq), dtype=np.int64)
     tokens[:, 0], tokens[:, -1] = classifier.encoder.bos, classifier.encoder.eos

@@ -1,13 +1,17 @@
-"""The deployable bundle: export → fuse + simplify → fidelity check → a self-contained directory.
+"""The deployable bundle: export → (fuse + simplify | OpenVINO IR [+ NNCF int8]) → checks → a self-contained directory.
 
-A bundle holds `model.onnx` (optimised), what the tokeniser needs (`tokenizer.json`, `special_ids.json`,
-`id_map.npy` for fairseq vocabularies) and `manifest.json` (source sha256, shapes, opset, fused-op
-counts, and the measured max |Δlogit| against PyTorch). It runs without PyTorch or the original checkpoint.
+A bundle holds its engine's model — `model.onnx` (ONNX Runtime, fused and simplified) or `model.xml` + `model.bin`
+(OpenVINO IR) — what the tokeniser needs (`tokenizer.json`, `special_ids.json`, `id_map.npy` for fairseq
+vocabularies) and `manifest.json`: engine, precision, source sha256, shapes, the model files' sha256, and the
+measured max |Δlogit| against PyTorch (plus, for OpenVINO bf16/int8, how far that precision moves the logits and,
+for int8, the calibration set and the SST-2 dev accuracy gate). It runs without PyTorch or the original checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,15 +20,15 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import RobertaClassifier
-from .data import sha256_file
 from .errors import RobertaInferError
-from .export import check_fidelity, export_onnx
+from .export import OnnxSpec, check_fidelity, deviation, export_onnx, export_openvino
 from .optimize import inspect_onnx, optimize_onnx
-from .runtime import OnnxClassifier, make_session
+from .runtime import ENGINES, PRECISIONS, BundleClassifier, cpu_isa, fill_batch, make_session, openvino_session
 from .tokenise import TextEncoder, pad_to
 
 FORMAT = "roberta-infer/bundle/1"
-REQUIRED = ("model.onnx", "manifest.json", "tokenizer.json", "special_ids.json")
+REQUIRED = ("manifest.json", "tokenizer.json", "special_ids.json")
+MODEL_FILES = {"onnxruntime": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 TOLERANCE = 1e-4
 # Real sentences for the fidelity check (besides random ids): plain, negated, punctuation-heavy, emoji, accents.
 CHECK_TEXTS = [
@@ -37,37 +41,55 @@ CHECK_TEXTS = [
     "if you 've ever wondered what it would be like to be bored for 120 minutes , here 's your chance !",
     "Hé, naïve café — 北京",
 ]
+# NNCF calibration: SST-2 train sentences (never dev, which gates), drawn with this seed, fed in batches of this many.
+CALIBRATION_SEED = 0
+CALIBRATION_BATCH = 8
 
 
 def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | None = None, seq_len: int | None = None,
-                 opset: int = 17, progress=print) -> dict:
-    """Export `classifier` to `out`; fails (and writes nothing) if fusion is incomplete or logits drift above 1e-4."""
+                 opset: int = 17, engine: str = "onnxruntime", precision: str = "fp32", data: Path | None = None,
+                 max_accuracy_drop: float = 0.3, calibration_size: int = 300, threads: int | None = None, progress=print) -> dict:
+    """Export `classifier` to the bundle directory `out` for `engine` at `precision`; returns the manifest.
+
+    onnxruntime (fp32 only; int8 is `quantize`'s): export, fusion, simplification. openvino: IR from the same
+    module, fp32 weights; `bf16` and `int8` are run with OpenVINO's bf16 hint / NNCF static int8 (calibrated on
+    `calibration_size` SST-2 train sentences from `data`, gated on SST-2 dev: at most `max_accuracy_drop` points
+    below the fp32 IR). Raises RobertaInferError, having written nothing, if fusion is incomplete, the fp32 logits
+    drift above 1e-4 from PyTorch, or the int8 gate fails.
+    """
+    from .data import sst2_file
+
     if (batch_size is None) != (seq_len is None):
         raise RobertaInferError("give both --batch-size and --seq-len for a static model, or neither (--dynamic)")
     if batch_size is not None and (batch_size <= 0 or seq_len < 2):
         raise RobertaInferError(f"batch size must be positive and seq-len at least 2 (got {batch_size}, {seq_len})")
     if seq_len is not None and seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
+    if engine not in ENGINES or precision not in PRECISIONS:
+        raise RobertaInferError(f"unknown engine {engine!r} or precision {precision!r}: engines {', '.join(ENGINES)}, "
+                                f"precisions {', '.join(PRECISIONS)}")
+    if engine == "onnxruntime" and precision != "fp32":
+        raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: for int8 run `roberta-infer quantize` on one, "
+                                f"or export with --engine openvino --precision {precision}")
+    if precision == "int8":
+        from .quantize import check_max_drop
+
+        check_max_drop(max_accuracy_drop)
+        if calibration_size < 1:
+            raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
+        sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done
     config = classifier.model.config
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
+    spec = OnnxSpec(batch_size, seq_len, opset)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         tmp = Path(tmp)
-        progress(f"exporting to ONNX (opset {opset}, {'static ' + str((batch_size, seq_len)) if batch_size else 'dynamic'} shape)")
-        export_onnx(classifier.model, classifier.encoder.pad, tmp / "raw.onnx", batch_size=batch_size, seq_len=seq_len, opset=opset)
-        progress("fusing with ONNX Runtime's transformer optimizer, then simplifying")
-        fused = optimize_onnx(tmp / "raw.onnx", tmp / "model.onnx", num_heads=config.num_attention_heads,
-                              hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
-        progress("fused ops: " + ", ".join(f"{k} {v}" for k, v in fused.items() if v))
-        shapes = [(batch_size, seq_len)] if batch_size else [(1, 8), (3, 17), (8, min(64, classifier.max_tokens))]
-        real = real_inputs(classifier.encoder, batch_size, seq_len or min(64, classifier.max_tokens))
-        fidelity = check_fidelity(classifier.model, classifier.encoder.pad, tmp / "model.onnx", shapes, real_inputs=real, tol=TOLERANCE)
-        progress(f"fidelity vs PyTorch: max |Δlogit| = {fidelity['max_abs_diff']:.2e} (limit {TOLERANCE:g})")
-        classifier.encoder.save(tmp)
         manifest = {
             "format": FORMAT,
             "roberta_infer": __version__,
+            "engine": engine,
+            "precision": precision,
             "source": classifier.source,
             "class_names": classifier.class_names,
             "max_tokens": classifier.max_tokens,
@@ -76,17 +98,124 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
                              "vocab": config.vocab_size, "positions": config.max_position_embeddings},
             "input": {"name": "src_tokens", "dtype": "int64", "shape": [batch_size or "batch", seq_len or "sequence"]},
             "output": {"name": "output", "dtype": "float32", "shape": [batch_size or "batch", len(classifier.class_names)]},
-            "opset": opset,
-            "fused_ops": fused,
-            "fidelity": fidelity,
-            "model_sha256": sha256_file(tmp / "model.onnx"),
         }
+        build = build_onnx if engine == "onnxruntime" else build_openvino
+        manifest |= build(classifier, tmp, spec, manifest, precision=precision, data=data, max_accuracy_drop=max_accuracy_drop,
+                          calibration_size=calibration_size, threads=threads, progress=progress)
+        manifest["model_sha256"] = model_sha256(tmp, engine)
+        classifier.encoder.save(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / "raw.onnx").unlink()
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(tmp, out)
     return manifest
+
+
+def build_onnx(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, *, progress, **_) -> dict:
+    """model.onnx in `tmp`: export, fuse (every layer's attention or fail), slim, check ≤ 1e-4 vs PyTorch."""
+    config = classifier.model.config
+    shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
+    progress(f"exporting to ONNX (opset {spec.opset}, {shape} shape)")
+    export_onnx(classifier.model, classifier.encoder.pad, tmp / "raw.onnx", batch_size=spec.batch_size, seq_len=spec.seq_len,
+                opset=spec.opset)
+    progress("fusing with ONNX Runtime's transformer optimizer, then simplifying")
+    fused = optimize_onnx(tmp / "raw.onnx", tmp / "model.onnx", num_heads=config.num_attention_heads,
+                          hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
+    (tmp / "raw.onnx").unlink()
+    progress("fused ops: " + ", ".join(f"{k} {v}" for k, v in fused.items() if v))
+    fidelity = fidelity_check(classifier, make_session(tmp / "model.onnx", threads=1), spec, progress)
+    return {"opset": spec.opset, "fused_ops": fused, "fidelity": fidelity}
+
+
+def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, *, precision: str, data: Path | None,
+                   max_accuracy_drop: float, calibration_size: int, threads: int | None, progress) -> dict:
+    """model.xml + model.bin in `tmp`: OpenVINO IR of the fp32 model, checked ≤ 1e-4 vs PyTorch with the f32 hint;
+    bf16 records its deviation from PyTorch; int8 is NNCF-quantized and must pass the accuracy gate."""
+    import openvino as ov
+
+    shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
+    progress(f"converting to OpenVINO IR {ov.__version__.split('-')[0]} ({shape} shape, fp32 weights)")
+    export_openvino(classifier.model, classifier.encoder.pad, tmp / "model.xml", batch_size=spec.batch_size, seq_len=spec.seq_len)
+    fp32 = openvino_session(tmp / "model.xml", threads=threads, precision="fp32")
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    part = {"openvino": {"version": ov.__version__, "cpu_isa": cpu_isa(), "cpu_capabilities": list(capabilities),
+                         "inference_precision": openvino_session(tmp / "model.xml", precision=precision).inference_precision},
+            "fidelity": fidelity_check(classifier, fp32, spec, progress)}
+    if precision == "bf16":
+        bf16 = openvino_session(tmp / "model.xml", threads=threads, precision="bf16")
+        part["bf16"] = deviation(classifier.model, classifier.encoder.pad, bf16, fidelity_shapes(classifier, spec),
+                                 real_inputs=real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens)))
+        if "BF16" not in capabilities:
+            part["bf16"]["note"] = "this CPU has no bf16 instructions: OpenVINO runs this bundle in f32"
+        progress(f"bf16 vs PyTorch fp32: max |Δlogit| = {part['bf16']['max_abs_diff']:.2e}, "
+                 f"label agreement {100 * part['bf16']['label_agreement']:.1f} % of {part['bf16']['rows']} rows")
+    if precision == "int8":
+        part["quantization"] = quantize_openvino(classifier, tmp, spec, manifest, fp32, data=data, max_accuracy_drop=max_accuracy_drop,
+                                                 calibration_size=calibration_size, threads=threads, progress=progress)
+    return part
+
+
+def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, fp32, *, data: Path | None,
+                      max_accuracy_drop: float, calibration_size: int, threads: int | None, progress) -> dict:
+    """Replace tmp's fp32 IR by NNCF's static int8 (calibrated on SST-2 train), if it passes the SST-2 dev gate."""
+    import nncf
+    import openvino as ov
+
+    from .data import read_sst2, sha256_file, sst2_file
+    from .predict import encode, length_batches
+    from .quantize import accuracy_gate
+
+    train = read_sst2(sst2_file(data, "train"))
+    sentences = random.Random(CALIBRATION_SEED).sample(train.sentences, min(calibration_size, len(train.sentences)))
+    rows = encode(classifier, sentences)
+    limit = spec.seq_len or classifier.max_tokens
+    feeds = []  # batches of similar length, so the ranges seen span short and long texts as real traffic does
+    for index in length_batches([len(r) for r in rows], spec.batch_size or CALIBRATION_BATCH):
+        tokens, _ = pad_to([rows[i] for i in index], spec.seq_len or min(limit, max(len(rows[i]) for i in index)),
+                           pad=classifier.encoder.pad, eos=classifier.encoder.eos)
+        feeds.append(fill_batch(tokens, spec.batch_size, classifier.encoder) if spec.batch_size else tokens)
+    progress(f"quantizing with NNCF {nncf.__version__}: static int8, calibrated on {len(sentences)} SST-2 train sentences "
+             f"({len(feeds)} batches)")
+    nncf.set_log_level(40)  # its INFO lines and progress bars
+    quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(feeds))
+    for name in ("model.xml", "model.bin"):  # unlinked first: the fp32 session may still map the old weights
+        (tmp / name).unlink()
+    ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
+    int8 = openvino_session(tmp / "model.xml", threads=threads, precision="int8")
+    reference, candidate = (BundleClassifier(session, classifier.encoder, classifier.class_names, manifest)
+                            for session in (fp32, int8))
+    gate = accuracy_gate(reference, candidate, data=data, max_accuracy_drop=max_accuracy_drop, progress=progress)
+    return {"method": "nncf.quantize", "nncf": nncf.__version__, "model_type": "transformer", "subset_size": len(feeds),
+            "calibration": {"path": str(train.path), "sha256": sha256_file(train.path), "sentences": len(sentences),
+                            "seed": CALIBRATION_SEED, "batches": len(feeds)},
+            "gate": gate, "note": "`fidelity` is the fp32 IR's; int8's own deviation is gate.max_abs_logit_diff"}
+
+
+def fidelity_shapes(classifier: RobertaClassifier, spec: OnnxSpec) -> list[tuple[int, int]]:
+    """The shapes the fidelity check runs: a static export's own, else three of different size."""
+    if spec.batch_size:
+        return [(spec.batch_size, spec.seq_len)]
+    return [(1, 8), (3, 17), (8, min(64, classifier.max_tokens))]
+
+
+def fidelity_check(classifier: RobertaClassifier, session, spec: OnnxSpec, progress) -> dict:
+    """`check_fidelity` at `fidelity_shapes` plus the real CHECK_TEXTS, within TOLERANCE (or RobertaInferError)."""
+    real = real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens))
+    fidelity = check_fidelity(classifier.model, classifier.encoder.pad, session, fidelity_shapes(classifier, spec),
+                              real_inputs=real, tol=TOLERANCE)
+    progress(f"fidelity vs PyTorch: max |Δlogit| = {fidelity['max_abs_diff']:.2e} (limit {TOLERANCE:g})")
+    return fidelity
+
+
+def model_sha256(directory: Path, engine: str) -> str:
+    """sha256 over the engine's model files in MODEL_FILES order (for ONNX Runtime: model.onnx's own sha256)."""
+    digest = hashlib.sha256()
+    for name in MODEL_FILES[engine]:
+        with open(directory / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> np.ndarray:
@@ -98,8 +227,13 @@ def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> n
     return tokens
 
 
-def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> OnnxClassifier:
-    """Open a bundle on ONNX Runtime after checking it is complete and is a RoBERTa classifier of our form."""
+def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> BundleClassifier:
+    """Open a bundle on its engine (manifest "engine"; none recorded = onnxruntime) after checking it is complete,
+    unmodified (model files' sha256) and a RoBERTa classifier of our form.
+
+    `threads`: the engine's threads (default: all physical cores). `provider` and `spin` are ONNX Runtime's
+    (`make_session`); an OpenVINO bundle runs on the CPU and refuses any other provider. Raises RobertaInferError.
+    """
     directory = Path(directory)
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
     if missing:
@@ -110,17 +244,28 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         raise RobertaInferError(f"{directory / 'manifest.json'} is not valid JSON: {e}") from None
     if manifest.get("format") != FORMAT:
         raise RobertaInferError(f"{directory} is not a roberta-infer bundle (format {manifest.get('format')!r})")
-    if sha256_file(directory / "model.onnx") != manifest.get("model_sha256"):
-        raise RobertaInferError(f"{directory / 'model.onnx'} does not match its manifest's sha256: the bundle was modified or is corrupt")
-    inspect_onnx(directory / "model.onnx")
-    encoder = TextEncoder.load(directory)
-    return OnnxClassifier(make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin), encoder,
-                          manifest["class_names"], manifest)
+    engine = manifest.get("engine", "onnxruntime")
+    if engine not in ENGINES:
+        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have ({', '.join(ENGINES)})")
+    missing = [name for name in MODEL_FILES[engine] if not (directory / name).is_file()]
+    if missing:
+        raise RobertaInferError(f"bundle {directory} is missing {', '.join(missing)}: re-run `roberta-infer export`")
+    if model_sha256(directory, engine) != manifest.get("model_sha256"):
+        raise RobertaInferError(f"{directory / MODEL_FILES[engine][0]} does not match its manifest's sha256: "
+                                "the bundle was modified or is corrupt")
+    if engine == "openvino":
+        if provider != "cpu":
+            raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on the CPU")
+        session = openvino_session(directory / "model.xml", threads=threads, precision=manifest.get("precision", "fp32"))
+    else:
+        inspect_onnx(directory / "model.onnx")
+        session = make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin)
+    return BundleClassifier(session, TextEncoder.load(directory), manifest["class_names"], manifest)
 
 
 def open_model(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None, threads: int | None = None,
                provider: str = "cpu"):
-    """Any model `--model` may name: an exported bundle (ONNX Runtime) or a checkpoint (PyTorch)."""
+    """Any model `--model` may name: an exported bundle (ONNX Runtime or OpenVINO) or a checkpoint (PyTorch)."""
     from .checkpoint import load_classifier
 
     if (Path(path) / "manifest.json").is_file():

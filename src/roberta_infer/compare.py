@@ -15,6 +15,7 @@ fp32 GEMM peak.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -33,8 +34,8 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
-from .quantize import comparable, quantize_bundle
-from .runtime import machine, physical_cores
+from .quantize import accuracy_gate, comparable, quantize_bundle
+from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
 
@@ -43,8 +44,6 @@ FIXED_LEN = 70
 # Bundles are built ungated (their accuracy is in the table); ours is chosen among those whose gate, run on the
 # accuracy model at their build, passed (by default at `quantize`'s 0.3 SST-2 dev percentage points).
 NO_GATE = 100.0
-# The CPU features that decide which int8/bf16 kernels an engine can use, from /proc/cpuinfo's flags.
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -93,16 +92,6 @@ def parse_modes(text: str) -> list[str]:
     if not chosen:
         raise RobertaInferError("--modes names no mode")
     return chosen
-
-
-def cpu_flags() -> dict[str, bool]:
-    """Which of ISA_FLAGS this CPU has (all False where /proc/cpuinfo cannot be read)."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    return {flag: flag in flags for flag in ISA_FLAGS}
 
 
 class Autocast:
@@ -154,9 +143,8 @@ class Models:
                 quantize_bundle(self.bundle("ort-fp32"), directory, source=self.classifier, data=self.data,
                                 max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress)
             else:
-                options = {} if engine == "onnxruntime" else {"engine": engine, "precision": precision, "data": self.data,
-                                                              "max_accuracy_drop": NO_GATE}
-                mark_synthetic(build_bundle(self.classifier, directory, progress=self.progress, **options), directory)
+                mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
+                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress), directory)
         return directory
 
     def form(self, name: str) -> Classifier:
@@ -180,8 +168,15 @@ class Models:
         return self.forms[name]
 
     def gate_drop(self, name: str) -> float:
-        """SST-2 dev points bundle `name` lost against its fp32 form in the gate run at its build."""
-        return gate_drop(load_bundle(self.bundle(name)).manifest)
+        """SST-2 dev points bundle `name` (of OURS) loses against its engine's fp32 form: from the gate its build ran
+        (int8), else measured now with `quantize.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
+        bundle = load_bundle(self.bundle(name), threads=self.threads)
+        gate = bundle.manifest.get("quantization", {}).get("gate")
+        if gate is None:
+            fp32 = load_bundle(self.bundle("ov-fp32" if bundle.engine == "openvino" else "ort-fp32"), threads=self.threads)
+            gate = accuracy_gate(fp32, bundle, data=self.data, max_accuracy_drop=NO_GATE, names=("fp32", bundle.precision),
+                                 progress=self.progress)
+        return gate["accuracy_drop_pp"]
 
     @property
     def label(self) -> str:
@@ -200,19 +195,7 @@ def current(bundle: Path, source: dict, engine: str, precision: str) -> bool:
         loaded = load_bundle(bundle)
     except (RobertaInferError, KeyError):
         return False
-    return (comparable(loaded.manifest["source"]) == comparable(source) and loaded.manifest.get("engine", "onnxruntime") == engine
-            and bundle_precision(loaded.manifest) == precision)
-
-
-def bundle_precision(manifest: dict) -> str:
-    """fp32, bf16 or int8, from a bundle's manifest."""
-    return manifest.get("precision") or ("int8" if "quantization" in manifest else "fp32")
-
-
-def gate_drop(manifest: dict) -> float:
-    """The SST-2 dev accuracy a bundle lost against its fp32 form at its build, in points (0 for an fp32 bundle)."""
-    gate = manifest.get("gate") or manifest.get("quantization", {}).get("gate")
-    return 0.0 if gate is None else float(gate["accuracy_drop_pp"])
+    return comparable(loaded.manifest["source"]) == comparable(source) and (loaded.engine, loaded.precision) == (engine, precision)
 
 
 class Recorder:
@@ -322,8 +305,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
-    flags = cpu_flags()
-    ours_from = default_candidates(flags) if ours_from is None else ours_from
+    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
     if not ours_from or set(ours_from) - set(OURS):
         raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
     modes = [BASELINE, *(m for m in MODES if m in modes and m != BASELINE)]  # the table's order
@@ -356,7 +338,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
         result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
         result["gflops"] = sum(forward_flops(speed.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
         result["percent_of_peak"] = 100 * result["gflops"] / max(peaks)
-    return {"machine": {**machine(), "isa": flags}, "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
+    return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": max(peaks),
             "peak_gflops_measured": peaks, "sentences": len(texts), "speed_model": speed.label,
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
@@ -364,13 +346,12 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
             "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
 
 
-def default_candidates(flags: dict[str, bool]) -> tuple[str, ...]:
-    """ORT int8, plus OpenVINO int8 where openvino is installed, plus OpenVINO bf16 if the CPU has bf16 instructions."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
+def default_candidates(isa: list[str]) -> tuple[str, ...]:
+    """ORT int8, plus OpenVINO int8 where openvino is installed, plus OpenVINO bf16 if the CPU has bf16 instructions
+    (`isa`: `runtime.cpu_isa()`)."""
+    if importlib.util.find_spec("openvino") is None:
         return ("ort-int8",)
-    return ("ort-int8", "ov-int8", *(("ov-bf16",) if flags["amx_bf16"] or flags["avx512_bf16"] else ()))
+    return ("ort-int8", "ov-int8", *(("ov-bf16",) if {"amx_bf16", "avx512_bf16"} & set(isa) else ()))
 
 
 def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], raw_labels: list[str], repeats: int,

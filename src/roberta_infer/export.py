@@ -1,7 +1,8 @@
-"""Export a RoBERTa classifier to ONNX and prove the export computes the same logits as PyTorch.
+"""Export a RoBERTa classifier to ONNX or OpenVINO IR and prove the export computes the same logits as PyTorch.
 
-Three separate concerns, as in Optimum's exporter: WHAT the graph looks like (`OnnxSpec`), HOW it is
-produced (`export_onnx`, the one entry point) and CHECK that it is right (`check_fidelity`).
+Three separate concerns, as in Optimum's exporter: WHAT the graph looks like (`OnnxSpec`: names, dtypes, dynamic
+axes), HOW it is produced (`export_onnx`, `export_openvino`: one entry point per engine, both from the same
+`TokensToLogits` module) and CHECK that it is right (`check_fidelity`, on any engine's session).
 
 The TorchScript exporter (`dynamo=False`) is used on purpose: with eager attention it emits the plain
 MatMul/Softmax attention pattern that ONNX Runtime's transformer optimizer fuses into `Attention`;
@@ -17,15 +18,13 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from transformers import RobertaForSequenceClassification
 
 from .checkpoint import max_tokens
 from .errors import RobertaInferError
+from .runtime import INPUT_NAME, OUTPUT_NAME, OpenVinoSession, OrtSession
 
-INPUT_NAME = "src_tokens"
-OUTPUT_NAME = "output"
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
 # Warnings the TorchScript exporter always raises on this model (besides DeprecationWarnings about the exporter
@@ -33,6 +32,7 @@ SEQUENCE_AXIS = "sequence"
 _EXPECTED_WARNINGS = (
     "Converting a tensor to a Python boolean might cause the trace to be incorrect",  # a shape check in masking_utils
     "Exporting aten::index operator of advanced indexing",  # padding-mask lookup with non-negative aranges
+    "`is_gradient_checkpointing` is deprecated",  # transformers, read by openvino.convert_model's tracer
 )
 
 
@@ -49,6 +49,10 @@ class OnnxSpec:
                       ((0, BATCH_AXIS, self.batch_size), (1, SEQUENCE_AXIS, self.seq_len)) if size is None}
         output_axes = {0: BATCH_AXIS} if self.batch_size is None else {}
         return {INPUT_NAME: token_axes, OUTPUT_NAME: output_axes}
+
+    def input_shape(self) -> list[int]:
+        """`src_tokens`' shape with -1 for a dynamic axis (OpenVINO's convention)."""
+        return [self.batch_size or -1, self.seq_len or -1]
 
     def trace_shape(self) -> tuple[int, int]:
         """Sizes to trace with: dynamic axes get sizes above 1 so the tracer cannot specialise them."""
@@ -72,22 +76,45 @@ def export_onnx(model: RobertaForSequenceClassification, pad_id: int, path: Path
                 batch_size: int | None, seq_len: int | None, opset: int = 17) -> None:
     """Write `model` as a self-contained .onnx (weights inside); batch_size/seq_len None make that axis dynamic."""
     spec = OnnxSpec(batch_size, seq_len, opset)
-    for name, size in (("batch size", batch_size), ("sequence length", seq_len)):
+    with tracing(model, pad_id, spec) as (module, tokens):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.onnx.export(
+            module, (tokens,), str(path), dynamo=False, opset_version=spec.opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=spec.dynamic_axes(),
+            do_constant_folding=True,
+        )
+
+
+def export_openvino(model: RobertaForSequenceClassification, pad_id: int, path: Path, *,
+                    batch_size: int | None, seq_len: int | None) -> None:
+    """Write `model` as OpenVINO IR (`path` = model.xml, weights beside it in model.bin, fp32 kept: no fp16
+    compression) with `openvino.convert_model`; batch_size/seq_len None make that axis dynamic."""
+    import openvino as ov
+
+    spec = OnnxSpec(batch_size, seq_len)
+    with tracing(model, pad_id, spec) as (module, tokens):
+        converted = ov.convert_model(module, example_input=(tokens,), input=[ov.PartialShape(spec.input_shape())])
+    converted.inputs[0].get_tensor().set_names({INPUT_NAME})
+    converted.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(converted, str(path), compress_to_fp16=False)
+
+
+@contextmanager
+def tracing(model: RobertaForSequenceClassification, pad_id: int, spec: OnnxSpec) -> Iterator[tuple[torch.nn.Module, torch.Tensor]]:
+    """The module every exporter traces (`TokensToLogits`, eager attention, no grad, the exporters' expected warnings
+    silenced) and a random batch of `spec`'s trace shape; refuses sizes the model cannot take."""
+    for name, size in (("batch size", spec.batch_size), ("sequence length", spec.seq_len)):
         if size is not None and size < 1:
             raise RobertaInferError(f"{name} must be positive, got {size}")
-    if seq_len is not None and seq_len > max_tokens(model):
-        raise RobertaInferError(f"sequence length {seq_len} exceeds the model's {max_tokens(model)} positions")
+    if spec.seq_len is not None and spec.seq_len > max_tokens(model):
+        raise RobertaInferError(f"sequence length {spec.seq_len} exceeds the model's {max_tokens(model)} positions")
     tokens = torch.from_numpy(random_tokens(model, pad_id, spec.trace_shape(), np.random.default_rng(0)))
-    path.parent.mkdir(parents=True, exist_ok=True)
     with eager_attention(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
-        torch.onnx.export(
-            TokensToLogits(model, pad_id).eval(), (tokens,), str(path), dynamo=False, opset_version=spec.opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=spec.dynamic_axes(),
-            do_constant_folding=True,
-        )
+        yield TokensToLogits(model, pad_id).eval(), tokens
 
 
 @contextmanager
@@ -119,53 +146,47 @@ def random_tokens(model: RobertaForSequenceClassification, pad_id: int, shape: t
     return tokens
 
 
-def check_fidelity(model: RobertaForSequenceClassification, pad_id: int, onnx_path: Path,
+def check_fidelity(model: RobertaForSequenceClassification, pad_id: int, session: OrtSession | OpenVinoSession,
                    shapes: list[tuple[int, int]], *, real_inputs: np.ndarray | None = None,
                    tol: float = 1e-4, seed: int = 0) -> dict:
-    """Max |Δlogit| between PyTorch and ONNX Runtime, overall and per case; raises when above `tol`.
+    """`deviation` of any engine's session from PyTorch; raises RobertaInferError when max |Δlogit| is above `tol`."""
+    result = deviation(model, pad_id, session, shapes, real_inputs=real_inputs, seed=seed)
+    worst = max(result["cases"], key=result["cases"].get)
+    if result["max_abs_diff"] > tol:
+        raise RobertaInferError(f"{session.engine} logits differ from PyTorch by {result['max_abs_diff']:.2e} "
+                                f"on {worst} (tolerance {tol:.0e})")
+    return result
 
-    Returns {"max_abs_diff": worst, "cases": {"random 4x16": …, "real 8x64": …}}: random padded batches
-    at each shape plus the caller's real inputs. A static export only accepts its own shape.
+
+def deviation(model: RobertaForSequenceClassification, pad_id: int, session: OrtSession | OpenVinoSession,
+              shapes: list[tuple[int, int]], *, real_inputs: np.ndarray | None = None, seed: int = 0) -> dict:
+    """Max |Δlogit| between PyTorch fp32 and an engine's session (`make_session`/`openvino_session`), overall and per case.
+
+    Returns {"max_abs_diff": worst, "cases": {"random 4x16": …, "real 8x64": …}, "label_agreement": fraction of rows
+    whose argmax agrees, "rows": how many}: random padded batches at each shape plus the caller's real inputs.
+    A static export only accepts its own shape (RobertaInferError otherwise).
     """
-    session = cpu_session(onnx_path)
     rng = np.random.default_rng(seed)
     cases = {f"random {b}x{s}": random_tokens(model, pad_id, (b, s), rng) for b, s in shapes}
     if real_inputs is not None:
         cases[f"real {real_inputs.shape[0]}x{real_inputs.shape[1]}"] = real_inputs.astype(np.int64)
-    deltas = {}
-    for name, tokens in cases.items():
-        check_shape(session, tokens.shape, max_tokens(model), name)
-        expected = torch_logits(model, pad_id, tokens)
-        actual = session.run([OUTPUT_NAME], {INPUT_NAME: tokens})[0]
-        deltas[name] = float(np.max(np.abs(actual - expected)))
-    if not deltas:
+    if not cases:
         raise RobertaInferError("fidelity check needs at least one shape or real inputs")
-    worst = max(deltas, key=deltas.get)
-    if deltas[worst] > tol:
-        raise RobertaInferError(f"{onnx_path}: ONNX logits differ from PyTorch by {deltas[worst]:.2e} "
-                                f"on {worst} (tolerance {tol:.0e})")
-    return {"max_abs_diff": deltas[worst], "cases": deltas}
+    deltas, agree, rows = {}, 0, 0
+    for name, tokens in cases.items():
+        check_shape(session.input_shape, tokens.shape, max_tokens(model), name)
+        expected = torch_logits(model, pad_id, tokens)
+        actual = session.run(tokens)
+        deltas[name] = float(np.max(np.abs(actual - expected)))
+        agree += int((actual.argmax(1) == expected.argmax(1)).sum())
+        rows += len(tokens)
+    return {"max_abs_diff": max(deltas.values()), "cases": deltas, "label_agreement": agree / rows, "rows": rows}
 
 
-def cpu_session(path: Path) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session (errors logged only) on a graph with our input and output names."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ONNX Runtime raises its own untyped errors for missing or corrupt files
-        raise RobertaInferError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from exc
-    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise RobertaInferError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found {names}")
-    return session
-
-
-def check_shape(session: ort.InferenceSession, shape: tuple[int, ...], limit: int, case: str) -> None:
+def check_shape(expected: list[int | str], shape: tuple[int, ...], limit: int, case: str) -> None:
     """Refuse inputs the graph was not exported for (a static shape) or the position table cannot hold."""
-    expected = session.get_inputs()[0].shape
     if any(isinstance(want, int) and want != got for want, got in zip(expected, shape)):
-        raise RobertaInferError(f"{case}: the ONNX model was exported for shape {expected}, got {list(shape)}")
+        raise RobertaInferError(f"{case}: the model was exported for shape {expected}, got {list(shape)}")
     if shape[1] > limit:
         raise RobertaInferError(f"{case}: sequence length {shape[1]} exceeds the model's {limit} positions")
 

@@ -12,12 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .errors import RobertaInferError
 from .predict import length_batches
 from .prepare import Prepared
-from .runtime import OnnxClassifier, fill_batch, machine
+from .runtime import BundleClassifier, fill_batch, machine
 
 LAYOUTS = ("array", "per-sample")
 
 
-def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_size: int, warmup: int = 5, loop: int = 1,
+def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_size: int, warmup: int = 5, loop: int = 1,
           layout: str = "array", length_aware: bool | None = None, show_progress: bool = True) -> dict:
     """Run every sample (a last partial batch included), `loop` timed passes each after `warmup` untimed batches.
 
@@ -76,6 +76,8 @@ def infer(classifier: OnnxClassifier, prepared: Prepared, out: Path, *, batch_si
         "throughput_samples_per_s": n * loop / float(np.sum(latencies)),
         "latency_ms": {"min": float(lat_ms.min()), "mean": float(lat_ms.mean()), "median": float(np.median(lat_ms)),
                        "p99": float(np.percentile(lat_ms, 99))},
+        "engine": classifier.engine,
+        "precision": classifier.precision,
         "threads": classifier.threads,
         "provider": classifier.provider,
         "machine": machine(),

@@ -1,5 +1,8 @@
 """int8 bundles: ONNX Runtime dynamic quantization of a bundle's model, refused unless SST-2 dev accuracy holds.
 
+`accuracy_gate` is the one accuracy gate: `quantize_bundle` here and OpenVINO's NNCF int8 export (`bundle.build_bundle`)
+both pass through it.
+
 Dynamic quantization stores MatMul weights as int8 and quantizes activations per call, so it needs no
 calibration data. Where the source checkpoint is at hand it is applied to the model re-exported unfused: ONNX
 Runtime then fuses the quantized graph itself (DynamicQuantizeMatMul, MatMulIntegerToFloat with one shared
@@ -30,7 +33,7 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .export import export_onnx
 from .optimize import op_counts
-from .predict import classify
+from .predict import Classifier, classify
 from .prepare import label_indices
 
 WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -83,11 +86,14 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
         raise RobertaInferError("--out must differ from --model: the fp32 bundle is kept")
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
+    check_max_drop(max_accuracy_drop)
     fp32 = load_bundle(bundle, threads=threads)
-    if "quantization" in fp32.manifest:
-        raise RobertaInferError(f"{bundle} is already quantized ({fp32.manifest['quantization']['weight_type']})")
-    split = read_sst2(sst2_file(data, "dev"))
-    gold = label_indices(split.labels, fp32.class_names)
+    if fp32.engine != "onnxruntime":
+        raise RobertaInferError(f"{bundle} is an {fp32.engine} bundle: `quantize` makes ONNX Runtime int8 bundles; for OpenVINO "
+                                "int8 use `roberta-infer export --engine openvino --precision int8`")
+    if fp32.precision != "fp32":
+        raise RobertaInferError(f"{bundle} is already quantized ({fp32.precision})")
+    sst2_file(data, "dev")  # found before any work is done
     source = source or source_classifier(fp32.manifest["source"])
     if source is not None and comparable(source.source) != comparable(fp32.manifest["source"]):
         raise RobertaInferError(f"the source model {source.source.get('path')} is not the one {bundle} was exported from "
@@ -112,40 +118,61 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
                  f"(per-channel {settings.per_channel}, reduce-range {settings.reduce_range})")
         quantize_onnx(src, tmp / "model.onnx", settings)
         (tmp / "raw.onnx").unlink(missing_ok=True)
-        manifest = {**fp32.manifest, "model_sha256": sha256_file(tmp / "model.onnx"),
+        manifest = {**fp32.manifest, "precision": "int8", "model_sha256": sha256_file(tmp / "model.onnx"),
                     "fused_ops": op_counts(onnx.load(str(tmp / "model.onnx"))),
                     "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "graph": graph,
                                      **asdict(settings), "fp32_model_sha256": fp32.manifest["model_sha256"],
                                      "note": "`fidelity` is the fp32 bundle's; int8's own deviation is gate.max_abs_logit_diff"}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         int8 = load_bundle(tmp, threads=threads)
-        progress(f"gate: SST-2 dev ({len(split.sentences)} sentences) on fp32 and int8")
-        logits, seconds = {}, {}
-        for name, model in (("fp32", fp32), ("int8", int8)):
-            start = time.perf_counter()
-            logits[name] = classify(model, split.sentences)
-            seconds[name] = time.perf_counter() - start
-        scores = {name: accuracy(logits[name], fp32.class_names, gold, fp32.class_names)["accuracy"] for name in logits}
-        drop = 100 * (scores["fp32"] - scores["int8"])
-        manifest["quantization"]["gate"] = {
-            "data": {"path": str(split.path), "sha256": sha256_file(split.path), "samples": len(gold)},
-            "label_agreement": float(np.mean(logits["fp32"].argmax(1) == logits["int8"].argmax(1))),
-            "accuracy_fp32": scores["fp32"], "accuracy_int8": scores["int8"], "accuracy_drop_pp": drop,
-            "max_accuracy_drop_pp": max_accuracy_drop, "max_abs_logit_diff": float(np.abs(logits["fp32"] - logits["int8"]).max()),
-            "seconds_fp32": seconds["fp32"], "seconds_int8": seconds["int8"], "threads": int8.threads,
-        }
-        gate = manifest["quantization"]["gate"]
-        progress(f"label agreement {100 * gate['label_agreement']:.2f} %, accuracy fp32 {100 * scores['fp32']:.2f} % → "
-                 f"int8 {100 * scores['int8']:.2f} % ({-drop:+.2f} pp), dev time {seconds['fp32']:.2f} s → {seconds['int8']:.2f} s")
-        if drop > max_accuracy_drop:
-            raise RobertaInferError(f"int8 loses {drop:.2f} accuracy points on SST-2 dev ({100 * scores['fp32']:.2f} % → "
-                                    f"{100 * scores['int8']:.2f} %, label agreement {100 * gate['label_agreement']:.2f} %), "
-                                    f"more than --max-accuracy-drop {max_accuracy_drop:g}: nothing written")
+        manifest["quantization"]["gate"] = accuracy_gate(fp32, int8, data=data, max_accuracy_drop=max_accuracy_drop,
+                                                         progress=progress)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(tmp, out)
     return manifest
+
+
+def check_max_drop(max_accuracy_drop: float) -> None:
+    """A negative allowed drop would demand a gain no quantization can promise: refused before any work."""
+    if not max_accuracy_drop >= 0:
+        raise RobertaInferError(f"--max-accuracy-drop must be ≥ 0 percentage points, got {max_accuracy_drop:g}")
+
+
+def accuracy_gate(reference: Classifier, candidate: Classifier, *, data: Path | None = None, max_accuracy_drop: float = 0.3,
+                  names: tuple[str, str] = ("fp32", "int8"), progress=print) -> dict:
+    """SST-2 dev accuracy of `reference` and `candidate` (`predict.classify`, each tokenising with its own encoder);
+    raises RobertaInferError when the candidate loses more than `max_accuracy_drop` percentage points.
+
+    Returns the gate record: data (path, sha256, samples), accuracy_{names}, accuracy_drop_pp, max_accuracy_drop_pp,
+    label_agreement (fraction of texts whose argmax agrees), max_abs_logit_diff, seconds_{names} (wall time of each
+    pass) and threads. The caller writes nothing when this raises.
+    """
+    check_max_drop(max_accuracy_drop)
+    split = read_sst2(sst2_file(data, "dev"))
+    gold = label_indices(split.labels, reference.class_names)
+    progress(f"gate: SST-2 dev ({len(split.sentences)} sentences) on {names[0]} and {names[1]}")
+    logits, seconds = {}, {}
+    for name, model in zip(names, (reference, candidate)):
+        start = time.perf_counter()
+        logits[name] = classify(model, split.sentences)
+        seconds[name] = time.perf_counter() - start
+    scores = {name: accuracy(logits[name], reference.class_names, gold, reference.class_names)["accuracy"] for name in names}
+    drop = 100 * (scores[names[0]] - scores[names[1]])
+    agreement = float(np.mean(logits[names[0]].argmax(1) == logits[names[1]].argmax(1)))
+    gate = {"data": {"path": str(split.path), "sha256": sha256_file(split.path), "samples": len(gold)},
+            "label_agreement": agreement, **{f"accuracy_{name}": scores[name] for name in names}, "accuracy_drop_pp": drop,
+            "max_accuracy_drop_pp": max_accuracy_drop,
+            "max_abs_logit_diff": float(np.abs(logits[names[0]] - logits[names[1]]).max()),
+            **{f"seconds_{name}": seconds[name] for name in names}, "threads": getattr(candidate, "threads", None)}
+    progress(f"label agreement {100 * agreement:.2f} %, accuracy {names[0]} {100 * scores[names[0]]:.2f} % → {names[1]} "
+             f"{100 * scores[names[1]]:.2f} % ({-drop:+.2f} pp), dev time {seconds[names[0]]:.2f} s → {seconds[names[1]]:.2f} s")
+    if drop > max_accuracy_drop:
+        raise RobertaInferError(f"{names[1]} loses {drop:.2f} accuracy points on SST-2 dev ({100 * scores[names[0]]:.2f} % → "
+                                f"{100 * scores[names[1]]:.2f} %, label agreement {100 * agreement:.2f} %), "
+                                f"more than --max-accuracy-drop {max_accuracy_drop:g}: nothing written")
+    return gate
 
 
 def source_classifier(recorded: dict) -> RobertaClassifier | None:

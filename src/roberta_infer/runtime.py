@@ -1,16 +1,34 @@
-"""ONNX Runtime sessions, and an exported bundle as a classifier with the same contract as the PyTorch one."""
+"""Bundles' engines and a bundle as a classifier with the same contract as the PyTorch one.
+
+One session factory per engine: `make_session` (ONNX Runtime, `model.onnx`) and `openvino_session` (OpenVINO,
+`model.xml` + `model.bin`). Both return a small session object with the same surface: `run(src_tokens)`,
+`run_many(batches)`, `input_shape`, `threads`, `provider`. `BundleClassifier` holds the engine-neutral part:
+static-shape padding and splitting. OpenVINO is imported only when an OpenVINO bundle is opened.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import threading
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import onnxruntime as ort
 
 from .errors import RobertaInferError
 from .tokenise import TextEncoder
+
+# The bundle's interface, defined once: `src_tokens` int64 [batch, seq] in, `output` float32 [batch, classes] out.
+INPUT_NAME = "src_tokens"
+OUTPUT_NAME = "output"
+ENGINES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
+# Instruction sets that decide int8 and bf16 speed (VNNI: int8 dot products; AMX: int8/bf16 tile matrix multiply).
+ISA_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+# OpenVINO's INFERENCE_PRECISION_HINT per bundle precision (its CPU default is bf16 wherever the CPU has bf16).
+OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def physical_cores() -> int:
@@ -41,7 +59,18 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "platform": platform.platform(),
-            "onnxruntime": ort.__version__}
+            "isa": cpu_isa(), "onnxruntime": ort.__version__}
+
+
+def cpu_isa() -> list[str]:
+    """The int8/bf16 instruction sets this CPU has, of ISA_FLAGS (from /proc/cpuinfo's flags; empty where unreadable)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
 
 
 # `--provider` names → ONNX Runtime execution providers, best first; each falls back to the CPU for unsupported ops.
@@ -52,11 +81,33 @@ PROVIDERS = {
 }
 
 
-def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> ort.InferenceSession:
-    """A session with graph optimisations on and `threads` intra-op threads (default: all physical cores).
+class OrtSession:
+    """An ONNX Runtime session behind the engine-neutral session surface."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_shape = session.get_inputs()[0].shape
+        self.threads = session.get_session_options().intra_op_num_threads
+        self.provider = session.get_providers()[0]
+
+    def run(self, src_tokens: np.ndarray) -> np.ndarray:
+        """int64 [B, L] → float32 logits [B, classes]."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: src_tokens})[0]
+
+    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """`run` on each batch in turn (each call already uses every intra-op thread)."""
+        return map(self.run, batches)
+
+
+def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> OrtSession:
+    """The ONNX Runtime session of a `model.onnx`: all graph optimisations, `threads` intra-op threads (default: all
+    physical cores), and our input/output names checked.
 
     `spin=False` lets idle intra-op threads sleep instead of busy-waiting for the next call: back-to-back offline
     batches gain from spinning, but a server's event loop and tokeniser need that CPU between model calls.
+    Raises RobertaInferError for an unknown or unavailable provider and for a file ONNX Runtime cannot load.
     """
     if provider not in PROVIDERS:
         raise RobertaInferError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
@@ -73,24 +124,107 @@ def make_session(path: Path, *, threads: int | None = None, provider: str = "cpu
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=PROVIDERS[provider])
+        session = ort.InferenceSession(str(path), options, providers=PROVIDERS[provider])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt or invalid models
         raise RobertaInferError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0][:300]}") from None
+    check_names(path, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+    return OrtSession(session)
 
 
-class OnnxClassifier:
-    """A bundle on ONNX Runtime: same `encoder` / `class_names` / `max_tokens` / `logits` as the PyTorch classifier."""
+class OpenVinoSession:
+    """An OpenVINO compiled model behind the engine-neutral session surface.
 
-    def __init__(self, session: ort.InferenceSession, encoder: TextEncoder, class_names: list[str], manifest: dict):
+    An infer request serves one call at a time, so each calling thread gets its own (a server runs calls from
+    several threads); `run_many` keeps `jobs` requests in flight with an `AsyncInferQueue`, so the caller prepares
+    the next batch while the model runs the current one.
+    """
+
+    engine = "openvino"
+    provider = "CPU"
+
+    def __init__(self, compiled, *, jobs: int = 2) -> None:
+        self.compiled = compiled
+        self.jobs = jobs
+        self.input_shape = [dim.get_length() if dim.is_static else name
+                            for dim, name in zip(compiled.input(0).get_partial_shape(), ("batch", "sequence"))]
+        self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16"
+        self._local = threading.local()
+
+    def run(self, src_tokens: np.ndarray) -> np.ndarray:
+        """int64 [B, L] → float32 logits [B, classes] (a copy: the request's output buffer is reused)."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request.infer({INPUT_NAME: src_tokens})[0]
+
+    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Each batch's logits, in order, with up to `jobs` calls in flight (OpenVINO's AsyncInferQueue)."""
+        import openvino as ov
+
+        queue = ov.AsyncInferQueue(self.compiled, self.jobs)
+        done: dict[int, np.ndarray] = {}
+        queue.set_callback(lambda request, index: done.__setitem__(index, request.get_output_tensor(0).data.copy()))
+        sent = received = 0
+        for batch in batches:
+            queue.start_async({INPUT_NAME: batch}, sent)  # blocks while every request is busy
+            sent += 1
+            while received in done:
+                yield done.pop(received)
+                received += 1
+        queue.wait_all()
+        while received < sent:
+            yield done.pop(received)
+            received += 1
+
+
+def openvino_session(model, *, threads: int | None = None, precision: str = "fp32", jobs: int = 2) -> OpenVinoSession:
+    """An OpenVINO CPU compiled model of `model` (a `model.xml` path or an `openvino.Model`) with our names checked.
+
+    `precision` (a bundle precision, see OPENVINO_HINTS) sets INFERENCE_PRECISION_HINT explicitly: OpenVINO's own
+    default is bf16 on any CPU with bf16 instructions, which is not fp32's result. One stream (latency hint) on
+    `threads` threads (default: all physical cores). Raises RobertaInferError for a file OpenVINO cannot compile.
+    """
+    import openvino as ov
+
+    if precision not in OPENVINO_HINTS:
+        raise RobertaInferError(f"unknown precision {precision!r}: choose one of {', '.join(OPENVINO_HINTS)}")
+    config = {"INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_NUM_THREADS": threads or physical_cores()}
+    try:
+        compiled = ov.Core().compile_model(model if isinstance(model, ov.Model) else str(model), "CPU", config)
+    except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+        raise RobertaInferError(f"OpenVINO cannot load {model}: {str(e).strip().splitlines()[0][:300]}") from None
+    check_names(model, [i.get_any_name() for i in compiled.inputs], [o.get_any_name() for o in compiled.outputs])
+    return OpenVinoSession(compiled, jobs=jobs)
+
+
+def check_names(model, inputs: list[str], outputs: list[str]) -> None:
+    """Refuse a graph whose inputs/outputs are not ours: `src_tokens` in, `output` out."""
+    if (inputs, outputs) != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise RobertaInferError(f"{model}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found {(inputs, outputs)}")
+
+
+class BundleClassifier:
+    """A bundle on its engine: same `encoder` / `class_names` / `max_tokens` / `logits` as the PyTorch classifier.
+
+    `session` is an engine's session (`make_session` or `openvino_session`); everything else here is engine-neutral.
+    `engine` is "onnxruntime" or "openvino", `precision` "fp32", "bf16" or "int8" (from the manifest; a manifest
+    without them is an ONNX Runtime bundle, int8 if `quantize` made it).
+    """
+
+    def __init__(self, session: OrtSession | OpenVinoSession, encoder: TextEncoder, class_names: list[str], manifest: dict):
         self.session = session
         self.encoder = encoder
         self.class_names = class_names
         self.manifest = manifest
+        self.engine = manifest.get("engine", "onnxruntime")
+        self.precision = manifest.get("precision", "int8" if "quantization" in manifest else "fp32")
         batch, seq = manifest["input"]["shape"]
         self.static_batch = batch if isinstance(batch, int) else None
         self.static_seq = seq if isinstance(seq, int) else None
-        self.threads = session.get_session_options().intra_op_num_threads
-        self.provider = session.get_providers()[0]
+        self.threads = session.threads
+        self.provider = session.provider
 
     @property
     def source(self) -> dict:
@@ -102,18 +236,12 @@ class OnnxClassifier:
         return min(self.manifest["max_tokens"], self.static_seq or self.manifest["max_tokens"])
 
     def run(self, src_tokens: np.ndarray) -> np.ndarray:
-        """One model call on exactly the shape given (must fit a static model's shape)."""
-        return self.session.run(["output"], {"src_tokens": src_tokens})[0]
+        """One model call on exactly the shape given (int64 [B, L], must fit a static model's shape) → float32 [B, C]."""
+        return self.session.run(src_tokens)
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
         """Any [N, L ≤ max_tokens]: a static model gets its rows padded to its length and split/padded to its batch."""
-        src_tokens = np.ascontiguousarray(src_tokens, dtype=np.int64)
-        if self.static_seq is not None and src_tokens.shape[1] != self.static_seq:
-            if src_tokens.shape[1] > self.static_seq:
-                raise RobertaInferError(f"inputs of {src_tokens.shape[1]} ids do not fit this bundle's fixed length {self.static_seq}")
-            wide = np.full((src_tokens.shape[0], self.static_seq), self.encoder.pad, dtype=np.int64)
-            wide[:, : src_tokens.shape[1]] = src_tokens
-            src_tokens = wide
+        src_tokens = self._fit_length(src_tokens)
         if self.static_batch is None:
             return self.run(src_tokens)
         n, step = src_tokens.shape[0], self.static_batch
@@ -121,6 +249,24 @@ class OnnxClassifier:
         for start in range(0, n, step):
             out.append(self.run(fill_batch(src_tokens[start : start + step], step, self.encoder))[: min(step, n - start)])
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def logits_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """`logits` of each batch, in order; on a dynamic bundle the engine overlaps the next batch's preparation
+        (whatever the iterable does to produce it) with the current model call."""
+        if self.static_batch is not None:
+            return map(self.logits, batches)
+        return self.session.run_many(self._fit_length(batch) for batch in batches)
+
+    def _fit_length(self, src_tokens: np.ndarray) -> np.ndarray:
+        """int64, contiguous, and right-padded to a static model's length (refused if longer)."""
+        src_tokens = np.ascontiguousarray(src_tokens, dtype=np.int64)
+        if self.static_seq is not None and src_tokens.shape[1] != self.static_seq:
+            if src_tokens.shape[1] > self.static_seq:
+                raise RobertaInferError(f"inputs of {src_tokens.shape[1]} ids do not fit this bundle's fixed length {self.static_seq}")
+            wide = np.full((src_tokens.shape[0], self.static_seq), self.encoder.pad, dtype=np.int64)
+            wide[:, : src_tokens.shape[1]] = src_tokens
+            src_tokens = wide
+        return src_tokens
 
 
 def fill_batch(rows: np.ndarray, batch_size: int, encoder: TextEncoder) -> np.ndarray:

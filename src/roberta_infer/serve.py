@@ -40,7 +40,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import RobertaInferError
 from .predict import batch_logits, classify, encode, length_batches, planned_batches
-from .runtime import OnnxClassifier
+from .runtime import BundleClassifier
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
 CLASSIFY_PATH = "/v1/classify"
@@ -119,7 +119,7 @@ class _Item:
 class Batcher:
     """One queue of texts from all requests, one worker turning them into model calls of up to max_batch_size."""
 
-    def __init__(self, classifier: OnnxClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
+    def __init__(self, classifier: BundleClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
                  call_cost: float | None):
         self.classifier, self.limits, self.metrics, self.executor = classifier, limits, metrics, executor
         self.call_cost = call_cost  # a model call's fixed cost in padded tokens, or None: see `call_cost_tokens`
@@ -235,7 +235,7 @@ class Batcher:
         return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)
 
 
-def call_cost_tokens(classifier: OnnxClassifier, batch_size: int, repeats: int = 10,
+def call_cost_tokens(classifier: BundleClassifier, batch_size: int, repeats: int = 10,
                      budget_s: float = 1.0) -> float | None:
     """A model call's fixed cost in padded tokens' worth: what splitting a batch must save in padding to pay off.
 
@@ -365,7 +365,7 @@ class ErrorResponse(BaseModel):
 class Service:
     """The model's life in the app: loading (in the executor) → warm and ready → draining on shutdown."""
 
-    def __init__(self, load: Callable[[], OnnxClassifier], limits: Limits,
+    def __init__(self, load: Callable[[], BundleClassifier], limits: Limits,
                  on_load_error: Callable[[BaseException], None] | None):
         self.load, self.limits, self.on_load_error = load, limits, on_load_error
         self.metrics = Metrics(limits.max_batch_size)
@@ -394,7 +394,7 @@ class Service:
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
         log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
 
-    def _load_and_warm(self) -> tuple[OnnxClassifier, float | None]:
+    def _load_and_warm(self) -> tuple[BundleClassifier, float | None]:
         """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""
         classifier = self.load()
         classify(classifier, [WARMUP_TEXT] * self.limits.max_batch_size, batch_size=self.limits.max_batch_size)
@@ -445,7 +445,7 @@ class ClassifyFirst:
             await self.app(scope, receive, send)
 
 
-def create_app(load: Callable[[], OnnxClassifier], limits: Limits = Limits(), *,
+def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
                on_load_error: Callable[[BaseException], None] | None = None) -> ClassifyFirst:
     """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads)."""
     limits.check()
@@ -522,7 +522,7 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
 
     failures: list[BaseException] = []
 
-    def load() -> OnnxClassifier:
+    def load() -> BundleClassifier:
         bundle = default_bundle(progress=log.info) if model is None else model
         classifier = load_bundle(bundle, threads=threads, provider=provider, spin=False)
         # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full

@@ -47,12 +47,9 @@ def synthetic_classifier(name: str, *, seed: int = 0) -> RobertaClassifier:
     return RobertaClassifier(model, encoder, CLASS_NAMES, {"kind": "synthetic", "name": name, "seed": seed, "sha256": None})
 
 
-def export_synthetic(name: str, out: Path, *, batch_size: int | None = None, seq_len: int | None = None, opset: int = 17,
-                     progress=print) -> dict:
-    """`build_bundle` on a synthetic classifier, its manifest marked synthetic."""
-    manifest = build_bundle(synthetic_classifier(name), out, batch_size=batch_size, seq_len=seq_len, opset=opset,
-                            progress=progress)
-    return mark_synthetic(manifest, out)
+def export_synthetic(name: str, out: Path, **options) -> dict:
+    """`build_bundle(classifier, out, **options)` on a synthetic classifier, its manifest marked synthetic."""
+    return mark_synthetic(build_bundle(synthetic_classifier(name), out, **options), out)
 
 
 def mark_synthetic(manifest: dict, bundle: Path) -> dict:
