@@ -1,4 +1,5 @@
-"""bench: a grid of timed cells on a tiny dynamic bundle → well-formed bench.json, bench.md and bench.png; static bundles refused."""
+"""bench: a grid of timed cells on a tiny dynamic bundle → well-formed bench.json, bench.md and bench.png labelled with
+engine and precision; a static bundle gives one cell at its own shape; the reference's figures only for roberta-base."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 import pytest
 from conftest import make_hf_model
 
-from roberta_infer.bench import bench
+from roberta_infer.bench import bench, side_by_side
 from roberta_infer.bundle import build_bundle, load_bundle
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
+from roberta_infer.quantize import quantize_bundle
+
+# roberta-base's published shape (Liu et al. 2019; fairseq's roberta.base): 12 layers, hidden 768, 12 heads, FFN 3072
+ROBERTA_BASE = {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072}
 
 
 @pytest.fixture(scope="module")
@@ -20,35 +25,71 @@ def model_80(tmp_path_factory, shared_data):
     return load_classifier(make_hf_model(tmp_path_factory.mktemp("bench") / "hf80", shared_data, max_positions=80))
 
 
-def test_bench_writes_json_md_png(tmp_path, model_80):
-    build_bundle(model_80, tmp_path / "dyn", progress=lambda _: None)
-    result = bench(load_bundle(tmp_path / "dyn", threads=1), [1, 32], [16, 70], tmp_path / "out", warmup=1, min_time=0.05,
+@pytest.fixture(scope="module")
+def dynamic(tmp_path_factory, model_80):
+    path = tmp_path_factory.mktemp("bench-bundles") / "dyn"
+    build_bundle(model_80, path, progress=lambda _: None)
+    return path
+
+
+def test_bench_writes_json_md_png(tmp_path, dynamic):
+    result = bench(load_bundle(dynamic, threads=1), [1, 32], [16, 70], tmp_path / "out", warmup=1, min_time=0.05,
                    show_progress=False)
     data = json.loads((tmp_path / "out" / "bench.json").read_text())
-    assert data == json.loads(json.dumps(result)) and data["threads"] == 1 and data["machine"]["physical_cores"] >= 1
+    assert data == result and data["threads"] == 1 and data["machine"]["physical_cores"] >= 1
+    assert (data["engine"], data["precision"], data["static_shape"]) == ("onnxruntime", "fp32", None)
     cells = {(c["batch_size"], c["seq_len"]): c for c in data["cells"]}
     assert set(cells) == {(1, 16), (32, 16), (1, 70), (32, 70)}
     for cell in cells.values():
         assert cell["iterations"] >= 5 and cell["latency_ms"]["p99"] >= cell["latency_ms"]["p50"] > 0
         assert cell["seq_per_s"] == pytest.approx(cell["batch_size"] * 1000 / cell["latency_ms"]["p50"])
-    assert cells[(1, 70)]["reference_fps"] == 205 and cells[(32, 70)]["reference_fps"] == 1473 and cells[(1, 16)]["reference_fps"] is None
+        assert cell["reference_fps"] is None, "a tiny model is not set beside the reference's roberta-base figures"
     md = (tmp_path / "out" / "bench.md").read_text().splitlines()
-    assert "Ascend 310P3" in md[2] and len(md) == 4 + 4
-    assert md[4].startswith("| 1 | 16 |") and md[4].endswith("| — |") and md[6].endswith("| 205 |")
+    assert "ONNX Runtime" in md[0] and " fp32, " in md[0] and "Ascend" not in "\n".join(md)
+    assert md[2] == "| batch | seq | seq/s | p50 ms | p99 ms |" and len(md) == 4 + 4 and md[4].startswith("| 1 | 16 |")
     png = (tmp_path / "out" / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
-def test_bench_cli_and_refusals(tmp_path, model_80, capsys):
+def test_reference_figures_for_a_roberta_base_shaped_bundle(tmp_path, dynamic):
+    claimed = tmp_path / "claimed"  # the tiny bundle, its manifest claiming roberta-base's shape (the file is not checked)
+    claimed.mkdir()
+    for path in dynamic.iterdir():
+        (claimed / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((claimed / "manifest.json").read_text())
+    manifest["architecture"] |= ROBERTA_BASE
+    (claimed / "manifest.json").write_text(json.dumps(manifest))
+    result = bench(load_bundle(claimed, threads=1), [1, 32], [16, 70], tmp_path / "out", warmup=0, min_time=0,
+                   show_progress=False)
+    cells = {(c["batch_size"], c["seq_len"]): c["reference_fps"] for c in result["cells"]}
+    assert cells == {(1, 16): None, (32, 16): None, (1, 70): 205, (32, 70): 1473}, "the guide's published bs1/bs32 seq 70"
+    md = (tmp_path / "out" / "bench.md").read_text().splitlines()
+    assert "Ascend 310P3" in md[2] and md[4].endswith("| — |") and md[6].endswith("| 205 |")
+
+
+def test_static_bundle_is_one_cell_at_its_shape(tmp_path, model_80, capsys):
     build_bundle(model_80, tmp_path / "static", batch_size=2, seq_len=16, progress=lambda _: None)
-    with pytest.raises(RobertaInferError, match="needs a dynamic bundle .* export --dynamic"):
-        bench(load_bundle(tmp_path / "static"), [2], [16], tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert main(["bench", "--model", str(tmp_path / "static"), "--out", str(tmp_path / "o")]) == 2
-    assert "export --dynamic" in capsys.readouterr().err
-    build_bundle(model_80, tmp_path / "dyn", progress=lambda _: None)
-    assert main(["bench", "--model", str(tmp_path / "dyn"), "--batch-sizes", "2", "--seq-lens", "8,100", "--out", str(tmp_path / "o")]) == 2
+    result = bench(load_bundle(tmp_path / "static", threads=1), None, None, tmp_path / "out", warmup=0, min_time=0,
+                   show_progress=False)
+    assert [(c["batch_size"], c["seq_len"]) for c in result["cells"]] == [(2, 16)] and result["static_shape"] == [2, 16]
+    with pytest.raises(RobertaInferError, match="fixed at batch 2 × seq 16: bench runs it at that shape only"):
+        bench(load_bundle(tmp_path / "static"), [4], None, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    assert main(["bench", "--model", str(tmp_path / "static"), "--min-time", "0", "--out", str(tmp_path / "o")]) == 0
+    assert "1 cells" in capsys.readouterr().out
+
+
+def test_bench_cli_refusals_and_precisions_side_by_side(tmp_path, model_80, dynamic, shared_data, capsys):
+    assert main(["bench", "--model", str(dynamic), "--batch-sizes", "2", "--seq-lens", "8,100", "--out", str(tmp_path / "o")]) == 2
     assert "seq len 100 exceeds the model's 80 positions" in capsys.readouterr().err
-    assert main(["bench", "--model", str(tmp_path / "dyn"), "--batch-sizes", "1,2", "--seq-lens", "8", "--warmup", "0",
-                 "--min-time", "0", "--threads", "1", "--out", str(tmp_path / "o")]) == 0
-    assert "2 cells" in capsys.readouterr().out and (tmp_path / "o" / "bench.png").is_file()
+    quantize_bundle(dynamic, tmp_path / "int8", source=model_80, data=shared_data, max_accuracy_drop=100, progress=lambda _: None)
+    results = []
+    for name, bundle in (("fp32", dynamic), ("int8", tmp_path / "int8")):
+        assert main(["bench", "--model", str(bundle), "--batch-sizes", "1,2", "--seq-lens", "8" if name == "fp32" else "8,16",
+                     "--warmup", "0", "--min-time", "0", "--threads", "1", "--out", str(tmp_path / name)]) == 0
+        results.append(json.loads((tmp_path / name / "bench.json").read_text()))
+    assert results[1]["precision"] == "int8" and "2 cells" in capsys.readouterr().out
+    table = side_by_side(results).splitlines()
+    assert table[0].startswith("| batch | seq | ONNX Runtime ") and " fp32 seq/s | ONNX Runtime " in table[0]
+    assert table[0].endswith(" int8 seq/s |") and len(table) == 2 + 4
+    assert table[4].startswith("| 1 | 16 | — | ") and table[2].startswith("| 1 | 8 | ")

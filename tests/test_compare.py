@@ -1,4 +1,5 @@
-"""compare: every mode end to end on tiny models (the model source injected), bundles cached, the JSON the README is built from."""
+"""compare: peers, engines and ours end to end on tiny models (the model source injected), bundles cached, the JSON the
+README is built from. Batch shapes are checked against transformers' own tokenisation of the same texts."""
 
 from __future__ import annotations
 
@@ -8,18 +9,34 @@ from functools import partial
 
 import pytest
 from conftest import REPO, make_hf_model
+from transformers import AutoTokenizer
 
 import roberta_infer.compare as compare_module
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
-from roberta_infer.compare import compare, forward_flops, gemm_peak_gflops, markdown
+from roberta_infer.compare import BASELINE, compare, forward_flops, gemm_peak_gflops, markdown, parse_modes
+from roberta_infer.data import read_sst2, sst2_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.synthetic import mark_synthetic, model_label, synthetic_classifier
 
+LIMIT = 64
+MODES = ["peer:hf-fp32", "peer:torch-bf16", "peer:torch-int8", "peer:ort-int8", "engine:hf-fp32", "engine:torch-int8",
+         "engine:ort-int8", "ours"]
+
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, shared_data):
-    return load_classifier(make_hf_model(tmp_path_factory.mktemp("compare") / "hf80", shared_data, max_positions=80))
+def model_dir(tmp_path_factory, shared_data):
+    return make_hf_model(tmp_path_factory.mktemp("compare") / "hf80", shared_data, max_positions=80)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_classifier(model_dir)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("compare-work")
 
 
 @pytest.fixture
@@ -27,47 +44,113 @@ def small_peak(monkeypatch):
     monkeypatch.setattr(compare_module, "gemm_peak_gflops", partial(gemm_peak_gflops, n=256, repeats=2))
 
 
-def test_every_mode_on_a_tiny_model(model, shared_data, tmp_path_factory, small_peak):
-    work = tmp_path_factory.getbasetemp() / "compare-work"
-    result = compare(model, model, work_dir=work, modes=list("fedcb"), data=shared_data, limit=40, threads=1,
-                     progress=lambda _: None)
+@pytest.fixture(scope="module")
+def lengths(model_dir, shared_data):
+    """`<s> … </s>` lengths of the first LIMIT dev texts by transformers' tokenizer of the model."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = read_sst2(sst2_file(shared_data, "dev")).sentences[:LIMIT]
+    return [len(ids) for ids in tokenizer(texts)["input_ids"]]
+
+
+def chunks(values: list[int], size: int = 32) -> list[list[int]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
+    # random weights: every gate result passes at 100 points, so the choice of ours does not depend on int8 kernels
+    result = compare(model, model, work_dir=work, modes=MODES, data=shared_data, limit=LIMIT, threads=1,
+                     ours_from=("ort-int8",), max_accuracy_drop=100, progress=lambda _: None)
+    assert json.loads(json.dumps(result)) == result
     modes = {m["mode"]: m for m in result["modes"]}
-    assert list(modes) == list("abcdef") and result["sentences"] == 40 and result["threads"] == 1
-    assert modes["a"]["ratio_to_baseline"] == 1 and result["peak_gflops"] > 0
-    for m in modes.values():
-        assert m["sentences_per_s"] > 0 and m["gflops"] > 0 and 0 <= m["accuracy"] <= 1
-        assert m["ratio_to_baseline"] == pytest.approx(m["sentences_per_s"] / modes["a"]["sentences_per_s"])
-    for fp32_mode in "bd":
-        assert modes[fp32_mode]["agreement_with_baseline"] == 1 and modes[fp32_mode]["accuracy"] == modes["a"]["accuracy"]
-    assert modes["f"]["form"] in ("fp32", "int8") and modes["f"]["name"].endswith(f"({modes['f']['form']})")
-    assert modes["d"]["gflops"] * modes["d"]["seconds"] == pytest.approx(
-        1e-9 * (forward_flops(json.loads((work / "speed" / "fp32" / "manifest.json").read_text())["architecture"], 32, 70)
-                + forward_flops(json.loads((work / "speed" / "fp32" / "manifest.json").read_text())["architecture"], 8, 70)))
-    assert "| (a) PyTorch eager, fixed padding 70" in markdown(result)
+    assert list(modes) == [BASELINE, *MODES] and result["sentences"] == LIMIT and result["threads"] == 1
+    flags = next(line for line in open("/proc/cpuinfo").read().splitlines() if line.startswith("flags")).split()
+    assert set(result["machine"]["isa"]) == {"avx512_vnni", "amx_bf16", "amx_int8", "avx512_bf16"} & set(flags) | (
+        set(result["machine"]["isa"]) - {"avx512_vnni", "amx_bf16", "amx_int8", "avx512_bf16"})
+    expected = {"hf-fp32": ("pytorch", "fp32"), "torch-bf16": ("pytorch", "bf16"), "torch-int8": ("pytorch", "int8"),
+                "ort-int8": ("onnxruntime", "int8")}
+    for name, m in modes.items():
+        group = name.split(":")[0]
+        assert m["group"] == group
+        if group != "ours":
+            key = "hf-fp32" if name == BASELINE else name.split(":")[1]
+            assert (m["engine"], m["precision"]) == expected[key]
+        assert m["sentences_per_s"] == pytest.approx(LIMIT / m["seconds"]) and 0 <= m["accuracy"] <= 1
+        assert m["ratio_to_baseline"] == pytest.approx(m["sentences_per_s"] / modes[BASELINE]["sentences_per_s"])
+        assert m["latency_ms"]["p99"] >= m["latency_ms"]["p50"] > 0 and 0 <= m["agreement_with_baseline"] <= 1
+    assert (modes["ours"]["engine"], modes["ours"]["precision"], modes["ours"]["candidate"]) == ("onnxruntime", "int8", "ort-int8")
+    # shapes, against a brute-force batching of transformers' token counts
+    assert modes[BASELINE]["batch_shapes"] == [[32, 70], [32, 70]]
+    arrival = [[len(chunk), max(chunk)] for chunk in chunks(lengths)]
+    by_length = [[len(chunk), max(chunk)] for chunk in chunks(sorted(lengths))]
+    assert arrival != by_length, "the texts are not already sorted: the two batchings differ"
+    for name, m in modes.items():
+        if name != BASELINE:
+            assert m["batch_shapes"] == (arrival if m["group"] == "peer" else by_length), name
+    assert modes["peer:hf-fp32"]["gflops"] * modes["peer:hf-fp32"]["seconds"] == pytest.approx(
+        1e-9 * sum(forward_flops({"layers": 2, "hidden": 32, "ffn": 64}, b, s) for b, s in arrival))
+    peers = [m for m in modes.values() if m["group"] == "peer"]
+    fastest = max(peers, key=lambda m: m["sentences_per_s"])
+    ratios = result["ratios"]
+    assert ratios["fastest_peer"] == fastest["mode"]
+    assert ratios["ours_vs_fastest_peer"] == pytest.approx(modes["ours"]["sentences_per_s"] / fastest["sentences_per_s"])
+    assert ratios["ours_vs_engine"] == pytest.approx({name: modes["ours"]["sentences_per_s"] / m["sentences_per_s"]
+                                                      for name, m in modes.items() if m["group"] == "engine"})
+    table = markdown(result)
+    assert "| peer | Hugging Face transformers eager fp32, fixed 70 | pytorch | fp32 |" in table
+    assert f"Ours is {ratios['ours_vs_fastest_peer']:.2f}× the fastest peer ({fastest['mode']})" in table
 
 
-def test_cli_reuses_bundles_and_writes_json(model, shared_data, tmp_path_factory, tmp_path, monkeypatch, small_peak, capsys):
-    work = tmp_path_factory.getbasetemp() / "compare-work"
-    compare(model, model, work_dir=work, modes=["e"], data=shared_data, limit=8, threads=1, progress=lambda _: None)
+def test_ours_only_from_bundles_that_kept_accuracy(model, shared_data, work, small_peak):
+    compare(model, model, work_dir=work, modes=["ours"], data=shared_data, limit=8, threads=1, ours_from=("ort-int8",),
+            max_accuracy_drop=100, progress=lambda _: None)
+    manifest_path = work / "speed" / "ort-int8" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["quantization"]["gate"]["accuracy_drop_pp"] = 5.0  # as if int8 had lost 5 points on the accuracy model
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(RobertaInferError, match=r"none of ort-int8 kept SST-2 dev accuracy within 1 points .*ort-int8 5\.00"):
+        compare(model, model, work_dir=work, modes=["ours"], data=shared_data, limit=8, threads=1, ours_from=("ort-int8",),
+                max_accuracy_drop=1, progress=lambda _: None)
+    manifest["quantization"]["gate"]["accuracy_drop_pp"] = 0.5
+    manifest_path.write_text(json.dumps(manifest))
+    result = compare(model, model, work_dir=work, modes=["ours"], data=shared_data, limit=8, threads=1,
+                     ours_from=("ort-int8",), max_accuracy_drop=1, progress=lambda _: None)
+    assert result["modes"][1]["gate_drop_pp"] == {"ort-int8": 0.5}
+
+
+def test_cli_reuses_bundles_and_writes_json(model, shared_data, work, tmp_path, monkeypatch, small_peak, capsys):
+    compare(model, None, work_dir=work, modes=["peer:ort-int8"], data=shared_data, limit=8, threads=1, progress=lambda _: None)
     stamps = {p: p.stat().st_mtime_ns for p in work.glob("speed/*/model.onnx")}
     monkeypatch.setattr(compare_module, "default_models", lambda: (model, None, "no trained default model"))
-    assert main(["compare", "--modes", "d,f", "--limit", "20", "--threads", "1", "--repeats", "2", "--data", str(shared_data),
-                 "--work-dir", str(work), "--json", str(tmp_path / "c.json")]) == 0
+    monkeypatch.setenv("COLUMNS", "160")  # a terminal wide enough for the table's cells unwrapped
+    assert main(["compare", "--modes", "engine:ort-int8,ours", "--ours-from", "ort-int8", "--limit", str(LIMIT), "--threads",
+                 "1", "--repeats", "2", "--data", str(shared_data), "--work-dir", str(work), "--json", str(tmp_path / "c.json")]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("speed/*/model.onnx")} == stamps and len(stamps) == 2, "bundles reused"
     result = json.loads((tmp_path / "c.json").read_text())
-    assert {"machine", "peak_gflops", "modes"} <= set(result) and result["accuracy_note"] == "no trained default model"
-    assert [m["mode"] for m in result["modes"]] == ["a", "d", "f"] and result["repeats"] == 2
+    assert {"machine", "peak_gflops", "modes", "ratios"} <= set(result) and result["accuracy_note"] == "no trained default model"
+    assert [m["mode"] for m in result["modes"]] == [BASELINE, "engine:ort-int8", "ours"] and result["repeats"] == 2
     for m in result["modes"]:
-        assert {"name", "model", "sentences_per_s", "ratio_to_baseline", "accuracy", "gflops"} <= set(m) and m["accuracy"] is None
-    assert "sentences/s" in capsys.readouterr().out
-    assert main(["compare", "--modes", "x", "--work-dir", str(work), "--data", str(shared_data)]) == 2
-    assert "unknown modes ['x']" in capsys.readouterr().err
+        assert {"group", "engine", "precision", "sentences_per_s", "accuracy", "latency_ms"} <= set(m) and m["accuracy"] is None
+    out = capsys.readouterr().out
+    assert "engine:ort-int8" in out and "Ours is" in out
+    assert main(["compare", "--modes", "peer:x", "--work-dir", str(work), "--data", str(shared_data)]) == 2
+    assert "unknown mode 'peer:x'" in capsys.readouterr().err
+    assert main(["compare", "--ours-from", "ort-fp32", "--work-dir", str(work), "--data", str(shared_data)]) == 2
+    assert "choose from ort-int8, ov-int8, ov-bf16" in capsys.readouterr().err
+
+
+def test_modes_by_group():
+    assert parse_modes("peer") == [BASELINE, "peer:hf-fp32", "peer:torch-bf16", "peer:torch-int8", "peer:ort-int8",
+                                   "peer:ov-default", "peer:ov-int8"]
+    assert parse_modes("engine:ov-int8,ours") == ["engine:ov-int8", "ours"]
+    assert len(parse_modes("all")) == 1 + 2 * 6 + 1
+    with pytest.raises(RobertaInferError, match="no mode"):
+        parse_modes(",")
 
 
 def test_a_model_shorter_than_the_reference_length_is_refused(hf_model, shared_data, tmp_path):
     short = load_classifier(hf_model)  # 64 positions
     with pytest.raises(RobertaInferError, match="fewer than the reference's fixed length 70"):
-        compare(short, None, work_dir=tmp_path, modes=["a"], data=shared_data, progress=lambda _: None)
+        compare(short, None, work_dir=tmp_path, modes=[BASELINE], data=shared_data, progress=lambda _: None)
 
 
 def test_synthetic_roberta_base_has_its_exact_shape_and_vocabulary(shared_data, monkeypatch, tmp_path, capsys):
@@ -89,18 +172,18 @@ def test_synthetic_roberta_base_has_its_exact_shape_and_vocabulary(shared_data, 
     assert "either --model PATH or --synthetic NAME, not both" in capsys.readouterr().err
 
 
-def test_readme_section_is_generated(model, shared_data, tmp_path, small_peak):
+def test_readme_section_is_generated(model, shared_data, work, tmp_path, small_peak):
     spec = importlib.util.spec_from_file_location("update_readme", REPO / "benchmarks" / "update_readme.py")
     update_readme = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(update_readme)
-    result = compare(model, model, work_dir=tmp_path / "w", modes=["d"], data=shared_data, limit=8, threads=1,
-                     progress=lambda _: None)
+    result = compare(model, model, work_dir=work, modes=["peer:ort-int8", "ours"], data=shared_data, limit=8, threads=1,
+                     ours_from=("ort-int8",), max_accuracy_drop=100, progress=lambda _: None)
     (tmp_path / "compare.json").write_text(json.dumps(result))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- performance:start (generated) -->\nNot measured yet.\n<!-- performance:end -->\n\nrest\n")
-    update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize", str(tmp_path / "w" / "speed" / "int8" / "manifest.json"),
+    update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize", str(work / "speed" / "ort-int8" / "manifest.json"),
                         "--bench", "--readme", str(readme)])
     text = readme.read_text()
-    assert "Not measured yet" not in text and "| (d) ours fp32 fused ONNX" in text and "int8 gate (hf80" in text
+    assert "Not measured yet" not in text and "| peer | ONNX Runtime dynamic int8, arrival order" in text and "int8 gate (hf80" in text
     assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n") and text.endswith("<!-- performance:end -->\n\nrest\n")
-    assert result["machine"]["cpu"] in text
+    assert result["machine"]["cpu"] in text and "Ours is" in text

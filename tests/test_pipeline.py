@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from roberta_infer.cli import main
 from roberta_infer.default import default_model_dir
 
@@ -16,7 +18,16 @@ def test_run_on_default_model(tmp_path, shared_data, capsys):
     assert f"{100 * report['accuracy']['accuracy']:.2f} %" in card, "the model card states the accuracy `run` measures"
     assert report["fused_ops"]["Attention"] == json.loads((default_model_dir() / "config.json").read_text())["num_hidden_layers"]
     assert report["infer"]["throughput_samples_per_s"] > 0 and report["fidelity_max_abs_diff"] <= 1e-4
-    assert "accuracy" in capsys.readouterr().out
+    fast = report["fast"]  # the fastest gated bundle's row, beside the fp32 one
+    assert fast["precision"] == "int8" and fast["engine"] in ("onnxruntime", "openvino") and fast["infer"]["length_aware"]
+    assert fast["gate"]["accuracy_drop_pp"] <= 0.3 and fast["infer"]["samples"] == 872
+    fp32_labels = np.load(tmp_path / "results" / "logits.npy").argmax(1)
+    fast_labels = np.load(tmp_path / "results-int8" / "logits.npy").argmax(1)
+    gold = np.load(tmp_path / "prepared" / "labels.npy")
+    assert fast["agreement_with_fp32"] == np.mean(fp32_labels == fast_labels)
+    assert fast["accuracy"]["correct"] == np.sum(fast_labels == gold) and report["accuracy"]["correct"] == np.sum(fp32_labels == gold)
+    out = capsys.readouterr().out
+    assert "fp32: the reference's way" in out and "fastest gated" in out
 
 
 def test_predict_defaults_to_the_shipped_model(tmp_path, capsys):

@@ -1,6 +1,6 @@
-"""Throughput and latency of a dynamic bundle over a grid of batch sizes × sequence lengths.
+"""Throughput and latency of a bundle (either engine, any precision) over a grid of batch sizes × sequence lengths.
 
-Each cell runs full-length rows (`<s>`, random ids, `</s>`: the graph computes every position whatever the
+A static bundle is timed at its own shape only (one cell). Each cell runs full-length rows (`<s>`, random ids, `</s>`: the graph computes every position whatever the
 ids) for `warmup` untimed calls, then until `min_time` seconds and `min_iterations` calls have passed;
 throughput is batch size / median latency, so one slow call on a shared machine does not move it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +18,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import RobertaInferError
 from .runtime import BundleClassifier, machine
-from .synthetic import model_label
+from .synthetic import SHAPES, model_label
 
-# The reference's published figures (Huawei Ascend 310P3, static batch, seq 70): the only two known.
+# The reference's published figures (Huawei Ascend 310P3, static batch, seq 70, roberta-base): the only two known.
 REFERENCE_FPS = {(1, 70): 205.0, (32, 70): 1473.0}
 REFERENCE_NAME = "Ascend 310P3 (reference guide)"
+DEFAULT_BATCH_SIZES = [1, 4, 8, 16, 32, 64]
+DEFAULT_SEQ_LENS = [16, 32, 64, 70, 128]
+ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
-def bench(classifier: BundleClassifier, batch_sizes: list[int], seq_lens: list[int], out: Path, *, warmup: int = 3,
+def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens: list[int] | None, out: Path, *, warmup: int = 3,
           min_time: float = 1.0, min_iterations: int = 5, seed: int = 0, show_progress: bool = True) -> dict:
-    """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result."""
-    if classifier.static_batch is not None or classifier.static_seq is not None:
-        raise RobertaInferError("bench needs a dynamic bundle (this one is fixed at "
-                                f"{classifier.static_batch}x{classifier.static_seq}): re-export with `roberta-infer export --dynamic`")
+    """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result.
+
+    `batch_sizes` / `seq_lens` None: DEFAULT_BATCH_SIZES × DEFAULT_SEQ_LENS, or a static bundle's own shape (the only
+    one it runs). The reference's Ascend 310P3 figures are set beside a roberta-base-shaped model's cells only.
+    Raises RobertaInferError for sizes < 1, seq lens < 2 or above the model's positions, or another shape than a
+    static bundle's.
+    """
+    static = (classifier.static_batch, classifier.static_seq)
+    if None not in static:
+        batch_sizes, seq_lens = batch_sizes or [static[0]], seq_lens or [static[1]]
+        if (batch_sizes, seq_lens) != ([static[0]], [static[1]]):
+            raise RobertaInferError(f"this bundle is fixed at batch {static[0]} × seq {static[1]}: bench runs it at that shape "
+                                    "only (omit --batch-sizes/--seq-lens), or export a dynamic bundle for a grid")
+    batch_sizes, seq_lens = batch_sizes or DEFAULT_BATCH_SIZES, seq_lens or DEFAULT_SEQ_LENS
     if not batch_sizes or not seq_lens or min(batch_sizes) < 1 or min(seq_lens) < 2:
         raise RobertaInferError(f"batch sizes must be ≥ 1 and seq lens ≥ 2 (got {batch_sizes}, {seq_lens})")
     if max(seq_lens) > classifier.max_tokens:
@@ -39,6 +53,7 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int], seq_lens: list[i
     load_before = os.getloadavg()
     rng = np.random.default_rng(seed)
     vocab = classifier.manifest["architecture"]["vocab"]
+    reference = roberta_base_shaped(classifier.manifest["architecture"])
     cells = []
     columns = [TextColumn("bench {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, disable=not show_progress, transient=True) as bar:
@@ -59,14 +74,16 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int], seq_lens: list[i
                 p50 = float(np.median(ms))
                 cells.append({"batch_size": batch, "seq_len": seq, "iterations": len(ms), "seq_per_s": batch * 1000 / p50,
                               "latency_ms": {"p50": p50, "p99": float(np.percentile(ms, 99)), "min": float(ms.min())},
-                              "reference_fps": REFERENCE_FPS.get((batch, seq))})
+                              "reference_fps": REFERENCE_FPS.get((batch, seq)) if reference else None})
                 bar.advance(task)
     result = {"model": model_label(classifier.manifest), "synthetic": bool(classifier.manifest.get("synthetic")),
-              "engine": classifier.engine, "precision": classifier.precision, "quantization": classifier.precision,
+              "engine": classifier.engine, "engine_version": version(classifier.engine), "precision": classifier.precision,
+              "static_shape": None if None in static else list(static),
               "model_sha256": classifier.manifest["model_sha256"], "threads": classifier.threads,
               "provider": classifier.provider, "machine": machine(),
-              "load_average": {"before": load_before, "after": os.getloadavg()}, "warmup": warmup, "min_time_s": min_time,
-              "min_iterations": min_iterations, "reference": REFERENCE_NAME, "cells": cells}
+              "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "warmup": warmup,
+              "min_time_s": min_time, "min_iterations": min_iterations, "reference": REFERENCE_NAME if reference else None,
+              "cells": cells}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -82,19 +99,51 @@ def full_rows(classifier: BundleClassifier, batch: int, seq: int, vocab: int, rn
     return tokens
 
 
+def roberta_base_shaped(architecture: dict) -> bool:
+    """Whether a manifest's architecture is roberta-base's (the reference's model): only then do its figures compare."""
+    shape = SHAPES["roberta-base"]
+    return (architecture["layers"], architecture["hidden"], architecture["heads"], architecture["ffn"]) == (
+        shape["num_hidden_layers"], shape["hidden_size"], shape["num_attention_heads"], shape["intermediate_size"])
+
+
+def label(result: dict) -> str:
+    """How tables and plots name what ran: "OpenVINO 2026.4.1 int8"."""
+    return f"{ENGINE_NAMES.get(result['engine'], result['engine'])} {result['engine_version']} {result['precision']}"
+
+
 def markdown(result: dict) -> str:
-    """The cells as a table, the reference's figures in their own column (— where it published none)."""
+    """The cells as a table, the reference's figures in their own column (— where it published none) for roberta-base."""
     cpu = result["machine"]
-    lines = [f"**{result['model']}**, {result['quantization']}, {result.get('engine', 'onnxruntime')} "
-             f"{result['provider']}, {result['threads']} threads on {cpu['cpu']} ({cpu['physical_cores']} physical cores, "
-             f"load average {result['load_average']['before'][0]:.2f} at start). "
+    ref_column = [f"{result['reference']} seq/s"] if result["reference"] else []
+    lines = [f"**{result['model']}**, {label(result)}, {result['provider']}, {result['threads']} threads on {cpu['cpu']} "
+             f"({cpu['physical_cores']} physical cores, load average {result['load_average']['before'][0]:.2f} at start). "
              f"seq/s = batch size / median latency.", "",
-             f"| batch | seq | seq/s | p50 ms | p99 ms | {result['reference']} seq/s |", "|---:|---:|---:|---:|---:|---:|"]
+             "| " + " | ".join(["batch", "seq", "seq/s", "p50 ms", "p99 ms", *ref_column]) + " |",
+             "|" + "---:|" * (5 + len(ref_column))]
     for cell in result["cells"]:
-        ref = cell["reference_fps"]
-        lines.append(f"| {cell['batch_size']} | {cell['seq_len']} | {cell['seq_per_s']:.1f} | {cell['latency_ms']['p50']:.2f} | "
-                     f"{cell['latency_ms']['p99']:.2f} | {'—' if ref is None else f'{ref:g}'} |")
+        ref = [reference_cell(cell["reference_fps"])] if result["reference"] else []
+        lines.append("| " + " | ".join([str(cell["batch_size"]), str(cell["seq_len"]), f"{cell['seq_per_s']:.1f}",
+                                        f"{cell['latency_ms']['p50']:.2f}", f"{cell['latency_ms']['p99']:.2f}", *ref]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def side_by_side(results: list[dict]) -> str:
+    """seq/s of several bench results (e.g. fp32, bf16, int8) per batch × seq cell, one column each, then the
+    reference's figures where every result is roberta-base-shaped; — where a result has no such cell."""
+    cells = [{(c["batch_size"], c["seq_len"]): c for c in result["cells"]} for result in results]
+    shapes = sorted(set().union(*cells), key=lambda shape: (shape[1], shape[0]))
+    reference = all(result["reference"] for result in results)
+    header = ["batch", "seq", *(f"{label(result)} seq/s" for result in results), *([f"{REFERENCE_NAME} seq/s"] if reference else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for batch, seq in shapes:
+        measured = [f"{by_shape[batch, seq]['seq_per_s']:.1f}" if (batch, seq) in by_shape else "—" for by_shape in cells]
+        ref = [reference_cell(REFERENCE_FPS.get((batch, seq)))] if reference else []
+        lines.append("| " + " | ".join([str(batch), str(seq), *measured, *ref]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_cell(fps: float | None) -> str:
+    return "—" if fps is None else f"{fps:g}"
 
 
 def plot(result: dict, path: Path) -> None:
@@ -108,7 +157,7 @@ def plot(result: dict, path: Path) -> None:
     for seq in sorted({c["seq_len"] for c in result["cells"]}):
         cells = sorted((c for c in result["cells"] if c["seq_len"] == seq), key=lambda c: c["batch_size"])
         ax.plot([c["batch_size"] for c in cells], [c["seq_per_s"] for c in cells], marker="o", label=f"seq {seq}")
-    for (batch, seq), fps in REFERENCE_FPS.items():
+    for (batch, seq), fps in REFERENCE_FPS.items() if result["reference"] else ():
         ax.scatter([batch], [fps], marker="x", color="black", zorder=3)
         ax.annotate(f"{REFERENCE_NAME}, seq {seq}", (batch, fps), textcoords="offset points", xytext=(-5, 6), fontsize=7,
                     ha="right" if batch > 1 else "left")
@@ -118,7 +167,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.set_xlabel("batch size")
     ax.set_ylabel("sequences / s")
-    ax.set_title(f"{result['model']}, {result['quantization']}, {result['threads']} threads", fontsize=10)
+    ax.set_title(f"{result['model']}, {label(result)}, {result['threads']} threads", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,18 +1,26 @@
-"""End to end on SST-2 dev, text → label with tokenisation included, in each way one could run the model.
+"""Us against the engines people run, on equal terms: SST-2 dev end to end, text → label, tokenisation included.
 
 Speed is measured on a roberta-base-shaped model (synthetic weights: time depends on the shape only), accuracy
-on the trained default model run the same way. GFLOP/s counts the multiply-adds of the shapes actually run,
-padding included, and is set against this machine's measured fp32 GEMM peak.
+on the trained default model run the same way. Three groups of rows:
+
+- *peer*: each engine as its users run it — batches of 32 texts in arrival order, each padded to its longest
+  (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against);
+- *engine*: the same engines, the same model files, fed our length-aware batches (`predict.length_batches`);
+- *ours*: our full pipeline (`predict.classify`) on the fastest of our gated bundles, chosen by measurement here.
+
+A peer row differs from its engine row only in the batching, an engine row from ours only in the pipeline.
+GFLOP/s counts the multiply-adds of the shapes actually run, padding included, against this machine's measured
+fp32 GEMM peak.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
 import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,95 +32,224 @@ from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
-from .predict import classify
+from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
-from .quantize import QuantSettings, quantize_bundle
-from .runtime import BundleClassifier, machine, physical_cores
+from .quantize import accuracy_gate, comparable, quantize_bundle
+from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
 
 BATCH_SIZE = 32
 FIXED_LEN = 70
-# mode → (description, which form of the model, how batches are padded); "f" takes the faster of its forms.
-MODES = {
-    "a": ("PyTorch eager, fixed padding 70, batch 32 (baseline)", ("torch",), "fixed"),
-    "b": ("PyTorch eager, pad to longest, batch 32", ("torch",), "longest"),
-    "c": ("PyTorch dynamic int8 (Linear), pad to longest, batch 32", ("torch-int8",), "longest"),
-    "d": ("ours fp32 fused ONNX, fixed padding 70, batch 32", ("fp32",), "fixed"),
-    "e": ("ours int8 ONNX (dynamic quantization), fixed padding 70, batch 32", ("int8",), "fixed"),
-    "f": ("ours length-aware batching, batch 32", ("fp32", "int8"), "length-aware"),
-}
-# The int8 bundles are built with `quantize`'s settings but not refused here: the table shows their accuracy itself.
+# Bundles are built ungated (their accuracy is in the table); ours is chosen among those whose gate, run on the
+# accuracy model at their build, passed (by default at `quantize`'s 0.3 SST-2 dev percentage points).
 NO_GATE = 100.0
 
 
-@dataclass
-class Forms:
-    """One model in every form the modes run."""
+@dataclass(frozen=True)
+class Engine:
+    """One engine and precision, as its users get it: `form` names which model object runs it."""
 
-    label: str
-    forms: dict[str, RobertaClassifier | BundleClassifier]
-    architecture: dict
-
-
-def model_forms(classifier: RobertaClassifier, work_dir: Path, *, data: Path | None, threads: int | None,
-                progress: Callable[[str], None] = print) -> Forms:
-    """PyTorch, PyTorch int8, and our fp32 and int8 bundles (built in `work_dir` unless already there for this model)."""
-    work_dir = Path(work_dir)
-    fp32_dir, int8_dir = work_dir / "fp32", work_dir / "int8"
-    if not current(fp32_dir, lambda m: m["source"] == classifier.source):
-        progress(f"exporting {fp32_dir}")
-        mark_synthetic(build_bundle(classifier, fp32_dir, progress=progress), fp32_dir)
-    fp32 = load_bundle(fp32_dir, threads=threads)
-    settings = json.loads(json.dumps(dataclasses.asdict(QuantSettings())))
-    settings.update(fp32_model_sha256=fp32.manifest["model_sha256"], graph="unfused export")
-    if not current(int8_dir, lambda m: all(m["quantization"].get(k) == v for k, v in settings.items())):
-        progress(f"quantizing into {int8_dir}")
-        quantize_bundle(fp32_dir, int8_dir, source=classifier, data=data, max_accuracy_drop=NO_GATE, threads=threads,
-                        progress=progress)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice (it is still the PyTorch baseline)
-        torch_int8 = torch.ao.quantization.quantize_dynamic(classifier.model, {torch.nn.Linear}, dtype=torch.qint8)
-    forms = {"torch": classifier, "torch-int8": dataclasses.replace(classifier, model=torch_int8), "fp32": fp32,
-             "int8": load_bundle(int8_dir, threads=threads)}
-    return Forms(model_label(fp32.manifest), forms, fp32.manifest["architecture"])
+    engine: str
+    precision: str
+    description: str
+    form: str
 
 
-def current(bundle: Path, matches: Callable[[dict], bool]) -> bool:
-    """Whether `bundle` is a loadable bundle whose manifest `matches` (else it is rebuilt)."""
+# Engine key → how it runs. OpenVINO rows run the IR of our own OpenVINO bundles compiled as a user would
+# (`Core().compile_model(xml, "CPU")`, no hint), ONNX Runtime's the model of our ORT int8 bundle.
+ENGINES = {
+    "hf-fp32": Engine("pytorch", "fp32", "Hugging Face transformers eager fp32", "torch"),
+    "torch-bf16": Engine("pytorch", "bf16", 'PyTorch bf16 autocast (torch.autocast("cpu", torch.bfloat16))', "torch-bf16"),
+    "torch-int8": Engine("pytorch", "int8", "PyTorch dynamic int8 (torch.ao quantize_dynamic, Linear)", "torch-int8"),
+    "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8", "ort-int8"),
+    "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 on AMX)", "ov:ov-fp32"),
+    "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8", "ov:ov-int8"),
+}
+BASELINE = "peer:hf-fp32-fixed70"
+# Mode name → (group, engine key). The baseline is the only fixed-length row.
+MODES = {BASELINE: ("peer", "hf-fp32"), **{f"peer:{key}": ("peer", key) for key in ENGINES},
+         **{f"engine:{key}": ("engine", key) for key in ENGINES}, "ours": ("ours", None)}
+# Our gated bundles that may be "ours", and how each is built (`quantize` for ORT int8, else `build_bundle`).
+OURS = {"ort-int8": ("onnxruntime", "int8"), "ov-int8": ("openvino", "int8"), "ov-bf16": ("openvino", "bf16")}
+BUNDLES = {"ort-fp32": ("onnxruntime", "fp32"), "ov-fp32": ("openvino", "fp32"), **OURS}
+# The OpenVINO IR inside an OpenVINO bundle.
+IR_FILE = "model.xml"
+
+
+def parse_modes(text: str) -> list[str]:
+    """`--modes`: comma-separated names of MODES, or a group (`peer`, `engine`) for all of its rows, or `all`."""
+    chosen: list[str] = []
+    for name in filter(None, (part.strip() for part in text.split(","))):
+        if name == "all":
+            chosen += list(MODES)
+        elif name in ("peer", "engine"):
+            chosen += [mode for mode, (group, _) in MODES.items() if group == name]
+        elif name in MODES:
+            chosen.append(name)
+        else:
+            raise RobertaInferError(f"unknown mode {name!r}: choose from all, peer, engine, {', '.join(MODES)}")
+    if not chosen:
+        raise RobertaInferError("--modes names no mode")
+    return chosen
+
+
+class Autocast:
+    """A PyTorch classifier run as its users get bf16: the forward pass inside `torch.autocast("cpu", torch.bfloat16)`."""
+
+    def __init__(self, classifier: RobertaClassifier) -> None:
+        self.classifier = classifier
+        self.encoder, self.class_names, self.max_tokens = classifier.encoder, classifier.class_names, classifier.max_tokens
+
+    def logits(self, src_tokens: np.ndarray) -> np.ndarray:
+        """float32 [N, classes] (the bf16 logits widened)."""
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.classifier.logits(src_tokens)
+
+
+class OpenVinoPeer:
+    """An OpenVINO bundle's IR compiled as a user of OpenVINO would: `Core().compile_model(xml, "CPU")`, default hint.
+
+    `precision` is what OpenVINO chose (its INFERENCE_PRECISION_HINT: bf16 on AMX CPUs, else f32).
+    """
+
+    def __init__(self, bundle: Path, threads: int) -> None:
+        import openvino as ov
+
+        ours = load_bundle(bundle, threads=threads)
+        self.encoder, self.class_names, self.max_tokens, self.manifest = ours.encoder, ours.class_names, ours.max_tokens, ours.manifest
+        self.model = ov.Core().compile_model(Path(bundle) / IR_FILE, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        self.precision = str(self.model.get_property("INFERENCE_PRECISION_HINT")).lower()
+
+    def logits(self, src_tokens: np.ndarray) -> np.ndarray:
+        return self.model(np.ascontiguousarray(src_tokens, dtype=np.int64))[0]
+
+
+class Models:
+    """One model in every form the modes run, made on first use; bundles cached in `work_dir` per model."""
+
+    def __init__(self, classifier: RobertaClassifier, work_dir: Path, *, data: Path | None, threads: int,
+                 progress: Callable[[str], None]) -> None:
+        self.classifier, self.work_dir, self.data, self.threads, self.progress = classifier, Path(work_dir), data, threads, progress
+        self.forms: dict[str, Classifier] = {}
+
+    def bundle(self, name: str) -> Path:
+        """The directory of bundle `name` (a key of BUNDLES) of this model, built unless already there."""
+        engine, precision = BUNDLES[name]
+        directory = self.work_dir / name
+        if not current(directory, self.classifier.source, engine, precision):
+            self.progress(f"building {directory} ({engine} {precision})")
+            if name == "ort-int8":
+                quantize_bundle(self.bundle("ort-fp32"), directory, source=self.classifier, data=self.data,
+                                max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress)
+            else:
+                mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
+                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress), directory)
+        return directory
+
+    def form(self, name: str) -> Classifier:
+        """`torch`, `torch-bf16`, `torch-int8`, `ov:BUNDLE` (an OpenVINO bundle's IR as users compile it), or a bundle
+        of BUNDLES through our `load_bundle`."""
+        if name not in self.forms:
+            if name == "torch":
+                model = self.classifier
+            elif name == "torch-bf16":
+                model = Autocast(self.classifier)
+            elif name == "torch-int8":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice (still what its users run)
+                    int8 = torch.ao.quantization.quantize_dynamic(self.classifier.model, {torch.nn.Linear}, dtype=torch.qint8)
+                model = replace(self.classifier, model=int8)
+            elif name.startswith("ov:"):
+                model = OpenVinoPeer(self.bundle(name.removeprefix("ov:")), self.threads)
+            else:
+                model = load_bundle(self.bundle(name), threads=self.threads)
+            self.forms[name] = model
+        return self.forms[name]
+
+    def gate_drop(self, name: str) -> float:
+        """SST-2 dev points bundle `name` (of OURS) loses against its engine's fp32 form: from the gate its build ran
+        (int8), else measured now with `quantize.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
+        bundle = load_bundle(self.bundle(name), threads=self.threads)
+        gate = bundle.manifest.get("quantization", {}).get("gate")
+        if gate is None:
+            fp32 = load_bundle(self.bundle("ov-fp32" if bundle.engine == "openvino" else "ort-fp32"), threads=self.threads)
+            gate = accuracy_gate(fp32, bundle, data=self.data, max_accuracy_drop=NO_GATE, names=("fp32", bundle.precision),
+                                 progress=self.progress)
+        return gate["accuracy_drop_pp"]
+
+    @property
+    def label(self) -> str:
+        return model_label({"source": self.classifier.source, "synthetic": self.classifier.source.get("kind") == "synthetic"})
+
+    @property
+    def architecture(self) -> dict:
+        config = self.classifier.model.config
+        return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
+                "ffn": config.intermediate_size}
+
+
+def current(bundle: Path, source: dict, engine: str, precision: str) -> bool:
+    """Whether `bundle` loads and was made from `source` as `engine` / `precision` (else it is rebuilt)."""
     try:
-        return matches(load_bundle(bundle).manifest)
+        loaded = load_bundle(bundle)
     except (RobertaInferError, KeyError):
         return False
+    return comparable(loaded.manifest["source"]) == comparable(source) and (loaded.engine, loaded.precision) == (engine, precision)
 
 
 class Recorder:
-    """A classifier that notes the shape of every batch it runs, to count the work done."""
+    """A classifier that notes the shape and duration (s) of every model call, to count the work and its latency."""
 
-    def __init__(self, classifier: RobertaClassifier | BundleClassifier) -> None:
+    def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
-        self.encoder = classifier.encoder
-        self.class_names = classifier.class_names
-        self.max_tokens = classifier.max_tokens
+        self.encoder, self.class_names, self.max_tokens = classifier.encoder, classifier.class_names, classifier.max_tokens
         self.shapes: list[tuple[int, int]] = []
+        self.seconds: list[float] = []
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
-        self.shapes.append(src_tokens.shape)
-        return self.classifier.logits(src_tokens)
+        start = time.perf_counter()
+        out = self.classifier.logits(src_tokens)
+        self.seconds.append(time.perf_counter() - start)
+        self.shapes.append(tuple(src_tokens.shape))
+        return out
 
 
-def run_mode(classifier: RobertaClassifier | BundleClassifier, texts: list[str], padding: str) -> tuple[np.ndarray, list]:
-    """Logits of `texts` (tokenised here) in input order, and the batch shapes run."""
-    recorder = Recorder(classifier)
-    if padding == "length-aware":
-        return classify(recorder, texts, batch_size=BATCH_SIZE), recorder.shapes
-    rows = classifier.encoder.encode(texts)
+def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | None = None) -> np.ndarray:
+    """Logits [N, classes] of batches of 32 texts in arrival order, each padded to its longest (or to `width` ids)."""
+    rows = encode(classifier, texts)
     out = []
     for start in range(0, len(rows), BATCH_SIZE):
         batch = rows[start : start + BATCH_SIZE]
-        width = FIXED_LEN if padding == "fixed" else min(classifier.max_tokens, max(len(r) for r in batch))
-        out.append(recorder.logits(pad_to(batch, width, pad=classifier.encoder.pad, eos=classifier.encoder.eos)[0]))
-    return np.concatenate(out), recorder.shapes
+        if width is None:
+            out.append(batch_logits(classifier, batch))
+        else:
+            out.append(classifier.logits(pad_to(batch, width, pad=classifier.encoder.pad, eos=classifier.encoder.eos)[0]))
+    return np.concatenate(out)
+
+
+def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.ndarray, Recorder]:
+    """Logits of `texts` in input order, the way `mode` runs them, and the record of its model calls."""
+    recorder = Recorder(classifier)
+    group = MODES[mode][0]
+    if group == "peer":
+        logits = as_users_run_it(recorder, texts, width=FIXED_LEN if mode == BASELINE else None)
+    else:
+        logits = classify(recorder, texts, batch_size=BATCH_SIZE)
+    return logits, recorder
+
+
+def timed(mode: str, classifier: Classifier, texts: list[str], repeats: int) -> tuple[float, np.ndarray, Recorder]:
+    """The fastest of `repeats` passes after one warm-up on the first batch: other load on a shared machine only slows."""
+    run_mode(mode, classifier, texts[:BATCH_SIZE])
+    best = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        logits, recorder = run_mode(mode, classifier, texts)
+        seconds = time.perf_counter() - start
+        if best is None or seconds < best[0]:
+            best = (seconds, logits, recorder)
+    return best
 
 
 def forward_flops(arch: dict, batch: int, seq: int, classes: int = 2) -> float:
@@ -149,17 +286,29 @@ def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str |
 
 def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | None, *, work_dir: Path, modes: list[str],
             data: Path | None = None, limit: int | None = None, threads: int | None = None, repeats: int = 1,
-            accuracy_note: str | None = None, progress: Callable[[str], None] = print) -> dict:
+            ours_from: tuple[str, ...] | None = None, max_accuracy_drop: float = 0.3, accuracy_note: str | None = None,
+            progress: Callable[[str], None] = print) -> dict:
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
 
-    Their bundles (fp32, int8) are built under `work_dir` once and reused while the models are the same.
+    `modes` are keys of MODES (the baseline always runs too). "ours" is the fastest, through `predict.classify`,
+    of the bundles `ours_from` (keys of OURS; default: ORT int8, and OpenVINO int8 and bf16 where openvino is
+    installed, bf16 only on a CPU with bf16 instructions) whose gate on `accuracy_model` lost at most
+    `max_accuracy_drop` SST-2 dev points. Bundles are built
+    under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
+    per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
+    baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
+    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, or a model with
+    fewer than 70 positions.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
-    modes = sorted({"a", *modes})  # the baseline every ratio is taken against always runs
+    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
+    if not ours_from or set(ours_from) - set(OURS):
+        raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
+    modes = [BASELINE, *(m for m in MODES if m in modes and m != BASELINE)]  # the table's order
     for model in (speed_model, accuracy_model):
         if model is not None and model.max_tokens < FIXED_LEN:
             raise RobertaInferError(f"{model.source.get('path', 'the model')} holds {model.max_tokens} positions, "
@@ -167,74 +316,146 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     split = read_sst2(sst2_file(data, "dev"))
     texts, raw_labels = split.sentences[:limit], split.labels[:limit]
     threads = threads or physical_cores()
-    speed = model_forms(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress)
-    trained = speed if accuracy_model is speed_model else None
-    if accuracy_model is not None and trained is None:
-        trained = model_forms(accuracy_model, Path(work_dir) / "accuracy", data=data, threads=threads, progress=progress)
-    torch.set_num_threads(threads)  # the PyTorch modes and the GEMM peak get the cores ONNX Runtime gets
-    load_before = os.getloadavg()
-    peaks = [gemm_peak_gflops()]
-    results, baseline_labels = [], None
-    for mode in modes:
-        description, form_names, padding = MODES[mode]
-        timings = {}
-        for form in form_names:
-            model = speed.forms[form]
-            run_mode(model, texts[:BATCH_SIZE], padding)  # warm up: first-call allocations, thread pools
-            for _ in range(repeats):  # the fastest pass: other load on a shared machine only ever slows one down
-                start = time.perf_counter()
-                logits, shapes = run_mode(model, texts, padding)
-                seconds = time.perf_counter() - start
-                if form not in timings or seconds < timings[form][0]:
-                    timings[form] = (seconds, logits, shapes)
-        form = min(timings, key=lambda name: timings[name][0])
-        seconds, logits, shapes = timings[form]
-        labels = logits.argmax(1)
-        baseline_labels = labels if mode == "a" else baseline_labels
-        score = None
-        if trained is not None:
-            acc_model = trained.forms[form]
-            gold = label_indices(raw_labels, acc_model.class_names)
-            score = accuracy(run_mode(acc_model, texts, padding)[0], acc_model.class_names, gold, acc_model.class_names)["accuracy"]
-        flops = sum(forward_flops(speed.architecture, b, s) for b, s in shapes)
-        results.append({"mode": mode, "name": description + (f" ({form})" if len(form_names) > 1 else ""), "form": form,
-                        "model": speed.label, "seconds": seconds, "sentences_per_s": len(texts) / seconds,
-                        "accuracy": score, "gflops": flops / seconds / 1e9,
-                        "agreement_with_baseline": float(np.mean(labels == baseline_labels)),
-                        "sentences_per_s_by_form": {name: len(texts) / timing[0] for name, timing in timings.items()}})
-        progress(f"({mode}) {results[-1]['name']}: {results[-1]['sentences_per_s']:.1f} sentences/s")
-    peaks.append(gemm_peak_gflops())  # before and after: the higher one is the machine's, the lower was disturbed
+    speed = Models(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress)
+    trained = None
+    if accuracy_model is not None:
+        trained = speed if accuracy_model is speed_model else Models(accuracy_model, Path(work_dir) / "accuracy", data=data,
+                                                                     threads=threads, progress=progress)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the PyTorch modes and the GEMM peak get the cores the other engines get
+    try:
+        load_before = os.getloadavg()
+        peaks = [gemm_peak_gflops()]
+        results = [run_one(mode, speed, trained, texts, raw_labels, repeats, (ours_from, max_accuracy_drop), progress)
+                   for mode in modes]
+        peaks.append(gemm_peak_gflops())  # before and after: the higher one is the machine's, the lower was disturbed
+    finally:
+        torch.set_num_threads(torch_threads)
     progress(f"fp32 GEMM peak {max(peaks):.0f} GFLOP/s on {threads} threads")
-    for result in results:
-        result["ratio_to_baseline"] = result["sentences_per_s"] / results[0]["sentences_per_s"]
+    baseline, labels = results[0], [result.pop("labels") for result in results]
+    for result, mode_labels in zip(results, labels):
+        result["agreement_with_baseline"] = float(np.mean(mode_labels == labels[0]))
+        result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
+        result["gflops"] = sum(forward_flops(speed.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
         result["percent_of_peak"] = 100 * result["gflops"] / max(peaks)
-    return {"machine": machine(), "threads": threads, "repeats": repeats, "load_average": {"before": load_before, "after": os.getloadavg()},
-            "peak_gflops": max(peaks), "peak_gflops_measured": peaks, "sentences": len(texts), "speed_model": speed.label,
-            "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note, "modes": results}
+    return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
+            "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": max(peaks),
+            "peak_gflops_measured": peaks, "sentences": len(texts), "speed_model": speed.label,
+            "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
+            "agreement_on": "accuracy model" if trained else "speed model", "baseline": BASELINE,
+            "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
 
 
-def rows(result: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the terminal table and the README's markdown."""
-    header = ["mode", "sentences/s", "× baseline", "accuracy", "GFLOP/s", "% of GEMM peak"]
-    body = [[f"({m['mode']}) {m['name']}", f"{m['sentences_per_s']:.1f}", f"{m['ratio_to_baseline']:.2f}×",
-             "—" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f} %", f"{m['gflops']:.0f}", f"{m['percent_of_peak']:.0f} %"]
+def default_candidates(isa: list[str]) -> tuple[str, ...]:
+    """ORT int8, plus OpenVINO int8 where openvino is installed, plus OpenVINO bf16 if the CPU has bf16 instructions
+    (`isa`: `runtime.cpu_isa()`)."""
+    if importlib.util.find_spec("openvino") is None:
+        return ("ort-int8",)
+    return ("ort-int8", "ov-int8", *(("ov-bf16",) if {"amx_bf16", "avx512_bf16"} & set(isa) else ()))
+
+
+def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], raw_labels: list[str], repeats: int,
+            gate: tuple[tuple[str, ...], float], progress: Callable[[str], None]) -> dict:
+    """One row: the speed pass(es) on `speed`, then the same mode on `trained` for accuracy and labels.
+
+    `gate`: the candidates for ours and the accuracy drop (points) they may have lost on `trained`.
+    """
+    group, key = MODES[mode]
+    entry: dict = {"mode": mode, "group": group}
+    if group == "ours":
+        ours_from, max_drop = gate
+        drops = {name: trained.gate_drop(name) for name in ours_from} if trained is not None else {}
+        eligible = [name for name in ours_from if drops.get(name, 0.0) <= max_drop]
+        if not eligible:
+            raise RobertaInferError(f"none of {', '.join(ours_from)} kept SST-2 dev accuracy within {max_drop:g} points on "
+                                    f"the accuracy model (lost {', '.join(f'{n} {d:.2f}' for n, d in drops.items())})")
+        passes = {name: timed(mode, speed.form(name), texts, repeats) for name in eligible}
+        form = min(passes, key=lambda name: passes[name][0])
+        engine, precision = OURS[form]
+        entry.update(engine=engine, precision=precision, candidate=form, name=f"ours: predict.classify on {engine} {precision}",
+                     sentences_per_s_by_candidate={name: len(texts) / p[0] for name, p in passes.items()},
+                     gate_drop_pp=drops or None)
+        seconds, logits, recorder = passes[form]
+    else:
+        spec = ENGINES[key]
+        form = spec.form
+        model = speed.form(form)
+        precision = f"{model.precision} (default hint)" if spec.precision == "default hint" else spec.precision
+        batching = "fixed 70" if mode == BASELINE else "arrival order, padded to longest" if group == "peer" else "length-aware"
+        entry.update(engine=spec.engine, precision=precision, name=f"{spec.description}, {batching}")
+        seconds, logits, recorder = timed(mode, model, texts, repeats)
+    labels, score = logits.argmax(1), None
+    if trained is not None:
+        acc_model = trained.form(form)
+        acc_logits = run_mode(mode, acc_model, texts)[0]
+        gold = label_indices(raw_labels, acc_model.class_names)
+        score = accuracy(acc_logits, acc_model.class_names, gold, acc_model.class_names)["accuracy"]
+        labels = acc_logits.argmax(1)
+    ms = np.array(recorder.seconds) * 1000
+    entry.update(model=speed.label, seconds=seconds, sentences_per_s=len(texts) / seconds, accuracy=score,
+                 latency_ms={"p50": float(np.median(ms)), "p99": float(np.percentile(ms, 99))},
+                 batch_shapes=[list(shape) for shape in recorder.shapes], labels=labels)
+    progress(f"{mode}: {entry['sentences_per_s']:.1f} sentences/s ({entry['name']})")
+    return entry
+
+
+def ratios(results: list[dict]) -> dict:
+    """Ours against the fastest peer and against each engine row (None where those rows were not run)."""
+    ours = next((r for r in results if r["group"] == "ours"), None)
+    peers = [r for r in results if r["group"] == "peer"]
+    fastest = max(peers, key=lambda r: r["sentences_per_s"])
+    if ours is None:
+        return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
+    return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": ours["sentences_per_s"] / fastest["sentences_per_s"],
+            "ours_vs_engine": {r["mode"]: ours["sentences_per_s"] / r["sentences_per_s"] for r in results if r["group"] == "engine"}}
+
+
+def rows(result: dict, *, described: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the README's markdown and (`described=False`: modes by key, no group or GFLOP/s
+    column) the terminal table."""
+    header = ["group", "mode", "engine", "precision", "sentences/s", "× baseline", "accuracy", "agreement", "p99 ms", "GFLOP/s"]
+    body = [[m["group"], m["name"], m["engine"], m["precision"], f"{m['sentences_per_s']:.1f}", f"{m['ratio_to_baseline']:.2f}×",
+             "—" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f} %", f"{100 * m['agreement_with_baseline']:.2f} %",
+             f"{m['latency_ms']['p99']:.1f}", f"{m['gflops']:.0f}"]
             for m in result["modes"]]
-    return header, body
+    if described:
+        return header, body
+    return header[1:-1], [[m["mode"], *cells[2:-1]] for m, cells in zip(result["modes"], body)]
 
 
 def caption(result: dict) -> str:
     cpu = result["machine"]
     accuracy_from = result["accuracy_model"] or f"none ({result['accuracy_note']})"
     load = result["load_average"]["before"][0]
-    return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, on {cpu['cpu']} "
-            f"({cpu['physical_cores']} physical cores, {result['threads']} threads, load average {load:.2f} at start, "
-            f"fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
-            f"Speed: {result['speed_model']}; accuracy: {accuracy_from}. fp32 GEMM peak measured: "
-            f"{result['peak_gflops']:.0f} GFLOP/s (int8 modes: the same FLOP count, so a rate above peak is possible).")
+    isa = ", ".join(flag for flag, present in cpu["isa"].items() if present) or "none of " + ", ".join(cpu["isa"])
+    return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, batches of {result['batch_size']}, "
+            f"on {cpu['cpu']} ({isa}; {cpu['physical_cores']} physical cores, {result['threads']} threads, load average "
+            f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
+            f"Speed: {result['speed_model']}; accuracy: {accuracy_from}; agreement: labels equal to the baseline's, on the "
+            f"{result['agreement_on']}. p99: model-call latency. fp32 GEMM peak measured: {result['peak_gflops']:.0f} GFLOP/s.")
+
+
+def summary(result: dict) -> str:
+    """The ratios in one sentence."""
+    r = result["ratios"]
+    if r["ours_vs_fastest_peer"] is None:
+        return f"Fastest peer: {r['fastest_peer']}."
+    engines = ", ".join(f"{mode.removeprefix('engine:')} {ratio:.2f}×" for mode, ratio in r["ours_vs_engine"].items())
+    return (f"Ours is {r['ours_vs_fastest_peer']:.2f}× the fastest peer ({r['fastest_peer']})"
+            + (f"; against each engine given our batching: {engines}." if engines else "."))
 
 
 def markdown(result: dict) -> str:
     header, body = rows(result)
-    lines = [caption(result), "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines = [caption(result), "", "| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", summary(result)]) + "\n"
+
+
+def write_json(result: dict, path: Path) -> None:
+    """`result` as indented JSON at `path`, written beside it first and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
