@@ -101,6 +101,15 @@ def predict(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -
     ]
 
 
+def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
+    """`{"label", "score", "logits"}` per row; the score is the softmax probability of the chosen label."""
+    wide = logits.astype(np.float64)
+    probs = np.exp(wide - wide.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    best = wide.argmax(axis=1)
+    return [{"label": class_names[k], "score": float(p[k]), "logits": row.tolist()} for k, p, row in zip(best, probs, logits)]
+
+
 def write_jsonl(records: list[dict], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

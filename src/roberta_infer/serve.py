@@ -44,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 from . import inference_protocol as v2
 from . import __version__
 from .errors import RobertaInferError
-from .predict import batch_logits, classify, encode, length_batches, planned_batches
+from .predict import batch_logits, classify, encode, labelled, length_batches, planned_batches
 from .runtime import BundleClassifier
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
@@ -283,15 +283,6 @@ def call_cost_tokens(classifier: BundleClassifier, batch_size: int, repeats: int
     if per_token <= 0:
         return float(batch_size * tokens)
     return max(0.0, one / per_token - tokens)
-
-
-def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
-    """`{"label", "score", "logits"}` per row; the score is the softmax probability of the chosen label."""
-    wide = logits.astype(np.float64)
-    probs = np.exp(wide - wide.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    best = wide.argmax(axis=1)
-    return [{"label": class_names[k], "score": float(p[k]), "logits": row.tolist()} for k, p, row in zip(best, probs, logits)]
 
 
 # ---------------------------------------------------------------- request parsing
