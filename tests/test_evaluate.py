@@ -119,3 +119,38 @@ def test_reference_files_bad_inputs(tmp_path, capsys):
     assert "label index 7, but" in error("--labels", str(labels), "--label-dict", str(label_dict))
     labels.write_bytes(b"\x00" * 12)
     assert "not whole int64 labels" in error("--labels", str(labels), "--label-dict", str(label_dict))
+
+
+def test_evaluate_scores_and_errors_file_from_a_prepared_split(tmp_path, hf_model, capsys):
+    """prepare → infer → evaluate --errors: the misclassified texts are those `predict` gets wrong on the same TSV."""
+    from roberta_infer.bundle import build_bundle
+    from roberta_infer.checkpoint import load_classifier
+    from roberta_infer.data import read_sst2
+    from roberta_infer.predict import predict
+
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    rows = ["a gorgeous , witty , seductive movie .\t1", "the plot is nothing but boilerplate clichés\t0",
+            "it 's not a bad film\t1", "utterly dull\t0", "a masterpiece\t1", "bored for 120 minutes\t0"]
+    (data / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    classifier = load_classifier(hf_model)
+    build_bundle(classifier, tmp_path / "bundle", progress=lambda _: None)
+    assert main(["prepare", "--data", str(data), "--model", str(hf_model), "--seq-len", "32", "--out", str(tmp_path / "prep")]) == 0
+    assert main(["infer", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "prep"), "--out",
+                 str(tmp_path / "res"), "--batch-size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "prep"),
+                 "--errors", str(tmp_path / "errors.jsonl")]) == 0
+    out = capsys.readouterr().out
+    split = read_sst2(data / "dev.tsv")
+    gold = {"0": "negative", "1": "positive"}
+    expected = [(i, r["text"], gold[label], r["label"]) for i, (r, label) in
+                enumerate(zip(predict(classifier, split.sentences), split.labels)) if r["label"] != gold[label]]
+    errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [(e["index"], e["text"], e["gold"], e["predicted"]) for e in errors] == expected
+    assert all(0.5 <= e["score"] <= 1 for e in errors)
+    assert f"accuracy {100 * (6 - len(expected)) / 6:.2f} %" in out and "confusion matrix" in out and "MCC" in out
+    (data / "dev.tsv").write_text("sentence\tlabel\nchanged\t1\n", encoding="utf-8")
+    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "prep"),
+                 "--errors", str(tmp_path / "e2.jsonl")]) == 2
+    assert "is gone or changed" in capsys.readouterr().err and not (tmp_path / "e2.jsonl").exists()

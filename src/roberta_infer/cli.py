@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", metavar="A,B,…",
                    help="classes of an ais_bench/msame folder's logits, in order (default: the label dictionary's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="where to write the JSON result")
+    p.add_argument("--errors", type=Path, metavar="FILE.jsonl",
+                   help="also write each misclassified sample (index, text, gold, predicted, score) as JSON lines; "
+                        "needs --labels to be a prepared directory whose SST-2 TSV is still where prepare read it")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -677,9 +680,49 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     else:
         gold, gold_names = label_indices(read_reference_labels(args.labels, args.label_dict), class_names), class_names
     result = accuracy(logits, class_names, gold, gold_names)
+    if args.errors is not None:
+        from .evaluate import misclassified
+        from .predict import write_jsonl
+
+        if not args.labels.is_dir():
+            raise RobertaInferError("--errors needs the texts: give --labels a prepared directory (the reference's label "
+                                    "file holds shuffled rows without them)")
+        wrong = misclassified(logits, class_names, gold, gold_names, prepared_texts(prepared))
+        write_jsonl(wrong, args.errors)
     target = args.json or args.results / "evaluation.json"
     target.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']})")
+    print_scores(result)
+    if args.errors is not None:
+        print(f"{len(wrong)} misclassified samples → {args.errors}")
+
+
+def prepared_texts(prepared) -> list[str]:
+    """The sentences a prepared directory was made from, if its SST-2 TSV is still there unchanged."""
+    from .data import read_sst2, sha256_file
+
+    source = Path(prepared.meta["source"]["path"])
+    if source.is_dir():
+        raise RobertaInferError(f"--errors needs the texts, but {source} holds fairseq's binarised ids, not texts")
+    if not source.is_file() or sha256_file(source) != prepared.meta["source"]["sha256"]:
+        raise RobertaInferError(f"--errors needs the texts, but {source} (which prepare read) is gone or changed")
+    return read_sst2(source).sentences
+
+
+def print_scores(result: dict) -> None:
+    """Accuracy, macro-F1 and MCC on a line, then per-class scores and the confusion matrix as tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+    console.print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']}), "
+                  f"macro-F1 {result['macro_f1']:.4f}, MCC {result['mcc']:.4f}", highlight=False)
+    per_class = Table("class", "precision", "recall", "F1", "support")
+    for name, v in result["per_class"].items():
+        per_class.add_row(name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", str(v["support"]))
+    confusion = Table("gold \\ predicted", *result["class_names"], title="confusion matrix")
+    for name, row in zip(result["class_names"], result["confusion"]):
+        confusion.add_row(name, *map(str, row))
+    console.print(per_class, confusion)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

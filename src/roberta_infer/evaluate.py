@@ -20,6 +20,17 @@ def accuracy(logits: np.ndarray, class_names: list[str], labels: np.ndarray, lab
     model's class order. Raises RobertaInferError when counts differ, there are no samples, or labels name a class
     the model does not have.
     """
+    gold = gold_classes(logits, class_names, labels, label_names)
+    predicted = np.argmax(logits, axis=1)
+    correct = int((predicted == gold).sum())
+    confusion = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+    np.add.at(confusion, (gold, predicted), 1)
+    return {"accuracy": correct / len(gold), "correct": correct, "samples": int(len(gold)), "class_names": class_names,
+            **scores(confusion, class_names)}
+
+
+def gold_classes(logits: np.ndarray, class_names: list[str], labels: np.ndarray, label_names: list[str]) -> np.ndarray:
+    """Gold labels as the model's class indices [N]; raises RobertaInferError where results and labels do not match."""
     if len(logits) != len(labels):
         raise RobertaInferError(f"{len(logits)} results but {len(labels)} labels: they are not from the same data")
     if len(logits) == 0:
@@ -27,14 +38,20 @@ def accuracy(logits: np.ndarray, class_names: list[str], labels: np.ndarray, lab
     unknown = set(label_names) - set(class_names)
     if unknown:
         raise RobertaInferError(f"labels name classes {sorted(unknown)} that the model does not have ({class_names})")
-    to_model = np.array([class_names.index(name) for name in label_names])
-    gold = to_model[labels]
-    predicted = np.argmax(logits, axis=1)
-    correct = int((predicted == gold).sum())
-    confusion = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
-    np.add.at(confusion, (gold, predicted), 1)
-    return {"accuracy": correct / len(gold), "correct": correct, "samples": int(len(gold)), "class_names": class_names,
-            **scores(confusion, class_names)}
+    return np.array([class_names.index(name) for name in label_names])[labels]
+
+
+def misclassified(logits: np.ndarray, class_names: list[str], labels: np.ndarray, label_names: list[str],
+                  texts: list[str]) -> list[dict]:
+    """`{"index", "text", "gold", "predicted", "score"}` for each sample the model got wrong, in data order; the
+    score is the softmax probability of the predicted class (as `predict` and `serve` report it)."""
+    from .predict import labelled
+
+    if len(texts) != len(logits):
+        raise RobertaInferError(f"{len(texts)} texts but {len(logits)} results: they are not from the same data")
+    gold = gold_classes(logits, class_names, labels, label_names)
+    return [{"index": i, "text": texts[i], "gold": class_names[gold[i]], "predicted": row["label"], "score": row["score"]}
+            for i, row in enumerate(labelled(logits, class_names)) if row["label"] != class_names[gold[i]]]
 
 
 def scores(confusion: np.ndarray, class_names: list[str]) -> dict:
