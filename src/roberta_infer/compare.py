@@ -63,7 +63,7 @@ ENGINES = {
     "torch-bf16": Engine("pytorch", "bf16", 'PyTorch bf16 autocast (torch.autocast("cpu", torch.bfloat16))', "torch-bf16"),
     "torch-int8": Engine("pytorch", "int8", "PyTorch dynamic int8 (torch.ao quantize_dynamic, Linear)", "torch-int8"),
     "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8", "ort-int8"),
-    "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 on AMX)", "ov:ov-fp32"),
+    "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 where the CPU has it)", "ov:ov-fp32"),
     "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8", "ov:ov-int8"),
 }
 BASELINE = "peer:hf-fp32-fixed70"
