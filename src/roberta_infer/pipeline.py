@@ -32,7 +32,8 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
 
     fp32 row: prepared/ → bundle/ (static `batch_size` × `seq_len`) → results/; its figures are the report's top-level
     keys. Fast row (`fast_row`): bundle-NAME/ → results-NAME/ per candidate, the fastest under the report's "fast" key,
-    or {"error": why} when the accuracy gate refuses every one. Raises RobertaInferError for a `seq_len` beyond the model or unusable inputs.
+    or {"error": why} when the accuracy gate refuses every one. Raises RobertaInferError for a `seq_len` beyond the
+    model or unusable inputs.
     """
     console = console or Console(stderr=True)
 
@@ -138,7 +139,8 @@ def report_table(report: dict) -> Table:
         other = ["none", *[""] * 6, fast["error"]]
     else:
         other = [f"{fast['engine']} {fast['precision']}, length-aware", *row_cells(fast),
-                 f"labels = fp32's {100 * fast['agreement_with_fp32']:.2f} %, gate {-fast['gate']['accuracy_drop_pp']:+.2f} pp vs fp32"]
+                 f"labels = fp32's {100 * fast['agreement_with_fp32']:.2f} %, "
+                 f"accuracy {-fast['gate']['accuracy_drop_pp']:+.2f} pp vs fp32"]
     names = ["bundle", "accuracy", "samples", "sentences/s", "latency mean ms", "p50 ms", "p99 ms", "check"]
     for name, left, right in zip(names, fp32, other):
         table.add_row(name, left, right)
