@@ -187,3 +187,22 @@ def test_readme_section_is_generated(model, shared_data, work, tmp_path, small_p
     assert "Not measured yet" not in text and "| peer | ONNX Runtime dynamic int8, arrival order" in text and "int8 gate (hf80" in text
     assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n") and text.endswith("<!-- performance:end -->\n\nrest\n")
     assert result["machine"]["cpu"] in text and "Ours is" in text
+
+
+def test_openvino_rows_and_ours_chosen_among_every_engine(model, shared_data, work, small_peak):
+    openvino = pytest.importorskip("openvino")
+    modes = ["peer:ov-default", "peer:ov-int8", "engine:ov-int8", "ours"]
+    result = compare(model, model, work_dir=work, modes=modes, data=shared_data, limit=LIMIT, threads=1,
+                     ours_from=("ort-int8", "ov-int8", "ov-bf16"), max_accuracy_drop=100, progress=lambda _: None)
+    rows = {m["mode"]: m for m in result["modes"]}
+    default_hint = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    assert (rows["peer:ov-default"]["engine"], rows["peer:ov-default"]["precision"]) == ("openvino", f"{default_hint} (default hint)")
+    assert (rows["peer:ov-int8"]["engine"], rows["peer:ov-int8"]["precision"]) == ("openvino", "int8")
+    assert rows["peer:ov-int8"]["batch_shapes"] != rows["engine:ov-int8"]["batch_shapes"], "arrival order vs length-aware"
+    ours = rows["ours"]
+    by_candidate = ours["sentences_per_s_by_candidate"]
+    assert set(by_candidate) == set(ours["gate_drop_pp"]) == {"ort-int8", "ov-int8", "ov-bf16"}
+    assert by_candidate[ours["candidate"]] == max(by_candidate.values()) == ours["sentences_per_s"]
+    assert (ours["engine"], ours["precision"]) == {"ort-int8": ("onnxruntime", "int8"), "ov-int8": ("openvino", "int8"),
+                                                   "ov-bf16": ("openvino", "bf16")}[ours["candidate"]]
+    assert json.loads((work / "speed" / "ov-int8" / "manifest.json").read_text())["quantization"]["method"] == "nncf.quantize"

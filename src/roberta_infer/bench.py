@@ -1,8 +1,9 @@
 """Throughput and latency of a bundle (either engine, any precision) over a grid of batch sizes × sequence lengths.
 
-A static bundle is timed at its own shape only (one cell). Each cell runs full-length rows (`<s>`, random ids, `</s>`: the graph computes every position whatever the
-ids) for `warmup` untimed calls, then until `min_time` seconds and `min_iterations` calls have passed;
-throughput is batch size / median latency, so one slow call on a shared machine does not move it.
+A static bundle is timed at its own shape only (one cell). Each cell runs full-length rows (`<s>`, random ids,
+`</s>`: the graph computes every position whatever the ids) for `warmup` untimed calls, then until `min_time`
+seconds and `min_iterations` calls have passed; throughput is batch size / median latency, so one slow call on a
+shared machine does not move it.
 """
 
 from __future__ import annotations

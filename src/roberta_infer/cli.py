@@ -319,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="all", metavar="M,M,…", help="modes to run (default all; see above)")
     p.add_argument("--ours-from", default=None, metavar="B,B,…",
                    help="our bundles ours is chosen from: ort-int8, ov-int8, ov-bf16 (default: those this machine runs)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.3, metavar="PP",
+                   help="ours only from bundles losing at most PP SST-2 dev points to fp32 on the default model (default 0.3)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N dev sentences (default all 872)")
     p.add_argument("--repeats", type=int, default=1, metavar="N", help="timed passes per mode, the fastest reported (default 1)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
@@ -637,7 +639,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     ours_from = None if args.ours_from is None else tuple(filter(None, args.ours_from.split(",")))
     speed, trained, note = default_models()
     result = compare(speed, trained, work_dir=args.work_dir, modes=modes, data=args.data, limit=args.limit, threads=args.threads,
-                     repeats=args.repeats, ours_from=ours_from, accuracy_note=note,
+                     repeats=args.repeats, ours_from=ours_from, max_accuracy_drop=args.max_accuracy_drop, accuracy_note=note,
                      progress=lambda message: print(f"· {message}", file=sys.stderr))
     header, body = rows(result, described=False)
     table = Table(*header, caption=caption(result))

@@ -63,7 +63,7 @@ ENGINES = {
     "torch-bf16": Engine("pytorch", "bf16", 'PyTorch bf16 autocast (torch.autocast("cpu", torch.bfloat16))', "torch-bf16"),
     "torch-int8": Engine("pytorch", "int8", "PyTorch dynamic int8 (torch.ao quantize_dynamic, Linear)", "torch-int8"),
     "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8", "ort-int8"),
-    "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 on AMX)", "ov:ov-fp32"),
+    "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 where the CPU has it)", "ov:ov-fp32"),
     "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8", "ov:ov-int8"),
 }
 BASELINE = "peer:hf-fp32-fixed70"
@@ -119,7 +119,7 @@ class OpenVinoPeer:
         ours = load_bundle(bundle, threads=threads)
         self.encoder, self.class_names, self.max_tokens, self.manifest = ours.encoder, ours.class_names, ours.max_tokens, ours.manifest
         self.model = ov.Core().compile_model(Path(bundle) / IR_FILE, "CPU", {"INFERENCE_NUM_THREADS": threads})
-        self.precision = str(self.model.get_property("INFERENCE_PRECISION_HINT")).lower()
+        self.precision = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
         return self.model(np.ascontiguousarray(src_tokens, dtype=np.int64))[0]
@@ -427,7 +427,7 @@ def caption(result: dict) -> str:
     cpu = result["machine"]
     accuracy_from = result["accuracy_model"] or f"none ({result['accuracy_note']})"
     load = result["load_average"]["before"][0]
-    isa = ", ".join(flag for flag, present in cpu["isa"].items() if present) or "none of " + ", ".join(cpu["isa"])
+    isa = ", ".join(cpu["isa"]) or "no VNNI, AVX-512 BF16 or AMX"
     return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, batches of {result['batch_size']}, "
             f"on {cpu['cpu']} ({isa}; {cpu['physical_cores']} physical cores, {result['threads']} threads, load average "
             f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
