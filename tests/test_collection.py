@@ -296,3 +296,15 @@ def test_output_holding_something_else_is_refused(tmp_path, bundle, collection, 
     assert status == 2 and "different classify job (shard_size differ)" in err
     with pytest.raises(RobertaInferError, match="need --engine ray"):
         classify_collection(bundle, [str(source)], tmp_path / "x", workers=2)
+
+
+def test_output_inside_an_input_folder_is_not_read_back(tmp_path, bundle, capsys):
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    out = tmp_path / "results"
+    assert run_cli("--model", str(bundle), "--input", str(tmp_path), "--output", str(out), "--format", "jsonl",
+                   capsys=capsys)[0] == 0
+    (out / "_SUCCESS").unlink()
+    status, err = run_cli("--model", str(bundle), "--input", str(tmp_path), "--output", str(out), "--format", "jsonl",
+                          "--resume", capsys=capsys)
+    assert status == 0, err
+    assert [row["id"] for row in read_rows(out)] == [f"{tmp_path / 'a.txt'}:1", f"{tmp_path / 'a.txt'}:2"]
