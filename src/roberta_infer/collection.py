@@ -327,9 +327,13 @@ def read_shard(shard: Shard, text_field: str) -> Records:
             read_line = read_txt_line if shard.kind == "txt" else read_jsonl_line
             records = lines_to_records(shard, lines, text_field, read_line)
     if len(records.ids) != shard.count:
-        raise RobertaInferError(f"{shard.source} changed while the job ran: expected {shard.count} records from "
-                                f"{where(shard, shard.first)}, found {len(records.ids)}")
+        raise changed(shard, len(records.ids))
     return records
+
+
+def changed(shard: Shard, found: int) -> RobertaInferError:
+    return RobertaInferError(f"{shard.source} changed while the job ran: expected {shard.count} records from "
+                             f"{where(shard, shard.first)}, found {found}")
 
 
 def where(shard: Shard, number: int) -> str:
@@ -397,6 +401,8 @@ def read_csv_shard(shard: Shard, data: bytes, text_field: str) -> Records:
                                                  strings_can_be_null=False))
     except pa.ArrowException as e:
         raise RobertaInferError(f"{where(shard, shard.first)}…: unreadable {shard.kind.upper()} ({str(e).splitlines()[0]})") from None
+    if table.num_rows + len(bad_rows) != shard.count:
+        raise changed(shard, table.num_rows + len(bad_rows))
     values = {name: iter(table.column(name).to_pylist()) for name in columns}
     ids, texts, errors, kept = [], [], [], {name: [] for name in columns}
     for number in range(shard.first, shard.first + shard.count):
