@@ -205,14 +205,15 @@ def test_resume_finishes_an_interrupted_job_on_either_engine(tmp_path, bundle, c
     kept = {path: fingerprint(path) for path in shards[:6]}
 
     status, err = run_cli(*common, capsys=capsys)
-    assert status == 2 and err.count("\n") == 1 and "--resume" in err and "6 of 10 shards" in err
+    assert status == 2 and err.count("\n") == 1 and "--resume" in err and "6 of 13 shards" in err
 
     status, err = run_cli(*common, "--resume", "--engine", "ray", "--ray-address", ray_cluster.address, capsys=capsys)
     assert status == 0, err
     assert {path: fingerprint(path) for path in shards[:6]} == kept
     assert_matches(read_rows(out), collection[1], reference)
     manifest = json.loads((out / "_SUCCESS").read_text())
-    assert manifest["shards_resumed"] == 6 and manifest["records_this_run"] == 5000 - 6 * SHARD
+    resumed = sum(pq.read_metadata(path).num_rows for path in shards[:6])
+    assert manifest["shards_resumed"] == 6 and manifest["records_this_run"] == 5000 - resumed
     assert manifest["records"] == 5000 and not list(out.glob(".*"))
 
     status, err = run_cli(*common, capsys=capsys)  # a finished job is never overwritten
@@ -295,3 +296,15 @@ def test_output_holding_something_else_is_refused(tmp_path, bundle, collection, 
     assert status == 2 and "different classify job (shard_size differ)" in err
     with pytest.raises(RobertaInferError, match="need --engine ray"):
         classify_collection(bundle, [str(source)], tmp_path / "x", workers=2)
+
+
+def test_output_inside_an_input_folder_is_not_read_back(tmp_path, bundle, capsys):
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    out = tmp_path / "results"
+    assert run_cli("--model", str(bundle), "--input", str(tmp_path), "--output", str(out), "--format", "jsonl",
+                   capsys=capsys)[0] == 0
+    (out / "_SUCCESS").unlink()
+    status, err = run_cli("--model", str(bundle), "--input", str(tmp_path), "--output", str(out), "--format", "jsonl",
+                          "--resume", capsys=capsys)
+    assert status == 0, err
+    assert [row["id"] for row in read_rows(out)] == [f"{tmp_path / 'a.txt'}:1", f"{tmp_path / 'a.txt'}:2"]

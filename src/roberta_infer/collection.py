@@ -111,7 +111,8 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
     began = time.perf_counter()
     check_options(engine=engine, ray_address=ray_address, workers=workers, threads=threads, batch_size=batch_size,
                   shard_size=shard_size, output_format=output_format, on_error=on_error)
-    files = expand_inputs(inputs)
+    out = Path(out).resolve()
+    files = expand_inputs(inputs, exclude=out)
     plan = plan_shards(files, text_field, shard_size)
     classifier = open_model(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, threads=threads)
     identity = {
@@ -120,7 +121,6 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
         "text_field": text_field, "shard_size": shard_size, "output_format": output_format, "on_error": on_error,
         "model_sha256": model_sha256(classifier),
     }
-    out = Path(out).resolve()
     done = open_output(out, identity, resume, shard_names=[s.name for s in plan], ext=output_format)
     if done is None:  # resumed a job that had already finished
         return json.loads((out / SUCCESS_FILE).read_text())
@@ -169,8 +169,9 @@ def model_sha256(classifier: Classifier) -> str:
 # ---------------------------------------------------------------- inputs and the shard plan
 
 
-def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Each argument in order: a file as is, a directory's known files (recursive, sorted), a glob's matches (sorted).
+def expand_inputs(patterns: list[str], *, exclude: Path | None = None) -> list[Path]:
+    """Each argument in order: a file as is, a directory's known files (recursive, sorted; hidden and `_` names
+    skipped), a glob's matches (sorted); files under `exclude` (the job's output folder) are left out.
 
     Raises RobertaInferError for a missing path, a glob without matches, a file of an unknown extension, or no files.
     """
@@ -194,7 +195,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         for file in found:
             if file.suffix.lower() not in KINDS:
                 raise RobertaInferError(f"{file}: unknown extension {file.suffix!r} (expected {', '.join(KINDS)})")
-            if file.resolve() not in seen:
+            if file.resolve() not in seen and not (exclude and exclude in file.resolve().parents):
                 seen.add(file.resolve())
                 files.append(file)
     if not files:
@@ -326,9 +327,13 @@ def read_shard(shard: Shard, text_field: str) -> Records:
             read_line = read_txt_line if shard.kind == "txt" else read_jsonl_line
             records = lines_to_records(shard, lines, text_field, read_line)
     if len(records.ids) != shard.count:
-        raise RobertaInferError(f"{shard.source} changed while the job ran: expected {shard.count} records from "
-                                f"{where(shard, shard.first)}, found {len(records.ids)}")
+        raise changed(shard, len(records.ids))
     return records
+
+
+def changed(shard: Shard, found: int) -> RobertaInferError:
+    return RobertaInferError(f"{shard.source} changed while the job ran: expected {shard.count} records from "
+                             f"{where(shard, shard.first)}, found {found}")
 
 
 def where(shard: Shard, number: int) -> str:
@@ -396,6 +401,8 @@ def read_csv_shard(shard: Shard, data: bytes, text_field: str) -> Records:
                                                  strings_can_be_null=False))
     except pa.ArrowException as e:
         raise RobertaInferError(f"{where(shard, shard.first)}…: unreadable {shard.kind.upper()} ({str(e).splitlines()[0]})") from None
+    if table.num_rows + len(bad_rows) != shard.count:
+        raise changed(shard, table.num_rows + len(bad_rows))
     values = {name: iter(table.column(name).to_pylist()) for name in columns}
     ids, texts, errors, kept = [], [], [], {name: [] for name in columns}
     for number in range(shard.first, shard.first + shard.count):
