@@ -68,3 +68,42 @@ def test_planned_batches_split_at_a_length_jump_only_when_it_pays():
     lengths = [2, 2, 2, 30]
     assert [len(b) for b in planned_batches(lengths, 4, call_cost=1.0)] == [3, 1]
     assert [len(b) for b in planned_batches(lengths, 4, call_cost=1000.0)] == [4]
+
+
+def test_predict_reads_stdin_jsonl_csv_and_writes_stdout(tmp_path, hf_model):
+    """The same texts from standard input, a .jsonl field and a .csv column give the same records, to stdout;
+    scores are the softmax probability of the label (as serve answers)."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    texts = ["a gorgeous , witty , seductive movie .", "", "naïve café, \"quoted\"", "utterly dull"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "review": t}) + "\n" for i, t in enumerate(texts)))
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["id", "review"], *[[i, t] for i, t in enumerate(texts)]])
+    command = [sys.executable, "-m", "roberta_infer.cli", "predict", "--model", str(hf_model), "--output", "-"]
+    runs = [subprocess.run([*command, "--input", "-"], input="\n".join(texts) + "\n", capture_output=True, text=True),
+            subprocess.run([*command, "--input", str(tmp_path / "in.jsonl"), "--text-field", "review"],
+                           capture_output=True, text=True),
+            subprocess.run([*command, "--input", str(tmp_path / "in.csv"), "--text-field", "review"],
+                           capture_output=True, text=True)]
+    outputs = []
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert "wrote 4 predictions to standard output" in run.stderr
+        outputs.append([json.loads(line) for line in run.stdout.splitlines()])
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert [r["text"] for r in outputs[0]] == texts
+    for record in outputs[0]:
+        logits = np.array(record["logits"])
+        assert record["score"] == pytest.approx(np.exp(logits).max() / np.exp(logits).sum())
+
+
+def test_predict_names_the_missing_field(tmp_path, hf_model, capsys):
+    from roberta_infer.cli import main
+
+    (tmp_path / "in.jsonl").write_text('{"text": "fine"}\n{"body": "no text field"}\n')
+    assert main(["predict", "--model", str(hf_model), "--input", str(tmp_path / "in.jsonl"), "--output", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'in.jsonl'} line 2: no field 'text'" in err

@@ -116,16 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict", formatter_class=_formatter,
-        help="classify texts, one per line, to JSON lines",
+        help="classify texts (a file or standard input) to JSON lines",
         description=(
-            "Classify one UTF-8 text per input line. Writes one JSON object per line, same order:\n"
-            '  {"text": ..., "label": "<class name>", "logits": [float, ...]}\n'
-            "Texts longer than the model's positions are truncated (</s> kept last) with a warning."
+            "Classify the texts of --input: one UTF-8 text per line (a .txt or any other file, or - for\n"
+            "standard input), or the --text-field of a .jsonl, .csv, .tsv or .parquet file. Writes one JSON\n"
+            "object per text, same order, to --output (- for standard output):\n"
+            '  {"text": ..., "label": "<class name>", "score": softmax prob of the label, "logits": [float, ...]}\n'
+            "Texts longer than the model's positions are truncated (</s> kept last) with a warning.\n"
+            "For collections too big to hold in memory, use `classify`."
         ),
     )
     _model_args(p, bundle=True, required=False)
-    p.add_argument("--input", type=Path, required=True, metavar="TEXTS.txt", help="UTF-8, one text per line")
-    p.add_argument("--output", type=Path, required=True, metavar="OUT.jsonl", help="JSON lines to write")
+    p.add_argument("--input", required=True, metavar="FILE|-", help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
+    p.add_argument("--output", required=True, metavar="OUT.jsonl|-", help="JSON lines to write (- : standard output)")
+    p.add_argument("--text-field", default="text", metavar="NAME",
+                   help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text (default: text)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="texts per forward pass (default 32)")
     _runtime_args(p)
     p.set_defaults(func=cmd_predict)
@@ -532,11 +537,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .predict import predict, read_texts, write_jsonl
 
-    texts = read_texts(args.input)
+    texts = read_texts(args.input, text_field=args.text_field)
     classifier = _load(args, threads=args.threads, provider=args.provider)
     records = predict(classifier, texts, batch_size=args.batch_size)
     write_jsonl(records, args.output)
-    print(f"wrote {len(records)} predictions to {args.output}")
+    print(f"wrote {len(records)} predictions to {'standard output' if args.output == '-' else args.output}", file=sys.stderr)
 
 
 def cmd_classify(args: argparse.Namespace) -> None:

@@ -331,6 +331,19 @@ def read_shard(shard: Shard, text_field: str) -> Records:
     return records
 
 
+def file_texts(path: Path, text_field: str) -> list[str]:
+    """Every text of one input file, in order, read as a job reads its shards (for `predict`, which holds them all);
+    the first bad record raises RobertaInferError naming its file and line or row."""
+    texts: list[str] = []
+    for shard in plan_shards([path], text_field, shard_size=10_000):
+        records = read_shard(shard, text_field)
+        bad = next((error for error in records.errors if error), None)
+        if bad:
+            raise RobertaInferError(bad)
+        texts += records.texts
+    return texts
+
+
 def changed(shard: Shard, found: int) -> RobertaInferError:
     return RobertaInferError(f"{shard.source} changed while the job ran: expected {shard.count} records from "
                              f"{where(shard, shard.first)}, found {found}")

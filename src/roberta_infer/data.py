@@ -119,6 +119,11 @@ def read_utf8(path: Path) -> str:
         raise RobertaInferError(f"{path} not found") from None
     except IsADirectoryError:
         raise RobertaInferError(f"{path} is a directory, not a text file") from None
+    return decode_utf8(raw, str(path))
+
+
+def decode_utf8(raw: bytes, path: str) -> str:
+    """`read_utf8` for bytes already read (standard input, say); `path` names them in errors."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
         raise RobertaInferError(f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, "
                                 "or save as \"UTF-8\" in the editor)")

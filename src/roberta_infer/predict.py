@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
-from .data import read_utf8
+from .data import decode_utf8, read_utf8
 from .errors import RobertaInferError
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
@@ -25,9 +26,28 @@ class Classifier(Protocol):
     def logits(self, src_tokens: np.ndarray) -> np.ndarray: ...
 
 
-def read_texts(path: Path) -> list[str]:
-    """One UTF-8 text per line; an empty line is an (empty) text, a final newline is not."""
-    lines = read_utf8(path).split("\n")
+# `--input`/`--output` name for standard input and output, as Unix tools spell it.
+STDIO = "-"
+
+
+def read_texts(path: Path | str, *, text_field: str = "text") -> list[str]:
+    """The texts of `path`: one per line for a plain text file or standard input (`-`); a `.jsonl`, `.csv`, `.tsv`
+    or `.parquet` file's `text_field`, read as `classify` reads it (`collection.file_texts`).
+
+    An empty line is an (empty) text, a final newline is not. Raises RobertaInferError for a missing or unreadable
+    file, text that is not UTF-8, or a record without the field.
+    """
+    from .collection import KINDS, file_texts
+
+    if str(path) == STDIO:
+        return text_lines(decode_utf8(sys.stdin.buffer.read(), "standard input"))
+    if Path(path).suffix.lower() in KINDS and KINDS[Path(path).suffix.lower()] != "txt":
+        return file_texts(Path(path), text_field)
+    return text_lines(read_utf8(path))
+
+
+def text_lines(text: str) -> list[str]:
+    lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
     return [line.removesuffix("\r") for line in lines]
@@ -92,13 +112,9 @@ def planned_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, call_c
 
 
 def predict(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> list[dict]:
-    """One `{"text", "label", "logits"}` record per text, in input order."""
-    logits = classify(classifier, texts, batch_size=batch_size)
-    names = classifier.class_names
-    return [
-        {"text": text, "label": names[int(np.argmax(row))], "logits": [float(x) for x in row]}
-        for text, row in zip(texts, logits)
-    ]
+    """One `{"text", "label", "score", "logits"}` record per text, in input order (as `serve` answers)."""
+    results = labelled(classify(classifier, texts, batch_size=batch_size), classifier.class_names)
+    return [{"text": text, **result} for text, result in zip(texts, results)]
 
 
 def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -110,7 +126,13 @@ def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
     return [{"label": class_names[k], "score": float(p[k]), "logits": row.tolist()} for k, p, row in zip(best, probs, logits)]
 
 
-def write_jsonl(records: list[dict], path: Path) -> None:
+def write_jsonl(records: list[dict], path: Path | str) -> None:
+    """One JSON object per line to `path` (written whole, then renamed into place), or to standard output (`-`)."""
+    if str(path) == STDIO:
+        for record in records:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
