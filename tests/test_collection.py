@@ -218,6 +218,9 @@ def test_resume_finishes_an_interrupted_job_on_either_engine(tmp_path, bundle, c
 
     status, err = run_cli(*common, capsys=capsys)  # a finished job is never overwritten
     assert status == 2 and "complete" in err
+    before = {path: fingerprint(path) for path in out.iterdir()}
+    assert run_cli(*common, "--resume", capsys=capsys)[0] == 0
+    assert {path: fingerprint(path) for path in out.iterdir()} == before
 
 
 def test_text_lines_as_predict_reads_them(tmp_path, bundle, capsys):

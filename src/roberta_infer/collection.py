@@ -96,7 +96,8 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
                         threads: int | None = None, batch_size: int = 32, shard_size: int = 10_000,
                         resume: bool = False, on_error: str = "fail", show_progress: bool = False,
                         worker_class: type | None = None) -> dict:
-    """Classify every record of `inputs` into shards under `out`; returns the `_SUCCESS` manifest (a dict).
+    """Classify every record of `inputs` into shards under `out`; returns the `_SUCCESS` manifest (a dict; with
+    `already_complete: true` added when `resume` found the job finished).
 
     `model` is a bundle or a checkpoint (`bundle.open_model`), loaded once per process: here for `local`, once per
     actor for `ray` (`workers` actors of `threads` threads each; default: as many 1-thread actors as the cluster has
@@ -122,8 +123,8 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
         "model_sha256": model_sha256(classifier),
     }
     done = open_output(out, identity, resume, shard_names=[s.name for s in plan], ext=output_format)
-    if done is None:  # resumed a job that had already finished
-        return json.loads((out / SUCCESS_FILE).read_text())
+    if done is None:  # resumed a job that had already finished: its manifest, marked so
+        return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
     pending = [shard for shard in plan if shard.name not in done]
     job = Job(str(out), text_field, output_format, on_error, batch_size)
     if engine == "local":
