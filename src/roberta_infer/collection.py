@@ -668,13 +668,19 @@ def run_ray(pending: list[Shard], job: Job, loader: dict, *, workers: int | None
     from .runtime import physical_cores
 
     started = not ray.is_initialized()
-    if started:
-        cpus = None if address else (workers or max(1, physical_cores() // threads)) * threads
-        ray.init(address=address or "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="warning")
+    quiet = {"log_to_driver": False, "logging_level": "warning"}  # the actors' own output stays in Ray's logs
+    if started and address:
+        ray.init(address=address, **quiet)
+    elif started:
+        cpus = (workers or max(1, physical_cores() // threads)) * threads
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
         if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+            workers = max(1, cpus // threads)
+        if workers * threads > cpus:  # the pool would wait for CPUs that never come
+            raise RobertaInferError(f"the Ray cluster has {cpus} CPUs, fewer than --workers {workers} × "
+                                    f"--threads-per-worker {threads}")
         if not pending:
             return [], workers
         items = [{"shard": json.dumps(asdict(shard))} for shard in pending]
