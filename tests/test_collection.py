@@ -218,6 +218,9 @@ def test_resume_finishes_an_interrupted_job_on_either_engine(tmp_path, bundle, c
 
     status, err = run_cli(*common, capsys=capsys)  # a finished job is never overwritten
     assert status == 2 and "complete" in err
+    before = {path: fingerprint(path) for path in out.iterdir()}
+    assert run_cli(*common, "--resume", capsys=capsys)[0] == 0
+    assert {path: fingerprint(path) for path in out.iterdir()} == before
 
 
 def test_text_lines_as_predict_reads_them(tmp_path, bundle, capsys):
@@ -308,3 +311,18 @@ def test_output_inside_an_input_folder_is_not_read_back(tmp_path, bundle, capsys
                           "--resume", capsys=capsys)
     assert status == 0, err
     assert [row["id"] for row in read_rows(out)] == [f"{tmp_path / 'a.txt'}:1", f"{tmp_path / 'a.txt'}:2"]
+
+
+def test_parquet_null_or_binary_text(tmp_path, bundle, capsys):
+    """A binary text column is decoded; a null or non-UTF-8 value is a bad row (named by its row number)."""
+    source = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"fine", None, b"bad \xff", b"also fine"], pa.binary())}), source)
+    status, err = run_cli("--model", str(bundle), "--input", str(source), "--output", str(tmp_path / "a"), capsys=capsys)
+    assert status == 2 and "p.parquet row 2: no text (null 'text')" in err
+    status, err = run_cli("--model", str(bundle), "--input", str(source), "--output", str(tmp_path / "b"),
+                          "--on-error", "skip", capsys=capsys)
+    assert status == 0, err
+    rows = read_rows(tmp_path / "b")
+    assert [row["label"] is None for row in rows] == [False, True, True, False]
+    assert "p.parquet row 3: not valid UTF-8" in rows[2]["error"]
+    assert rows[3]["text"] == b"also fine"  # the input column kept as it was (binary)

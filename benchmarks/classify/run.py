@@ -91,8 +91,8 @@ def main() -> None:
 
     sentences = read_sst2(args.data / "train.tsv").sentences
     bundle = default_bundle(progress=lambda message: print(f"· {message}", file=sys.stderr))
-    result: dict = {"size": args.size, "shard_size": int(shard[1]), "bundle": str(bundle), "cpus": os.cpu_count(), "engines": {}, "nodes": {},
-                    "memory": {}}
+    result: dict = {"size": args.size, "shard_size": int(shard[1]), "bundle": str(bundle), "cpus": os.cpu_count(),
+                    "engines": {}, "nodes": {}, "memory": {}}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         texts = write_texts(work / "texts.txt", sentences, args.size)
@@ -117,10 +117,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    rows = [(f"local, 1 × 2 threads", engines["local"]), ("ray, 2 actors × 1 thread", engines["ray"])]
+    rows = [("local, 1 × 2 threads", engines["local"]), ("ray, 2 actors × 1 thread", engines["ray"])]
     rows += [(f"ray cluster, {n} node(s) × 1 CPU", result["nodes"][n]) for n in ("1", "2")]
     rows += [(f"local, {n} texts", result["memory"][n]) for n in result["memory"]]
-    print(f"| run | texts | wall s | sentences/s | busiest worker s | not classifying s | peak RSS MiB |\n|---|---|---|---|---|---|---|")
+    print("| run | texts | wall s | sentences/s | busiest worker s | not classifying s | peak RSS MiB |\n|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(f"| {name} | {r['records']} | {r['wall_time_s']:.1f} | {r['throughput_sentences_per_s']:.0f} | "
               f"{r['busiest_worker_s']:.1f} | {r['not_classifying_s']:.1f} | {r.get('peak_rss_mib', '')} |")

@@ -554,6 +554,9 @@ def cmd_classify(args: argparse.Namespace) -> None:
                                   ray_address=args.ray_address, workers=args.workers, threads=args.threads_per_worker,
                                   batch_size=args.batch_size, shard_size=args.shard_size, resume=args.resume,
                                   on_error=args.on_error, show_progress=sys.stderr.isatty())
+    if summary.get("already_complete"):
+        print(f"{args.output} already holds this job's complete output ({summary['records']} texts): nothing to do")
+        return
     print(f"classified {summary['records']} texts ({summary['errors']} errors) in {summary['shards']} shards "
           f"({summary['shards_resumed']} resumed): {summary['records_this_run']} this run in {summary['wall_time_s']:.1f} s, "
           f"{summary['throughput_sentences_per_s']:.1f} sentences/s, engine {summary['engine']} "

@@ -96,7 +96,8 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
                         threads: int | None = None, batch_size: int = 32, shard_size: int = 10_000,
                         resume: bool = False, on_error: str = "fail", show_progress: bool = False,
                         worker_class: type | None = None) -> dict:
-    """Classify every record of `inputs` into shards under `out`; returns the `_SUCCESS` manifest (a dict).
+    """Classify every record of `inputs` into shards under `out`; returns the `_SUCCESS` manifest (a dict; with
+    `already_complete: true` added when `resume` found the job finished).
 
     `model` is a bundle or a checkpoint (`bundle.open_model`), loaded once per process: here for `local`, once per
     actor for `ray` (`workers` actors of `threads` threads each; default: as many 1-thread actors as the cluster has
@@ -122,8 +123,8 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
         "model_sha256": model_sha256(classifier),
     }
     done = open_output(out, identity, resume, shard_names=[s.name for s in plan], ext=output_format)
-    if done is None:  # resumed a job that had already finished
-        return json.loads((out / SUCCESS_FILE).read_text())
+    if done is None:  # resumed a job that had already finished: its manifest, marked so
+        return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
     pending = [shard for shard in plan if shard.name not in done]
     job = Job(str(out), text_field, output_format, on_error, batch_size)
     if engine == "local":
@@ -680,13 +681,19 @@ def run_ray(pending: list[Shard], job: Job, loader: dict, *, workers: int | None
     from .runtime import physical_cores
 
     started = not ray.is_initialized()
-    if started:
-        cpus = None if address else (workers or max(1, physical_cores() // threads)) * threads
-        ray.init(address=address or "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="warning")
+    quiet = {"log_to_driver": False, "logging_level": "warning"}  # the actors' own output stays in Ray's logs
+    if started and address:
+        ray.init(address=address, **quiet)
+    elif started:
+        cpus = (workers or max(1, physical_cores() // threads)) * threads
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     try:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
         if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+            workers = max(1, cpus // threads)
+        if workers * threads > cpus:  # the pool would wait for CPUs that never come
+            raise RobertaInferError(f"the Ray cluster has {cpus} CPUs, fewer than --workers {workers} × "
+                                    f"--threads-per-worker {threads}")
         if not pending:
             return [], workers
         items = [{"shard": json.dumps(asdict(shard))} for shard in pending]
