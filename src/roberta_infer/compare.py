@@ -34,7 +34,7 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
-from .quantize import accuracy_gate, comparable, quantize_bundle
+from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
 from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
@@ -297,14 +297,15 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
     per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
     baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
-    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, or a model with
-    fewer than 70 positions.
+    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, a negative
+    `max_accuracy_drop`, a model with fewer than 70 positions, or when no candidate for ours kept accuracy.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
+    check_max_drop(max_accuracy_drop)
     ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
     if not ours_from or set(ours_from) - set(OURS):
         raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
