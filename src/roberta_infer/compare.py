@@ -6,9 +6,11 @@ on the trained default model run the same way. Three groups of rows:
 - *peer*: each engine as its users run it — batches of 32 texts in arrival order, each padded to its longest
   (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against);
 - *engine*: the same engines, the same model files, fed our length-aware batches (`predict.length_batches`);
-- *ours*: our full pipeline (`predict.classify`) on the fastest of our gated bundles, chosen by measurement here.
+- *ours*: our full pipeline (`predict.classify` on `load_bundle`: e.g. OpenVINO's streams) on the fastest of our
+  gated bundles, chosen by measurement here.
 
-A peer row differs from its engine row only in the batching, an engine row from ours only in the pipeline.
+A peer row differs from its engine row only in the batching, an engine row from ours only in how our bundle runs
+the same model file (the engine rows compile it with the engine's defaults, as its users do).
 GFLOP/s counts the multiply-adds of the shapes actually run, padding included, against this machine's measured
 fp32 GEMM peak.
 """
@@ -22,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -199,10 +201,7 @@ def current(bundle: Path, source: dict, engine: str, precision: str) -> bool:
 
 
 class Recorder:
-    """A classifier that notes the shape and duration (s) of every model call, to count the work and its latency.
-
-    It has no `logits_batches`, so `predict.classify` calls it one batch after another: the engine rows' way.
-    """
+    """A classifier that notes the shape and duration (s) of every model call, to count the work and its latency."""
 
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
@@ -216,24 +215,6 @@ class Recorder:
         self.seconds.append(time.perf_counter() - start)
         self.shapes.append(tuple(src_tokens.shape))
         return out
-
-
-class PipelineRecorder(Recorder):
-    """A bundle noted as `Recorder` does, keeping its pipelined `logits_batches` (ours: the engine runs one batch
-    while `predict.classify` prepares the next). A batch's duration is then the time since the previous result."""
-
-    def logits_batches(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        def noted() -> Iterator[np.ndarray]:
-            for batch in batches:
-                self.shapes.append(tuple(batch.shape))
-                yield batch
-
-        last = time.perf_counter()
-        for logits in self.classifier.logits_batches(noted()):
-            now = time.perf_counter()
-            self.seconds.append(now - last)
-            last = now
-            yield logits
 
 
 def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | None = None) -> np.ndarray:
@@ -251,8 +232,8 @@ def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | No
 
 def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.ndarray, Recorder]:
     """Logits of `texts` in input order, the way `mode` runs them, and the record of its model calls."""
+    recorder = Recorder(classifier)
     group = MODES[mode][0]
-    recorder = PipelineRecorder(classifier) if group == "ours" else Recorder(classifier)
     if group == "peer":
         logits = as_users_run_it(recorder, texts, width=FIXED_LEN if mode == BASELINE else None)
     else:
@@ -454,8 +435,7 @@ def caption(result: dict) -> str:
             f"on {cpu['cpu']} ({isa}; {cpu['physical_cores']} physical cores, {result['threads']} threads, load average "
             f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
             f"Speed: {result['speed_model']}; accuracy: {accuracy_from}; agreement: labels equal to the baseline's, on the "
-            f"{result['agreement_on']}. p99: model-call latency (ours: time between successive batch results, its pipeline "
-            f"overlapping them). fp32 GEMM peak measured: {result['peak_gflops']:.0f} GFLOP/s.")
+            f"{result['agreement_on']}. p99: model-call latency. fp32 GEMM peak measured: {result['peak_gflops']:.0f} GFLOP/s.")
 
 
 def summary(result: dict) -> str:
