@@ -64,8 +64,8 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
     modes = {m["mode"]: m for m in result["modes"]}
     assert list(modes) == [BASELINE, *MODES] and result["sentences"] == LIMIT and result["threads"] == 1
     flags = next(line for line in open("/proc/cpuinfo").read().splitlines() if line.startswith("flags")).split()
-    assert set(result["machine"]["isa"]) == {"avx512_vnni", "amx_bf16", "amx_int8", "avx512_bf16"} & set(flags) | (
-        set(result["machine"]["isa"]) - {"avx512_vnni", "amx_bf16", "amx_int8", "avx512_bf16"})
+    for flag in ("avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"):  # the ISA the int8/bf16 engines' speed depends on
+        assert (flag in result["machine"]["isa"]) == (flag in flags)
     expected = {"hf-fp32": ("pytorch", "fp32"), "torch-bf16": ("pytorch", "bf16"), "torch-int8": ("pytorch", "int8"),
                 "ort-int8": ("onnxruntime", "int8")}
     for name, m in modes.items():

@@ -71,6 +71,15 @@ def test_fp32_dynamic_bundle_equals_transformers(ov_bundles, hf_model):
     assert len(manifest["fidelity"]["cases"]) >= 4, "several shapes, random and real inputs"
 
 
+def test_streams_split_a_batch_without_changing_it(ov_bundles, hf_model):
+    bundle = load_bundle(ov_bundles["fp32"], threads=2, streams=2)
+    assert (bundle.session.streams, bundle.threads) == (2, 2)
+    for batch in (1, 2, 5):  # one row runs whole; 2 and 5 are split 1+1 and 3+2 across the streams
+        tokens = padded_rows(np.random.default_rng(batch), batch, 12)
+        assert np.abs(bundle.run(tokens) - transformers_logits(hf_model, tokens)).max() <= 1e-4, batch
+    assert load_bundle(ov_bundles["fp32"], threads=2, streams=1).session.streams == 1
+
+
 def test_fp32_static_bundle_equals_transformers(tmp_path, hf_model):
     manifest = build_bundle(load_classifier(hf_model), tmp_path / "static", batch_size=4, seq_len=16, engine="openvino", **QUIET)
     assert manifest["input"]["shape"] == [4, 16] and manifest["engine"] == "openvino"

@@ -227,12 +227,14 @@ def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> n
     return tokens
 
 
-def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True) -> BundleClassifier:
+def load_bundle(directory: Path, *, threads: int | None = None, provider: str = "cpu", spin: bool = True,
+                streams: int | None = None) -> BundleClassifier:
     """Open a bundle on its engine (manifest "engine"; none recorded = onnxruntime) after checking it is complete,
     unmodified (model files' sha256) and a RoBERTa classifier of our form.
 
     `threads`: the engine's threads (default: all physical cores). `provider` and `spin` are ONNX Runtime's
-    (`make_session`); an OpenVINO bundle runs on the CPU and refuses any other provider. Raises RobertaInferError.
+    (`make_session`); an OpenVINO bundle runs on the CPU and refuses any other provider; `streams` is OpenVINO's
+    (`openvino_session`: default one per thread; 1 for the lowest single-row latency). Raises RobertaInferError.
     """
     directory = Path(directory)
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
@@ -256,7 +258,8 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     if engine == "openvino":
         if provider != "cpu":
             raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on the CPU")
-        session = openvino_session(directory / "model.xml", threads=threads, precision=manifest.get("precision", "fp32"))
+        session = openvino_session(directory / "model.xml", threads=threads, precision=manifest.get("precision", "fp32"),
+                                   streams=streams)
     else:
         inspect_onnx(directory / "model.onnx")
         session = make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin)

@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "infer", formatter_class=_formatter,
         help="run a prepared dataset through a bundle, timed (the reference's ais_bench step)",
         description=(
-            "Run every prepared sample through a bundle on ONNX Runtime, batch by batch (a last partial\n"
+            "Run every prepared sample through a bundle on its engine, batch by batch (a last partial\n"
             "batch is run too), after --warmup untimed batches, each batch timed --loop times. Writes the\n"
             "logits (logits.npy, or src_tokens_{i}_0.bin per sample with --layout per-sample, as ais_bench)\n"
             "and summary.json: throughput, latency min/mean/median/p99, batch size, threads, provider, machine."
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", formatter_class=_formatter,
         help="HTTP API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn)",
         description=(
-            "Serve a bundle over HTTP with one ONNX Runtime session:\n"
+            "Serve a bundle over HTTP with one session of its engine (ONNX Runtime or OpenVINO):\n"
             '  POST /v1/classify {"texts": ["...", ...]} or {"text": "..."}\n'
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
@@ -804,7 +804,7 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 
 def _load(args: argparse.Namespace, *, threads: int | None = None, provider: str = "cpu"):
-    """The model named by --model, whatever its kind: bundle (ONNX Runtime) or checkpoint (PyTorch)."""
+    """The model named by --model, whatever its kind: bundle (ONNX Runtime or OpenVINO) or checkpoint (PyTorch)."""
     from .bundle import open_model
 
     return open_model(_model_path(args), threads=threads, provider=provider, **_checkpoint_options(args))

@@ -6,9 +6,11 @@ on the trained default model run the same way. Three groups of rows:
 - *peer*: each engine as its users run it — batches of 32 texts in arrival order, each padded to its longest
   (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against);
 - *engine*: the same engines, the same model files, fed our length-aware batches (`predict.length_batches`);
-- *ours*: our full pipeline (`predict.classify`) on the fastest of our gated bundles, chosen by measurement here.
+- *ours*: our full pipeline (`predict.classify` on `load_bundle`: e.g. OpenVINO's streams) on the fastest of our
+  gated bundles, chosen by measurement here.
 
-A peer row differs from its engine row only in the batching, an engine row from ours only in the pipeline.
+A peer row differs from its engine row only in the batching, an engine row from ours only in how our bundle runs
+the same model file (the engine rows compile it with the engine's defaults, as its users do).
 GFLOP/s counts the multiply-adds of the shapes actually run, padding included, against this machine's measured
 fp32 GEMM peak.
 """
@@ -34,7 +36,7 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
-from .quantize import accuracy_gate, comparable, quantize_bundle
+from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
 from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
@@ -297,14 +299,15 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
     per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
     baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
-    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, or a model with
-    fewer than 70 positions.
+    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, a negative
+    `max_accuracy_drop`, a model with fewer than 70 positions, or when no candidate for ours kept accuracy.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
+    check_max_drop(max_accuracy_drop)
     ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
     if not ours_from or set(ours_from) - set(OURS):
         raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")

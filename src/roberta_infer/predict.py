@@ -54,7 +54,11 @@ def text_lines(text: str) -> list[str]:
 
 
 def classify(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
-    """Logits [N, classes] in input order; batches are length-sorted and padded to their longest text."""
+    """Logits [N, classes] in input order; batches are length-sorted and padded to their longest text.
+
+    Plain `length_batches`, not `planned_batches`: on all of SST-2 dev at batch 32 the planned cuts pad 1.3 % fewer
+    tokens (22,210 instead of 22,512) and ran no faster on an int8 roberta-base-shaped bundle (OpenVINO, 2 cores).
+    """
     if batch_size <= 0:
         raise RobertaInferError(f"batch size must be positive, got {batch_size}")
     rows = encode(classifier, texts)

@@ -1,4 +1,4 @@
-"""`roberta-infer serve`: classify texts over HTTP with one ONNX Runtime session and dynamic batching.
+"""`roberta-infer serve`: classify texts over HTTP with one session of the bundle's engine and dynamic batching.
 
 Every request puts its texts on one queue. A single worker runs them as soon as the model is idle; while a call
 runs, it waits until --max-batch-size texts are queued, or at most --max-wait-ms after the oldest arrived, so a
