@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_report import assert_report_renders
 from conftest import make_hf_model
 
 from roberta_infer.bench import bench, side_by_side
@@ -49,6 +50,7 @@ def test_bench_writes_json_md_png(tmp_path, dynamic):
     assert md[2] == "| batch | seq | seq/s | p50 ms | p99 ms |" and len(md) == 4 + 4 and md[4].startswith("| 1 | 16 |")
     png = (tmp_path / "out" / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert_report_renders(tmp_path / "out" / "report.html", tmp_path / "profile", tables=2, images=1)
 
 
 def test_reference_figures_for_a_roberta_base_shaped_bundle(tmp_path, dynamic):

@@ -8,6 +8,7 @@ import json
 from functools import partial
 
 import pytest
+from test_report import assert_report_renders
 from conftest import REPO, make_hf_model
 from transformers import AutoTokenizer
 
@@ -132,6 +133,7 @@ def test_cli_reuses_bundles_and_writes_json(model, shared_data, work, tmp_path, 
         assert {"group", "engine", "precision", "sentences_per_s", "accuracy", "latency_ms"} <= set(m) and m["accuracy"] is None
     out = capsys.readouterr().out
     assert "engine:ort-int8" in out and "Ours is" in out
+    assert_report_renders(tmp_path / "c.html", tmp_path / "profile", tables=2, images=1)
     assert main(["compare", "--modes", "peer:x", "--work-dir", str(work), "--data", str(shared_data)]) == 2
     assert "unknown mode 'peer:x'" in capsys.readouterr().err
     assert main(["compare", "--ours-from", "ort-fp32", "--work-dir", str(work), "--data", str(shared_data)]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from test_report import assert_report_renders
 
 from roberta_infer.cli import main
 from roberta_infer.default import default_model_dir
@@ -30,6 +31,9 @@ def test_run_on_default_model(tmp_path, shared_data, capsys):
     assert fast["accuracy"]["correct"] == np.sum(fast_labels == gold) and report["accuracy"]["correct"] == np.sum(fp32_labels == gold)
     out = capsys.readouterr().out
     assert "fp32: the reference's way" in out and "fastest gated" in out
+    # tables: the two rows; per row, per-class scores and the confusion matrix; the machine. Images: a latency
+    # histogram per row
+    assert_report_renders(tmp_path / "report.html", tmp_path / "profile", tables=6, images=2)
 
 
 def test_predict_defaults_to_the_shipped_model(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from roberta_infer.evaluate import accuracy
 from roberta_infer.report import Figure, Report, Table, latency_histogram, score_tables, write_report
 
 CHROMIUM = shutil.which("chromium")
-needs_browser = pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"),
+needs_browser = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                                    reason="Debian's chromium is not installed (`make test` installs it where it can)")
 
 
@@ -35,13 +36,36 @@ def test_report_is_one_self_contained_file(tmp_path):
     assert not (tmp_path / "report.html.partial").exists()
 
 
+def rendered_dom(path, profile) -> str:
+    """The page's DOM once headless chromium has loaded it (an empty string where chromium is missing outside CI)."""
+    if CHROMIUM is None and not os.environ.get("CI"):
+        return ""
+    return subprocess.run([*browser(profile), "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                          timeout=120).stdout
+
+
+def assert_report_renders(path, profile, *, tables: int, images: int) -> None:
+    """A report.html that is self-contained and, in a real browser, shows its tables and decodes every image."""
+    page = path.read_text()
+    assert page.count("<table>") == tables and page.count('<img src="data:image/png;base64,') == images
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    dom = rendered_dom(path, profile)
+    if dom:
+        assert f'data-images-rendered="{images}"' in dom and len(re.findall(r"<table>", dom)) == tables
+
+
+def browser(profile) -> list[str]:
+    return [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-proxy-server",
+            f"--user-data-dir={profile}"]
+
+
 @needs_browser
 def test_a_headless_browser_renders_the_tables_and_images(tmp_path):
     path = example(tmp_path)
-    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-proxy-server", "--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([*common, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered_dom(path, tmp_path / "profile")
     assert 'data-images-rendered="1"' in dom  # the browser decoded the one plot
     assert len(re.findall(r"<table>", dom)) == 4 and "Confusion matrix" in dom
+    common = browser(tmp_path / "profile")
     shot = tmp_path / "shot.png"
     subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()], capture_output=True,
                    timeout=120, check=True)

@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
+from .report import Figure, Report, Table, figure_png, write_report
 from .runtime import BundleClassifier, machine
 from .synthetic import SHAPES, model_label
 
@@ -89,6 +90,7 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(result))
+    write_report(out / "report.html", html_report(result), result["machine"])
     plot(result, out / "bench.png")
     return result
 
@@ -147,8 +149,26 @@ def reference_cell(fps: float | None) -> str:
     return "—" if fps is None else f"{fps:g}"
 
 
+def html_report(result: dict) -> Report:
+    """report.html's content: the throughput plot and every cell, with the reference's figures where they apply."""
+    ref = [f"{result['reference']} seq/s"] if result["reference"] else []
+    cells = [[str(c["batch_size"]), str(c["seq_len"]), f"{c['seq_per_s']:.1f}", f"{c['latency_ms']['p50']:.2f}",
+              f"{c['latency_ms']['p99']:.2f}", *([reference_cell(c["reference_fps"])] if ref else [])] for c in result["cells"]]
+    return Report(f"roberta-infer bench — {result['model']}, {label(result)}",
+                  f"{len(result['cells'])} batch × sequence cells, {result['threads']} threads; seq/s = batch size / median "
+                  f"latency of full-length rows.",
+                  [Figure("Throughput against batch size, per sequence length", figure_png(throughput_figure(result)),
+                          "sequences per second against batch size, one line per sequence length"),
+                   Table("Every cell", ["batch", "seq", "seq/s", "p50 ms", "p99 ms", *ref], cells)])
+
+
 def plot(result: dict, path: Path) -> None:
-    """Throughput against batch size, one line per sequence length."""
+    """bench.png: `throughput_figure` as a file."""
+    Path(path).write_bytes(figure_png(throughput_figure(result)))
+
+
+def throughput_figure(result: dict):
+    """Throughput against batch size, one line per sequence length (a matplotlib figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,5 +192,4 @@ def plot(result: dict, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

@@ -641,7 +641,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .compare import caption, compare, default_models, parse_modes, rows, summary, write_json
+    from .compare import caption, compare, default_models, html_report, parse_modes, rows, summary, write_json
+    from .report import write_report
 
     modes = parse_modes(args.modes)
     ours_from = None if args.ours_from is None else tuple(filter(None, args.ours_from.split(",")))
@@ -657,6 +658,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(summary(result))
     if args.json:
         write_json(result, args.json)
+    report = write_report(args.json.with_suffix(".html") if args.json else args.work_dir / "report.html",
+                          html_report(result), result["machine"])
+    print(f"report: {report}", file=sys.stderr)
 
 
 def _int_list(text: str) -> list[int]:

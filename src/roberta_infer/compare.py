@@ -37,6 +37,7 @@ from .evaluate import accuracy
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
+from .report import Figure, Report, Table, figure_png
 from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 from .tokenise import pad_to
@@ -453,6 +454,34 @@ def markdown(result: dict) -> str:
     lines = [caption(result), "", "| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join([*lines, "", summary(result)]) + "\n"
+
+
+def html_report(result: dict) -> Report:
+    """report.html's content: sentences/s of every mode as bars, then the table with its caption and the ratios."""
+    header, body = rows(result)
+    return Report("roberta-infer compare — peers, engines and ours on SST-2 dev", summary(result), [
+        Figure("Sentences per second, text → label", figure_png(throughput_bars(result)),
+               "a bar per mode: sentences per second, coloured by group"),
+        Table("Every mode", header, body, note=caption(result))])
+
+
+def throughput_bars(result: dict):
+    """A horizontal bar per mode (sentences/s), coloured by group, the baseline's rate marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = result["modes"]
+    colours = {"peer": "#9aa5b1", "engine": "#4a7ab5", "ours": "#d9822b"}
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(modes) + 1.2))
+    ax.barh(range(len(modes)), [m["sentences_per_s"] for m in modes], color=[colours[m["group"]] for m in modes])
+    ax.set_yticks(range(len(modes)), [m["mode"] for m in modes], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(modes[0]["sentences_per_s"], color="black", linestyle=":", linewidth=1)
+    ax.set_xlabel("sentences / s (tokenisation included)")
+    fig.tight_layout()
+    return fig
 
 
 def write_json(result: dict, path: Path) -> None:

@@ -77,6 +77,7 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
         "throughput_samples_per_s": n * loop / float(np.sum(latencies)),
         "latency_ms": {"min": float(lat_ms.min()), "mean": float(lat_ms.mean()), "median": float(np.median(lat_ms)),
                        "p99": float(np.percentile(lat_ms, 99))},
+        "latencies_ms": [round(float(ms), 4) for ms in lat_ms],  # every timed model call, in order
         "engine": classifier.engine,
         "precision": classifier.precision,
         "threads": classifier.threads,

@@ -7,12 +7,14 @@ machine (int8 behind the SST-2 dev accuracy gate, length-aware batches), side by
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .bench import REFERENCE_NAME, roberta_base_shaped
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
 from .compare import write_json
@@ -22,6 +24,8 @@ from .evaluate import accuracy
 from .infer import infer, read_outputs
 from .prepare import Prepared, load_prepared, prepare
 from .quantize import quantize_bundle
+from .report import Report, latency_histogram, score_tables, write_report
+from .report import Table as ReportTable
 from .runtime import cpu_isa
 
 
@@ -57,7 +61,7 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     logits, _ = read_outputs(work_dir / "results")
     scores = accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"])
     report = {"model": str(model), "source": classifier.source, "split": "dev", "seq_len": seq_len, "batch_size": batch_size,
-              "accuracy": scores, "fused_ops": manifest["fused_ops"], "fidelity_max_abs_diff": manifest["fidelity"]["max_abs_diff"],
+              "accuracy": scores, "architecture": manifest["architecture"], "fused_ops": manifest["fused_ops"], "fidelity_max_abs_diff": manifest["fidelity"]["max_abs_diff"],
               "infer": summary}
     try:
         report["fast"] = fast_row(classifier, work_dir, prepared, logits, data=data, batch_size=batch_size, warmup=warmup,
@@ -66,6 +70,7 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
         say(f"no fast row: {e}")
         report["fast"] = {"error": str(e)}
     write_json(report, work_dir / "report.json")
+    write_report(work_dir / "report.html", html_report(report), summary["machine"])
     return report
 
 
@@ -127,12 +132,24 @@ def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared
 def report_table(report: dict) -> Table:
     """The fp32 row (the reference's way) and the fast row side by side, one column each: accuracy, sentences/s,
     latency per batch (ms), and each one's check (fidelity vs PyTorch; label agreement and the gate's loss)."""
-    infer_summary, fast = report["infer"], report["fast"]
-    table = Table(title=f"roberta-infer run — SST-2 dev, batch {report['batch_size']}, {infer_summary['provider']}, "
-                        f"{infer_summary['threads']} threads")
+    table = Table(title=title(report))
     table.add_column("")
     table.add_column("fp32: the reference's way", justify="right")
     table.add_column("fastest gated", justify="right")
+    for cells in side_by_side(report):
+        table.add_row(*cells)
+    return table
+
+
+def title(report: dict) -> str:
+    infer_summary = report["infer"]
+    return (f"roberta-infer run — SST-2 dev, batch {report['batch_size']}, {infer_summary['provider']}, "
+            f"{infer_summary['threads']} threads")
+
+
+def side_by_side(report: dict) -> list[list[str]]:
+    """Rows of (what, fp32 row, fast row), for the terminal table and report.html."""
+    fast = report["fast"]
     fp32 = [f"onnxruntime fp32, static {report['batch_size']}×{report['seq_len']}",
             *row_cells(report), f"max |Δlogit| vs torch {report['fidelity_max_abs_diff']:.1e}"]
     if "error" in fast:
@@ -142,9 +159,23 @@ def report_table(report: dict) -> Table:
                  f"labels = fp32's {100 * fast['agreement_with_fp32']:.2f} %, "
                  f"accuracy {-fast['gate']['accuracy_drop_pp']:+.2f} pp vs fp32"]
     names = ["bundle", "accuracy", "samples", "sentences/s", "latency mean ms", "p50 ms", "p99 ms", "check"]
-    for name, left, right in zip(names, fp32, other):
-        table.add_row(name, left, right)
-    return table
+    return [list(cells) for cells in zip(names, fp32, other)]
+
+
+def html_report(report: dict) -> Report:
+    """report.html's content: the two rows, each one's latency histogram, per-class scores and confusion matrix."""
+    sections = [ReportTable("fp32 and the fastest gated bundle", ["", "fp32: the reference's way", "fastest gated"],
+                            side_by_side(report))]
+    rows = [("fp32", report)] + ([] if "error" in report["fast"] else
+                                 [(f"{report['fast']['engine']} {report['fast']['precision']}", report["fast"])])
+    for name, row in rows:
+        sections.append(latency_histogram(row["infer"]["latencies_ms"], f"{name}: model-call latency"))
+        for table in score_tables(row["accuracy"]):
+            sections.append(replace(table, title=f"{name}: {table.title[0].lower()}{table.title[1:]}"))
+    if report.get("architecture") and roberta_base_shaped(report["architecture"]):
+        sections.append(ReportTable(f"The reference: {REFERENCE_NAME}", ["accuracy", "batch 1 seq/s", "batch 32 seq/s"],
+                                    [["94.0 % (94.8 % fp32 baseline)", "205", "1473"]]))
+    return Report(title(report), f"model {report['model']}; SST-2 dev at {report['seq_len']} ids.", sections)
 
 
 def row_cells(row: dict) -> list[str]:

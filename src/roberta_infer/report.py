@@ -127,7 +127,8 @@ def write_report(path: Path, report: Report, machine: dict) -> Path:
             parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(section.alt)}">')
         if section.note:
             parts.append(f'<p class="note">{html.escape(section.note)}</p>')
-    facts = {**{k: str(v) for k, v in machine.items()}, **versions(),
+    facts = {**{k: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for k, v in machine.items()},
+             **versions(),
              "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     parts += ["<h2>Machine and versions</h2>", render_table(Table("", ["", ""], [[k, v] for k, v in facts.items()]),
                                                            header=False)]
