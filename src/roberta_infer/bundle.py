@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import shutil
 import tempfile
@@ -139,12 +140,13 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
     fp32 = openvino_session(tmp / "model.xml", threads=threads, precision="fp32")
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     part = {"openvino": {"version": ov.__version__, "cpu_isa": cpu_isa(), "cpu_capabilities": list(capabilities),
-                         "inference_precision": openvino_session(tmp / "model.xml", precision=precision).inference_precision},
+                         "inference_precision": fp32.inference_precision},
             "fidelity": fidelity_check(classifier, fp32, spec, progress)}
     if precision == "bf16":
         bf16 = openvino_session(tmp / "model.xml", threads=threads, precision="bf16")
         part["bf16"] = deviation(classifier.model, classifier.encoder.pad, bf16, fidelity_shapes(classifier, spec),
                                  real_inputs=real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens)))
+        part["openvino"]["inference_precision"] = bf16.inference_precision
         if "BF16" not in capabilities:
             part["bf16"]["note"] = "this CPU has no bf16 instructions: OpenVINO runs this bundle in f32"
         progress(f"bf16 vs PyTorch fp32: max |Δlogit| = {part['bf16']['max_abs_diff']:.2e}, "
@@ -152,6 +154,7 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
     if precision == "int8":
         part["quantization"] = quantize_openvino(classifier, tmp, spec, manifest, fp32, data=data, max_accuracy_drop=max_accuracy_drop,
                                                  calibration_size=calibration_size, threads=threads, progress=progress)
+        part["openvino"]["inference_precision"] = part["quantization"].pop("inference_precision")
     return part
 
 
@@ -176,9 +179,14 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
         feeds.append(fill_batch(tokens, spec.batch_size, classifier.encoder) if spec.batch_size else tokens)
     progress(f"quantizing with NNCF {nncf.__version__}: static int8, calibrated on {len(sentences)} SST-2 train sentences "
              f"({len(feeds)} batches)")
-    nncf.set_log_level(40)  # its INFO lines and progress bars
-    quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(feeds))
+    log = logging.getLogger("nncf")
+    level = log.level
+    log.setLevel(logging.WARNING)  # its INFO lines restate what the line above says
+    try:
+        quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds),
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+    finally:
+        log.setLevel(level)
     for name in ("model.xml", "model.bin"):  # unlinked first: the fp32 session may still map the old weights
         (tmp / name).unlink()
     ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
@@ -187,6 +195,7 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
                             for session in (fp32, int8))
     gate = accuracy_gate(reference, candidate, data=data, max_accuracy_drop=max_accuracy_drop, progress=progress)
     return {"method": "nncf.quantize", "nncf": nncf.__version__, "model_type": "transformer", "subset_size": len(feeds),
+            "inference_precision": int8.inference_precision,
             "calibration": {"path": str(train.path), "sha256": sha256_file(train.path), "sentences": len(sentences),
                             "seed": CALIBRATION_SEED, "batches": len(feeds)},
             "gate": gate, "note": "`fidelity` is the fp32 IR's; int8's own deviation is gate.max_abs_logit_diff"}
