@@ -16,16 +16,18 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
-from .checkpoint import RobertaClassifier
 from .errors import RobertaInferError
-from .export import OnnxSpec, check_fidelity, deviation, export_onnx, export_openvino
-from .optimize import inspect_onnx, optimize_onnx
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, cpu_isa, fill_batch, make_session, openvino_session
 from .tokenise import TextEncoder, pad_to
+
+if TYPE_CHECKING:  # building a bundle needs PyTorch; loading one must not pay for importing it (Ray actors, servers)
+    from .checkpoint import RobertaClassifier
+    from .export import OnnxSpec
 
 FORMAT = "roberta-infer/bundle/1"
 REQUIRED = ("manifest.json", "tokenizer.json", "special_ids.json")
@@ -83,6 +85,8 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
+    from .export import OnnxSpec
+
     spec = OnnxSpec(batch_size, seq_len, opset)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         tmp = Path(tmp)
@@ -114,6 +118,9 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
 
 def build_onnx(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, *, progress, **_) -> dict:
     """model.onnx in `tmp`: export, fuse (every layer's attention or fail), slim, check ≤ 1e-4 vs PyTorch."""
+    from .export import export_onnx
+    from .optimize import optimize_onnx
+
     config = classifier.model.config
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
     progress(f"exporting to ONNX (opset {spec.opset}, {shape} shape)")
@@ -132,6 +139,8 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
                    max_accuracy_drop: float, calibration_size: int, threads: int | None, progress) -> dict:
     """model.xml + model.bin in `tmp`: OpenVINO IR of the fp32 model, checked ≤ 1e-4 vs PyTorch with the f32 hint;
     bf16 records its deviation from PyTorch; int8 is NNCF-quantized and must pass the accuracy gate."""
+    from .export import deviation, export_openvino
+
     import openvino as ov
 
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
@@ -210,6 +219,8 @@ def fidelity_shapes(classifier: RobertaClassifier, spec: OnnxSpec) -> list[tuple
 
 def fidelity_check(classifier: RobertaClassifier, session, spec: OnnxSpec, progress) -> dict:
     """`check_fidelity` at `fidelity_shapes` plus the real CHECK_TEXTS, within TOLERANCE (or RobertaInferError)."""
+    from .export import check_fidelity
+
     real = real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens))
     fidelity = check_fidelity(classifier.model, classifier.encoder.pad, session, fidelity_shapes(classifier, spec),
                               real_inputs=real, tol=TOLERANCE)
@@ -270,6 +281,8 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         session = openvino_session(directory / "model.xml", threads=threads, precision=manifest.get("precision", "fp32"),
                                    streams=streams)
     else:
+        from .optimize import inspect_onnx
+
         inspect_onnx(directory / "model.onnx")
         session = make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin)
     return BundleClassifier(session, TextEncoder.load(directory), manifest["class_names"], manifest)
