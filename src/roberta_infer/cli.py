@@ -123,10 +123,12 @@ def url(text: str) -> str:
     return text
 
 
-def existing(role: str, *, missing_ok: bool = False):
+def existing(role: str, *, missing_ok: bool = False, stdio: bool = False):
     """An argparse type: a Path that exists (or, `missing_ok`, does not yet), of `role` file, dir (a folder) or path
-    (either)."""
-    def parse(text: str) -> Path:
+    (either); with `stdio`, "-" (standard input) passes as the string "-"."""
+    def parse(text: str) -> Path | str:
+        if stdio and text == "-":
+            return text
         path = Path(text)
         if not path.exists() and missing_ok:
             return path
@@ -161,19 +163,19 @@ def bundle_dir(text: str) -> Path:
 bundle_dir.role = "bundle"
 
 
-def output(role: str):
-    """An argparse type: a Path to write, a folder (role dir) or file (role file); where it may be written and what it
-    may replace is checked by `outputs.check_dir` / `check_file` with the command's --force before any work."""
-    def parse(text: str) -> Path:
-        return Path(text)
+def output(role: str, kind: str | None = None, *, stdio: bool = False):
+    """An argparse type: a Path to write, a folder (role dir) of `outputs.KINDS` `kind`, or a file (role file; with
+    `stdio`, "-" passes as the string "-"). Where it may be written and what it may replace is checked by
+    `outputs.check_dir` / `check_file` with the command's --force before any work (the command knows --force)."""
+    def parse(text: str) -> Path | str:
+        return text if stdio and text == "-" else Path(text)
 
     parse.__name__ = f"output {role}"
-    parse.role = f"out-{role}"
+    parse.role, parse.kind = f"out-{role}", kind
     return parse
 
-
-OUT_DIR, OUT_FILE = output("dir"), output("file")
 FILE, DIR, PATH = existing("file"), existing("dir"), existing("path")
+OUT_FILE = output("file")
 
 
 def _force(p: argparse.ArgumentParser, what: str) -> None:
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev (SST-2-bin's valid)")
     p.add_argument("--seq-len", type=SEQ_LEN, default=70, metavar="L",
                    help="ids per sample (default 70, as the reference; 16/32/64/128 too)")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="DIR", help="prepared directory to write")
+    p.add_argument("--out", type=output("dir", "prepared"), required=True, metavar="DIR", help="prepared directory to write")
     _force(p, "prepared directory")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"],
                    help="array (default): one src_tokens.npy [N, L]; per-sample: src_tokens/src_tokens_{i}.bin as ais_bench reads")
@@ -244,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _model_args(p, bundle=True, required=False)
-    p.add_argument("--input", required=True, metavar="FILE|-", help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
-    p.add_argument("--output", required=True, metavar="OUT.jsonl|-", help="JSON lines to write (- : standard output)")
+    p.add_argument("--input", type=existing("file", stdio=True), required=True, metavar="FILE|-",
+                   help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
+    p.add_argument("--output", type=output("file", stdio=True), required=True, metavar="OUT.jsonl|-",
+                   help="JSON lines to write (- : standard output)")
     p.add_argument("--text-field", default="text", metavar="NAME",
                    help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text (default: text)")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="texts per forward pass (default 32)")
@@ -285,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(p, bundle=True, required=False)
     p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs (quote globs)")
-    p.add_argument("--output", type=OUT_DIR, required=True, metavar="DIR", help="folder for the shards and _SUCCESS")
+    p.add_argument("--output", type=output("dir", "classify"), required=True, metavar="DIR", help="folder for the shards and _SUCCESS")
     p.add_argument("--text-field", default="text", metavar="NAME", help="JSONL field / CSV, TSV, Parquet column (default: text)")
     p.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output shards' format (default parquet)")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="this process, or a Ray cluster (default local)")
@@ -320,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", choices=["roberta-base"], metavar="NAME",
                    help="instead of --model: random weights with exactly NAME's shape and fairseq vocabulary (roberta-base), "
                         "for speed measurements; the bundle is marked synthetic")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="BUNDLE_DIR", help="bundle directory to write")
+    p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_DIR", help="bundle directory to write")
     _force(p, "bundle")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--dynamic", action="store_true", help="dynamic batch and sequence axes (the default)")
@@ -356,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=DIR, required=True, metavar="PREPARED_DIR",
                    help="output of `roberta-infer prepare`, or the reference's batch files folder "
                         "(batch_size_B/roberta_base_bin: src_tokens_{i}.bin, raw int64 [B, L])")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="DIR", help="results directory to write")
+    p.add_argument("--out", type=output("dir", "results"), required=True, metavar="DIR", help="results directory to write")
     _force(p, "results directory")
     p.add_argument("--batch-size", type=BATCH, metavar="B",
                    help="samples per model call (default: the reference files' B, else the bundle's fixed batch size, else 32)")
@@ -389,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", type=bundle_dir, required=True, metavar="BUNDLE", help="an fp32 bundle written by `roberta-infer export`")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
+    p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
     _force(p, "int8 bundle")
     p.add_argument("--source", type=PATH, metavar="PATH", help="the checkpoint the bundle was exported from, if not where "
                                                               "its manifest says (synthetic bundles are rebuilt)")
@@ -422,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-lens", type=int_list(SEQ_LEN), metavar="L,L,…", help="default 16,32,64,70,128 (a static bundle: its own)")
     p.add_argument("--warmup", type=COUNT, default=3, metavar="N", help="untimed calls per cell (default 3)")
     p.add_argument("--min-time", type=SECONDS, default=1.0, metavar="S", help="timed seconds per cell, at least (default 1)")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="DIR", help="where bench.json/.md/.png go")
+    p.add_argument("--out", type=output("dir", "bench"), required=True, metavar="DIR", help="where bench.json/.md/.png go")
     _force(p, "bench results folder")
     _runtime_args(p)
     p.set_defaults(func=cmd_bench)
@@ -457,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     _force(p, "--json file")
     p.add_argument("--threads", type=THREADS, metavar="N", help="threads for every engine (default: all physical cores)")
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
-    p.add_argument("--work-dir", type=OUT_DIR, default=Path("runs/compare"), metavar="DIR",
+    p.add_argument("--work-dir", type=output("dir"), default=Path("runs/compare"), metavar="DIR",
                    help="bundle cache, reused across runs (default runs/compare)")
     p.set_defaults(func=cmd_compare)
 
@@ -499,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(p, required=False)
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
-    p.add_argument("--work-dir", type=OUT_DIR, default=Path("runs/latest"), metavar="DIR", help="default runs/latest")
+    p.add_argument("--work-dir", type=output("dir", "run"), default=Path("runs/latest"), metavar="DIR", help="default runs/latest")
     _force(p, "run work directory")
     p.add_argument("--seq-len", type=SEQ_LEN, default=70, metavar="L", help="default 70, as the reference")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="default 32")
@@ -609,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=PATH, metavar="DIR", help="SST-2 folder (its train.tsv) or a labelled GLUE TSV "
                                                           "(default: $ROBERTA_INFER_DATA or ./data)")
-    p.add_argument("--out", type=OUT_DIR, required=True, metavar="MODEL_DIR", help="model folder to write")
+    p.add_argument("--out", type=output("dir", "model"), required=True, metavar="MODEL_DIR", help="model folder to write")
     _force(p, "trained model folder")
     p.add_argument("--init", type=PATH, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face checkpoint (default: "
                                                                    "train from scratch)")
@@ -692,7 +696,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_classify(args: argparse.Namespace) -> None:
     from .collection import classify_collection
     from .default import default_bundle
+    from .outputs import check_location
 
+    check_location(args.output, "--output")
     model = args.model if args.model is not None else default_bundle(progress=lambda message: print(f"· {message}", file=sys.stderr))
     summary = classify_collection(model, args.input, args.output, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
                                   text_field=args.text_field, output_format=args.format, engine=args.engine,
@@ -792,10 +798,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from rich.table import Table
 
     from .compare import caption, compare, default_models, parse_modes, rows, summary, write_json
-    from .outputs import check_file, describe, kind_of
+    from .outputs import check_file, check_location, describe, kind_of
 
     if args.json is not None:
         check_file(args.json, force=args.force, flag="--json")
+    check_location(args.work_dir, "--work-dir")
     if kind_of(args.work_dir) is not None or args.work_dir.is_file():
         raise RobertaInferError(f"--work-dir {args.work_dir} is {describe(kind_of(args.work_dir)) if kind_of(args.work_dir) else 'a file'}, "
                                 "not compare's bundle cache: give another folder")
@@ -840,6 +847,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if prepared.labels is None:
             raise RobertaInferError(f"{args.labels} has no labels (the SST-2 test split is unlabelled)")
         gold, gold_names = prepared.labels, prepared.meta["label_names"]
+        inferred_on = summary.get("data") or {}
+        if inferred_on.get("sha256") and inferred_on.get("sha256") != prepared.meta["source"].get("sha256"):
+            raise RobertaInferError(f"the results in {args.results} were inferred on {inferred_on.get('path')}, but the labels in "
+                                    f"{args.labels} come from {prepared.meta['source'].get('path')} (sha256 differs)")
     elif args.label_dict is None:
         raise RobertaInferError(f"{args.labels} is a file: the reference's label file needs --label-dict (its label/dict.txt)")
     else:
@@ -977,7 +988,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (2, its one line printed), --help or --version (0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         args.func(args)
     except RobertaInferError as e:

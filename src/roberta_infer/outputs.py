@@ -59,7 +59,7 @@ def check_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out"
     """Refuse (RobertaInferError) to write the folder `path` as output of `kind` unless it is new, empty, or (with
     `force`) an output of the same kind; returns `path` as a Path."""
     path = Path(path)
-    _check_parent(path, flag)
+    check_location(path, flag)
     if path.exists() and not path.is_dir():
         raise RobertaInferError(f"{flag} {path} is a file, but a folder is written there: give a new or empty folder")
     if path.is_dir() and any(path.iterdir()):
@@ -80,7 +80,7 @@ def check_file(path: Path, *, force: bool = False, flag: str = "--out") -> Path:
     """Refuse (RobertaInferError) to write the file `path` if it is a folder, lies under a file, or exists and
     `force` is not given; returns `path` as a Path."""
     path = Path(path)
-    _check_parent(path, flag)
+    check_location(path, flag)
     if path.is_dir():
         raise RobertaInferError(f"{flag} {path} is a folder, but a file is written there: give a file name")
     if path.exists() and not force:
@@ -129,8 +129,9 @@ def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out
         tmp.write_text(text, encoding="utf-8")
 
 
-def _check_parent(path: Path, flag: str) -> None:
-    """The nearest existing ancestor of `path` must be a folder we may write in."""
+def check_location(path: Path, flag: str = "--out") -> None:
+    """Refuse (RobertaInferError) a `path` that cannot be created: its nearest existing ancestor is a file, or a
+    folder we may not write in."""
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
