@@ -202,3 +202,86 @@ def test_numeric_cases_cover_each_class():
     cases = dict(numeric_cases(cli.positive_int.bounds))
     assert {"negative", "zero", "huge", "not a number"} <= set(cases)
     assert int(cases["huge"]) > 2**31 and math.isnan(float(dict(numeric_cases(cli.DROP_PP.bounds))["not finite"]))
+
+
+# ---------------------------------------------------------------- where two artifacts meet
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory, shared_data, hf_model):
+    """The shipped default model's bundle and data prepared for it, and the same for the roberta-vocabulary test
+    model: two vocabularies that must not be mixed."""
+    from roberta_infer.bundle import build_bundle
+    from roberta_infer.checkpoint import load_classifier
+
+    root = tmp_path_factory.mktemp("pairs")
+    data = root / "SST-2"
+    data.mkdir()
+    rows = ["a gorgeous , witty , seductive movie .\t1", "utterly dull\t0", "a masterpiece\t1", "bored for 120 minutes\t0"]
+    (data / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (root / "other").mkdir()
+    (root / "other" / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(reversed(rows)) + "\n", encoding="utf-8")
+    assert cli.main(["export", "--out", str(root / "default-bundle")]) == 0
+    build_bundle(load_classifier(hf_model), root / "hf-bundle", progress=lambda _: None)
+    for name, model in (("default", []), ("hf", ["--model", str(hf_model)])):
+        assert cli.main(["prepare", "--data", str(data), *model, "--seq-len", "32", "--out", str(root / f"{name}-prepared")]) == 0
+    assert cli.main(["prepare", "--data", str(root / "other"), "--seq-len", "32", "--out", str(root / "other-prepared")]) == 0
+    return root
+
+
+def test_data_prepared_for_another_vocabulary_is_refused_naming_both(pairs, hf_model, capsys):
+    capsys.readouterr()
+    out = pairs / "results"
+    line = run_failing(["infer", "--model", str(pairs / "hf-bundle"), "--input", str(pairs / "default-prepared"),
+                        "--out", str(out)], capsys)
+    assert "prepared with the vocabulary of" in line and str(hf_model) in line and "default_model" in line
+    assert not out.exists()
+
+
+def test_ids_beyond_the_models_vocabulary_are_refused_before_the_engine_sees_them(pairs, tmp_path, capsys):
+    """A prepared folder from before vocabularies were recorded: its ids alone show it is not the small model's."""
+    import shutil
+
+    old = tmp_path / "old-prepared"
+    shutil.copytree(pairs / "hf-prepared", old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["vocab"]["vocab_sha256"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    line = run_failing(["infer", "--model", str(pairs / "default-bundle"), "--input", str(old), "--out", str(tmp_path / "r")],
+                       capsys)
+    size = json.loads((pairs / "default-bundle" / "manifest.json").read_text())["architecture"]["vocab"]
+    assert f"beyond the {size} tokens of the bundle's model" in line and not (tmp_path / "r").exists()
+
+
+def test_results_and_labels_of_different_data_are_refused(pairs, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert cli.main(["infer", "--model", str(pairs / "default-bundle"), "--input", str(pairs / "default-prepared"),
+                     "--out", str(results), "--warmup", "0"]) == 0
+    capsys.readouterr()
+    line = run_failing(["evaluate", "--results", str(results), "--labels", str(pairs / "other-prepared")], capsys)
+    assert "were inferred on" in line and str(pairs / "other" / "dev.tsv") in line
+    assert not (results / "evaluation.json").exists()
+
+
+def test_a_checkpoint_or_a_missing_folder_where_a_bundle_belongs(hf_model, shared_data, tmp_path, capsys):
+    line = run_failing(["infer", "--model", str(hf_model), "--input", str(tmp_path), "--out", str(tmp_path / "r")], capsys)
+    assert "is a checkpoint, not a bundle: run `roberta-infer export" in line
+    line = run_failing(["bench", "--model", str(tmp_path / "gone"), "--out", str(tmp_path / "b")], capsys)
+    assert "gone not found" in line
+    line = run_failing(["prepare", "--data", str(shared_data), "--model", str(shared_data / "SST-2" / "dev.tsv"),
+                        "--out", str(tmp_path / "p")], capsys)
+    assert "dev.tsv is not a checkpoint" in line and not (tmp_path / "p").exists()
+
+
+def test_replacing_needs_force_and_never_crosses_kinds(pairs, tmp_path, capsys):
+    out = tmp_path / "prep"
+    args = ["prepare", "--data", str(pairs / "other"), "--out", str(out)]
+    assert cli.main(args) == 0
+    first = (out / "meta.json").read_bytes()
+    assert "add --force to replace it" in run_failing(args, capsys)
+    assert cli.main([*args, "--force", "--seq-len", "16"]) == 0
+    assert json.loads((out / "meta.json").read_text())["seq_len"] == 16 and (out / "meta.json").read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"], "no temporary or old sibling left"
+    line = run_failing(["export", "--out", str(out), "--force"], capsys)
+    assert "is a prepared directory (written by `prepare`), not a bundle" in line
