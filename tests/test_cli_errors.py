@@ -285,3 +285,11 @@ def test_replacing_needs_force_and_never_crosses_kinds(pairs, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"], "no temporary or old sibling left"
     line = run_failing(["export", "--out", str(out), "--force"], capsys)
     assert "is a prepared directory (written by `prepare`), not a bundle" in line
+
+
+def test_every_option_states_its_default():
+    """An option a user may leave out says in --help what happens then."""
+    silent = [f"{command} {flag(action)}" for command, action in arguments()
+              if action.option_strings and not action.required and action.nargs != 0
+              and "default" not in (action.help or "").lower()]
+    assert silent == []

