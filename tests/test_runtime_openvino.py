@@ -110,7 +110,7 @@ def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model,
     assert main(["prepare", "--data", str(shared_data), "--model", str(bundle), "--seq-len", "64", "--out", str(tmp_path / "prep")]) == 0
     for layout_args in ([], ["--no-length-aware"]):
         assert main(["infer", "--model", str(bundle), "--input", str(tmp_path / "prep"), "--out", str(tmp_path / "r"),
-                     "--batch-size", "32", "--warmup", "1", *layout_args]) == 0
+                     "--batch-size", "32", "--warmup", "1", "--force", *layout_args]) == 0
         assert main(["evaluate", "--results", str(tmp_path / "r"), "--labels", str(tmp_path / "prep")]) == 0
         assert np.load(tmp_path / "r" / "logits.npy").shape == (872, 2)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
@@ -174,7 +174,7 @@ def test_int8_export_that_loses_accuracy_writes_nothing(tmp_path, shared_data):
 def test_refused_up_front(tmp_path, hf_model, shared_data, capsys):
     base = ["export", "--model", str(hf_model), "--out", str(tmp_path / "b"), "--data", str(shared_data)]
     assert main([*base, "--engine", "openvino", "--precision", "int8", "--max-accuracy-drop", "-1"]) == 2
-    assert "--max-accuracy-drop must be ≥ 0" in capsys.readouterr().err
+    assert "argument --max-accuracy-drop: must be in [0, 100], got -1" in capsys.readouterr().err
     assert main([*base, "--precision", "int8"]) == 2
     assert "roberta-infer quantize" in capsys.readouterr().err
     assert main([*base, "--engine", "openvino", "--precision", "int8", "--data", str(tmp_path)]) == 2

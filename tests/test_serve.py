@@ -465,14 +465,16 @@ def test_a_busy_port_is_a_one_line_error():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--port", "99999"], "--port 99999 is not a TCP port"),
-    (["--port", "-1"], "--port -1 is not a TCP port"),
-    (["--threads", "-3"], "argument --threads: invalid positive integer value: '-3'"),
-    (["--threads", "0"], "argument --threads: invalid positive integer value: '0'"),
+    (["--port", "99999"], "argument --port: must be in [0, 65535], got 99999"),
+    (["--port", "-1"], "argument --port: must be in [0, 65535], got -1"),
+    (["--threads", "-3"], "argument --threads: must be in [1, 4096], got -3"),
+    (["--threads", "0"], "argument --threads: must be in [1, 4096], got 0"),
     (["--name", "a/b"], "--name 'a/b'"),
 ])
-def test_impossible_serve_settings_are_one_line_errors(args, message, capfd):
-    """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads."""
-    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", "/nonexistent", *args],
+def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
+    """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is
+    only a manifest: loading it would fail otherwise)."""
+    (tmp_path / "manifest.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
