@@ -61,7 +61,7 @@ def argument_cases():
             from roberta_infer.export import supported_opsets
 
             supported = supported_opsets()
-            for value in (supported.start - 1, supported.stop):  # just outside what this PyTorch + onnx export
+            for value in (-1, 0, supported.start - 1, supported.stop, 10**9):  # stop: just beyond this PyTorch + onnx
                 yield command, flag(action), f"unsupported opset {value}", lambda tmp, v=value: str(v)
         bounds = getattr(kind, "bounds", None)
         if bounds is not None:
