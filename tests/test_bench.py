@@ -89,10 +89,10 @@ def test_bench_cli_refusals_and_precisions_side_by_side(tmp_path, model_80, dyna
     results = []
     for name, bundle in (("fp32", dynamic), ("bf16", tmp_path / "bf16"), ("int8", tmp_path / "int8")):
         assert main(["bench", "--model", str(bundle), "--batch-sizes", "1,2", "--seq-lens", "8" if name == "fp32" else "8,16",
-                     "--warmup", "0", "--min-time", "0", "--threads", "1", "--out", str(tmp_path / name)]) == 0
-        results.append(json.loads((tmp_path / name / "bench.json").read_text()))
+                     "--warmup", "0", "--min-time", "0", "--threads", "1", "--out", str(tmp_path / f"bench-{name}")]) == 0
+        results.append(json.loads((tmp_path / f"bench-{name}" / "bench.json").read_text()))
     assert [(r["engine"], r["precision"]) for r in results] == [("onnxruntime", "fp32"), ("openvino", "bf16"), ("onnxruntime", "int8")]
-    assert "2 cells" in capsys.readouterr().out and ", OpenVINO " in (tmp_path / "bf16" / "bench.md").read_text().splitlines()[0]
+    assert "2 cells" in capsys.readouterr().out and ", OpenVINO " in (tmp_path / "bench-bf16" / "bench.md").read_text().splitlines()[0]
     table = side_by_side(results).splitlines()
     assert table[0].startswith("| batch | seq | ONNX Runtime ") and " fp32 seq/s | OpenVINO " in table[0]
     assert table[0].endswith(" bf16 seq/s | ONNX Runtime " + results[2]["engine_version"] + " int8 seq/s |") and len(table) == 2 + 4

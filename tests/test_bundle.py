@@ -28,8 +28,9 @@ def dynamic_bundle(tmp_path_factory, hf_model):
 def test_manifest_records_fusion_and_fidelity(dynamic_bundle, hf_model):
     manifest = json.loads((dynamic_bundle / "manifest.json").read_text())
     assert manifest["fused_ops"]["Attention"] == 2, "every layer's attention is fused"
-    assert manifest["fidelity"]["max_abs_diff"] <= 1e-4
+    # (its max_abs_diff ≤ 1e-4 is build_bundle's own refusal threshold; the logits are compared independently below)
     assert len(manifest["fidelity"]["cases"]) >= 4, "several shapes, random and real inputs"
+    assert manifest["fidelity"]["max_abs_diff"] == max(manifest["fidelity"]["cases"].values())
     assert manifest["input"] == {"name": "src_tokens", "dtype": "int64", "shape": ["batch", "sequence"]}
     assert manifest["class_names"] == ["negative", "positive"]
     assert manifest["source"]["sha256"] == load_classifier(hf_model).source["sha256"]

@@ -78,7 +78,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(b"this is not a pickle")
-    with pytest.raises(RobertaInferError, match="not a PyTorch checkpoint"):
+    with pytest.raises(RobertaInferError, match="is not a checkpoint"):
         load_classifier(path)
     torch.save({"model": {"layer.weight": torch.zeros(2, 2)}, "cfg": {"model": {}}}, path)
     with pytest.raises(RobertaInferError, match="not a RoBERTa checkpoint"):
@@ -279,7 +279,7 @@ def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys)
     texts = tmp_path / "t.txt"
     texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
     common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir", str(shared_data / "gpt2_bpe"),
-              "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]
+              "--input", str(texts), "--output", str(tmp_path / "o.jsonl"), "--force"]
     assert main(common) == 2
     assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
     assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0

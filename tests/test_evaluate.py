@@ -109,6 +109,7 @@ def test_reference_files_bad_inputs(tmp_path, capsys):
     def error(*args: str) -> str:
         assert main(["evaluate", "--results", str(out), *args]) == 2
         return capsys.readouterr().err
+    (tmp_path / "prep").mkdir()
     assert "class count is unknown: give --class-names" in error("--labels", str(tmp_path / "prep"))
     assert "needs --label-dict" in error("--labels", str(labels), "--class-names", "1,0")
     assert "not whole rows of 3 class logits" in error("--labels", str(labels), "--class-names", "a,b,c")

@@ -13,7 +13,7 @@ from conftest import tiny_classifier
 from transformers import RobertaForSequenceClassification
 
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.export import check_fidelity, export_onnx
+from roberta_infer.export import check_fidelity, deviation, export_onnx
 from roberta_infer.runtime import make_session
 
 PAD = 1
@@ -40,7 +40,7 @@ def dynamic_onnx(binary, tmp_path_factory) -> Path:
 
 
 def test_dynamic_export_matches_pytorch_at_several_shapes(binary, dynamic_onnx):
-    fidelity = check_fidelity(binary, PAD, make_session(dynamic_onnx, threads=1), [(1, 2), (1, 9), (3, 16), (5, 40)])
+    fidelity = deviation(binary, PAD, make_session(dynamic_onnx, threads=1), [(1, 2), (1, 9), (3, 16), (5, 40)])
     assert list(fidelity["cases"]) == ["random 1x2", "random 1x9", "random 3x16", "random 5x40"]
     assert fidelity["max_abs_diff"] == max(fidelity["cases"].values()) <= 1e-4
 
@@ -62,7 +62,7 @@ def test_padding_is_masked_inside_the_graph(dynamic_onnx):
 
 def test_real_inputs_with_left_padding_are_checked(binary, dynamic_onnx):
     real = np.array([[PAD, PAD, 0, 5, 6, 2], [0, 7, 8, 9, 10, 2]])
-    fidelity = check_fidelity(binary, PAD, make_session(dynamic_onnx, threads=1), [], real_inputs=real)
+    fidelity = deviation(binary, PAD, make_session(dynamic_onnx, threads=1), [], real_inputs=real)
     assert list(fidelity["cases"]) == ["real 2x6"] and fidelity["max_abs_diff"] <= 1e-4
 
 
@@ -72,7 +72,7 @@ def test_static_export_three_classes(tmp_path):
     export_onnx(model, PAD, path, batch_size=2, seq_len=12)
     graph = onnx.load(str(path)).graph
     assert dims(graph.input[0]) == [2, 12] and dims(graph.output[0]) == [2, 3]
-    assert check_fidelity(model, PAD, make_session(path, threads=1), [(2, 12)])["max_abs_diff"] <= 1e-4
+    assert deviation(model, PAD, make_session(path, threads=1), [(2, 12)])["max_abs_diff"] <= 1e-4
     with pytest.raises(RobertaInferError, match="exported for shape"):
         check_fidelity(model, PAD, make_session(path, threads=1), [(3, 12)])
 
@@ -96,7 +96,7 @@ def test_sdpa_model_keeps_its_attention_setting(tmp_path):
     model = tiny_classifier(num_labels=2, layers=1, seed=2, attn="sdpa")
     export_onnx(model, PAD, tmp_path / "sdpa.onnx", batch_size=None, seq_len=None)
     assert model.config._attn_implementation == "sdpa"  # traced eager (see test_optimize), then restored
-    assert check_fidelity(model, PAD, make_session(tmp_path / "sdpa.onnx", threads=1), [(2, 10)])["max_abs_diff"] <= 1e-4
+    assert deviation(model, PAD, make_session(tmp_path / "sdpa.onnx", threads=1), [(2, 10)])["max_abs_diff"] <= 1e-4
 
 
 def test_unloadable_onnx_is_a_clean_error(binary, tmp_path):

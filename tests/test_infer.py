@@ -67,7 +67,7 @@ def test_summary_figures_are_measured(tmp_path, prepared_and_bundle, monkeypatch
 def test_bad_inputs(tmp_path, prepared_and_bundle, capsys):
     prep, bundle = prepared_and_bundle
     assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", str(tmp_path / "r"), "--batch-size", "0"]) == 2
-    assert "must be positive" in capsys.readouterr().err
+    assert "argument --batch-size: must be in [1, 65536], got 0" in capsys.readouterr().err
     assert main(["infer", "--model", str(bundle), "--input", str(prep), "--out", str(tmp_path / "r"), "--batch-size", "4"]) == 2
     assert "fixed batch size 10" in capsys.readouterr().err
     with pytest.raises(RobertaInferError, match="not a prepared directory"):

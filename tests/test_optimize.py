@@ -14,7 +14,7 @@ from conftest import tiny_classifier
 from transformers import RobertaForSequenceClassification
 
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.export import check_fidelity, export_onnx
+from roberta_infer.export import deviation, export_onnx
 from roberta_infer.optimize import inspect_onnx, optimize_onnx
 from roberta_infer.runtime import make_session
 
@@ -59,7 +59,7 @@ def test_every_layer_is_fused(exported, optimized):
 def test_optimized_model_keeps_logits_and_interface(three_layers, optimized):
     path, _ = optimized
     left_padded = np.array([[PAD, PAD, 0, 5, 6, 2], [0, 7, 8, 9, 10, 2]])  # exact only with the raw 0/1 mask format
-    fidelity = check_fidelity(three_layers, PAD, make_session(path, threads=1), [(1, 3), (3, 16), (4, 40)], real_inputs=left_padded)
+    fidelity = deviation(three_layers, PAD, make_session(path, threads=1), [(1, 3), (3, 16), (4, 40)], real_inputs=left_padded)
     assert len(fidelity["cases"]) == 4 and fidelity["max_abs_diff"] <= 1e-4
     output = inspect_onnx(path).graph.output[0]
     assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", 2]
@@ -69,7 +69,7 @@ def test_static_three_class_model_is_fused(tmp_path):
     model = tiny_classifier(num_labels=3, layers=2, seed=1)
     export_onnx(model, PAD, tmp_path / "static.onnx", batch_size=2, seq_len=12)
     assert optimize(tmp_path / "static.onnx", tmp_path / "static.opt.onnx", 2)["Attention"] == 2
-    assert check_fidelity(model, PAD, make_session(tmp_path / "static.opt.onnx", threads=1), [(2, 12)])["max_abs_diff"] <= 1e-4
+    assert deviation(model, PAD, make_session(tmp_path / "static.opt.onnx", threads=1), [(2, 12)])["max_abs_diff"] <= 1e-4
 
 
 def test_sdpa_model_is_exported_fusable(tmp_path):

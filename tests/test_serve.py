@@ -79,6 +79,17 @@ def wait_ready(url: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in /metrics text (0 where absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    return 0.0
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -148,13 +159,22 @@ def test_a_full_queue_runs_as_length_sorted_model_calls(bundle):
     assert np.abs(np.array([r["logits"] for r in results]) - expected).max() < 1e-4
 
 
-def test_call_cost_is_the_fixed_part_of_a_call_in_tokens(bundle):
+def test_call_cost_is_the_fixed_part_of_a_call_in_tokens(bundle, monkeypatch):
+    """On a fake clock each model call advances by its modelled cost, so the fit is exact and no sleep decides it."""
     classifier = load_bundle(bundle, threads=1)
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    def costing(seconds: float, rows: int) -> np.ndarray:
+        clock[0] += seconds
+        return np.zeros((rows, 2), dtype=np.float32)
+
     fixed, per_token = 0.02, 0.0005  # seconds: a call of n tokens takes fixed + n × per_token
-    classifier.logits = lambda tokens: time.sleep(fixed + per_token * tokens.size) or np.zeros((len(tokens), 2))
-    assert call_cost_tokens(classifier, batch_size=4, repeats=2) == pytest.approx(fixed / per_token, rel=0.3)
-    classifier.logits = lambda tokens: time.sleep(fixed) or np.zeros((len(tokens), 2))
-    assert call_cost_tokens(classifier, batch_size=4, repeats=2) > 4 * len(classifier.encoder.encode(["x"])[0])
+    classifier.logits = lambda tokens: costing(fixed + per_token * tokens.size, len(tokens))
+    assert call_cost_tokens(classifier, batch_size=4, repeats=2) == pytest.approx(fixed / per_token, rel=1e-6)
+    classifier.logits = lambda tokens: costing(fixed, len(tokens))  # no per-token cost: splitting never pays
+    from roberta_infer.serve import WARMUP_TEXT
+    assert call_cost_tokens(classifier, batch_size=4, repeats=2) == 4 * len(classifier.encoder.encode([WARMUP_TEXT])[0])
 
 
 @pytest.mark.filterwarnings("ignore:.*were truncated")
@@ -324,13 +344,19 @@ def test_health_ready_metrics_openapi(url):
 
 def test_not_ready_then_overloaded(bundle):
     """A slow model behind a 4-text queue: 503 while loading, then 503 + Retry-After for what does not fit."""
-    gate = threading.Event()
+    gate, hold, release = threading.Event(), threading.Event(), threading.Event()
 
     def slow_load() -> BundleClassifier:
         gate.wait(30)
         classifier = load_bundle(bundle, threads=1)
         logits = classifier.logits
-        classifier.logits = lambda tokens: (time.sleep(0.2), logits(tokens))[1]
+
+        def held(tokens: np.ndarray) -> np.ndarray:  # once `hold` is set, a model call waits for `release`
+            if hold.is_set():
+                release.wait(30)
+            return logits(tokens)
+
+        classifier.logits = held
         return classifier
 
     limits = Limits(max_batch_size=2, max_wait_ms=1, max_texts_per_request=2, max_text_chars=20, max_queue=4)
@@ -344,10 +370,23 @@ def test_not_ready_then_overloaded(bundle):
         assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
 
         async def burst() -> list[httpx.Response]:
+            """12 requests at a model held busy: released only once each request is either refused or waiting."""
             async with httpx.AsyncClient(timeout=30) as http:
-                return await asyncio.gather(*(http.post(f"{base}/v1/classify", json={"texts": [f"t{i}", "u"]})
-                                              for i in range(12)))
+                refused_before = sample((await http.get(f"{base}/metrics")).text, "roberta_infer_errors_total", reason="overloaded")
+                sent = asyncio.gather(*(http.post(f"{base}/v1/classify", json={"texts": [f"t{i}", "u"]}) for i in range(12)))
+                deadline = time.monotonic() + 30
+                while True:  # one request in the held call and two in the 4-text queue at most: the rest refused
+                    metrics = (await http.get(f"{base}/metrics")).text
+                    refused = sample(metrics, "roberta_infer_errors_total", reason="overloaded") - refused_before
+                    waiting = sample(metrics, "roberta_infer_requests_in_flight")
+                    if waiting <= 3 and refused + waiting == 12:
+                        break
+                    assert time.monotonic() < deadline, "the burst never reached the server"
+                    await asyncio.sleep(0.01)
+                release.set()
+                return await sent
 
+        hold.set()
         responses = asyncio.run(burst())
         statuses = sorted(r.status_code for r in responses)
         assert set(statuses) == {200, 503} and statuses.count(200) >= 2  # a full queue holds two requests
@@ -385,9 +424,14 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
             assert time.monotonic() < deadline, "requests never reached the server"
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.4)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{base}/healthz")
+        deadline = time.monotonic() + 30
+        while True:  # new connections are refused once the server has stopped listening, in-flight requests or not
+            try:
+                httpx.get(f"{base}/healthz", timeout=5)
+            except httpx.ConnectError:
+                break
+            assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
+            time.sleep(0.02)
         for sender in senders:
             sender.join(timeout=30)
         assert proc.wait(timeout=30) == 0
@@ -421,14 +465,16 @@ def test_a_busy_port_is_a_one_line_error():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--port", "99999"], "--port 99999 is not a TCP port"),
-    (["--port", "-1"], "--port -1 is not a TCP port"),
-    (["--threads", "-3"], "argument --threads: invalid positive integer value: '-3'"),
-    (["--threads", "0"], "argument --threads: invalid positive integer value: '0'"),
+    (["--port", "99999"], "argument --port: must be in [0, 65535], got 99999"),
+    (["--port", "-1"], "argument --port: must be in [0, 65535], got -1"),
+    (["--threads", "-3"], "argument --threads: must be in [1, 4096], got -3"),
+    (["--threads", "0"], "argument --threads: must be in [1, 4096], got 0"),
     (["--name", "a/b"], "--name 'a/b'"),
 ])
-def test_impossible_serve_settings_are_one_line_errors(args, message, capfd):
-    """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads."""
-    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", "/nonexistent", *args],
+def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
+    """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is
+    only a manifest: loading it would fail otherwise)."""
+    (tmp_path / "manifest.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

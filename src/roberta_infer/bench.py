@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
+from .outputs import check_dir, output_dir
 from .report import Figure, Report, Table, figure_png, write_report
 from .runtime import BundleClassifier, machine
 from .synthetic import SHAPES, model_label
@@ -31,13 +32,15 @@ ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens: list[int] | None, out: Path, *, warmup: int = 3,
-          min_time: float = 1.0, min_iterations: int = 5, seed: int = 0, show_progress: bool = True) -> dict:
+          min_time: float = 1.0, min_iterations: int = 5, seed: int = 0, show_progress: bool = True, force: bool = False) -> dict:
     """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result.
 
     `batch_sizes` / `seq_lens` None: DEFAULT_BATCH_SIZES × DEFAULT_SEQ_LENS, or a static bundle's own shape (the only
     one it runs). The reference's Ascend 310P3 figures are set beside a roberta-base-shaped model's cells only.
     Raises RobertaInferError for sizes < 1, seq lens < 2 or above the model's positions, or another shape than a
-    static bundle's.
+    static bundle's, and (through `outputs.output_dir`, before timing) an `out` that is not new or, without `force`,
+    earlier bench results. Per cell `sentences_per_s` = batch / median latency; `seq_per_s` is its old name, kept
+    for one release.
     """
     static = (classifier.static_batch, classifier.static_seq)
     if None not in static:
@@ -52,6 +55,7 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
         raise RobertaInferError(f"seq len {max(seq_lens)} exceeds the model's {classifier.max_tokens} positions")
     if warmup < 0 or min_time < 0 or min_iterations < 1:
         raise RobertaInferError(f"warmup and min time must be ≥ 0, min iterations ≥ 1 (got {warmup}, {min_time}, {min_iterations})")
+    check_dir(out, "bench", force=force)
     load_before = os.getloadavg()
     rng = np.random.default_rng(seed)
     vocab = classifier.manifest["architecture"]["vocab"]
@@ -74,9 +78,10 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
                     latencies.append(time.perf_counter() - start)
                 ms = np.array(latencies) * 1000
                 p50 = float(np.median(ms))
-                cells.append({"batch_size": batch, "seq_len": seq, "iterations": len(ms), "seq_per_s": batch * 1000 / p50,
+                cells.append({"batch_size": batch, "seq_len": seq, "iterations": len(ms), "sentences_per_s": batch * 1000 / p50,
                               "latency_ms": {"p50": p50, "p99": float(np.percentile(ms, 99)), "min": float(ms.min())},
-                              "reference_fps": REFERENCE_FPS.get((batch, seq)) if reference else None})
+                              "reference_fps": REFERENCE_FPS.get((batch, seq)) if reference else None,
+                              "seq_per_s": batch * 1000 / p50})  # the old name, for one release
                 bar.advance(task)
     result = {"model": model_label(classifier.manifest), "synthetic": bool(classifier.manifest.get("synthetic")),
               "engine": classifier.engine, "engine_version": version(classifier.engine), "precision": classifier.precision,
@@ -86,12 +91,11 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
               "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "warmup": warmup,
               "min_time_s": min_time, "min_iterations": min_iterations, "reference": REFERENCE_NAME if reference else None,
               "cells": cells}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "bench.md").write_text(markdown(result))
-    write_report(out / "report.html", html_report(result), result["machine"])
-    plot(result, out / "bench.png")
+    with output_dir(out, "bench", force=force) as tmp:
+        (tmp / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        (tmp / "bench.md").write_text(markdown(result))
+        plot(result, tmp / "bench.png")
+        write_report(tmp / "report.html", html_report(result), result["machine"])
     return result
 
 
@@ -125,7 +129,7 @@ def markdown(result: dict) -> str:
              "|" + "---:|" * (5 + len(ref_column))]
     for cell in result["cells"]:
         ref = [reference_cell(cell["reference_fps"])] if result["reference"] else []
-        lines.append("| " + " | ".join([str(cell["batch_size"]), str(cell["seq_len"]), f"{cell['seq_per_s']:.1f}",
+        lines.append("| " + " | ".join([str(cell["batch_size"]), str(cell["seq_len"]), f"{cell['sentences_per_s']:.1f}",
                                         f"{cell['latency_ms']['p50']:.2f}", f"{cell['latency_ms']['p99']:.2f}", *ref]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -139,7 +143,7 @@ def side_by_side(results: list[dict]) -> str:
     header = ["batch", "seq", *(f"{label(result)} seq/s" for result in results), *([f"{REFERENCE_NAME} seq/s"] if reference else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for batch, seq in shapes:
-        measured = [f"{by_shape[batch, seq]['seq_per_s']:.1f}" if (batch, seq) in by_shape else "—" for by_shape in cells]
+        measured = [f"{by_shape[batch, seq]['sentences_per_s']:.1f}" if (batch, seq) in by_shape else "—" for by_shape in cells]
         ref = [reference_cell(REFERENCE_FPS.get((batch, seq)))] if reference else []
         lines.append("| " + " | ".join([str(batch), str(seq), *measured, *ref]) + " |")
     return "\n".join(lines) + "\n"
@@ -177,7 +181,7 @@ def throughput_figure(result: dict):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for seq in sorted({c["seq_len"] for c in result["cells"]}):
         cells = sorted((c for c in result["cells"] if c["seq_len"] == seq), key=lambda c: c["batch_size"])
-        ax.plot([c["batch_size"] for c in cells], [c["seq_per_s"] for c in cells], marker="o", label=f"seq {seq}")
+        ax.plot([c["batch_size"] for c in cells], [c["sentences_per_s"] for c in cells], marker="o", label=f"seq {seq}")
     for (batch, seq), fps in REFERENCE_FPS.items() if result["reference"] else ():
         ax.scatter([batch], [fps], marker="x", color="black", zorder=3)
         ax.annotate(f"{REFERENCE_NAME}, seq {seq}", (batch, fps), textcoords="offset points", xytext=(-5, 6), fontsize=7,

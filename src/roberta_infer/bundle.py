@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .errors import RobertaInferError
+from .outputs import describe, kind_of, output_dir
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, cpu_isa, fill_batch, make_session, openvino_session
 from .tokenise import TextEncoder, pad_to
 
@@ -51,14 +50,16 @@ CALIBRATION_BATCH = 8
 
 def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | None = None, seq_len: int | None = None,
                  opset: int = 17, engine: str = "onnxruntime", precision: str = "fp32", data: Path | None = None,
-                 max_accuracy_drop: float = 0.3, calibration_size: int = 300, threads: int | None = None, progress=print) -> dict:
+                 max_accuracy_drop: float = 0.3, calibration_size: int = 300, threads: int | None = None, progress=print,
+                 force: bool = False) -> dict:
     """Export `classifier` to the bundle directory `out` for `engine` at `precision`; returns the manifest.
 
     onnxruntime (fp32 only; int8 is `quantize`'s): export, fusion, simplification. openvino: IR from the same
     module, fp32 weights; `bf16` and `int8` are run with OpenVINO's bf16 hint / NNCF static int8 (calibrated on
     `calibration_size` SST-2 train sentences from `data`, gated on SST-2 dev: at most `max_accuracy_drop` points
     below the fp32 IR). Raises RobertaInferError, having written nothing, if fusion is incomplete, the fp32 logits
-    drift above 1e-4 from PyTorch, or the int8 gate fails.
+    drift above 1e-4 from PyTorch, or the int8 gate fails. `out` is written through `outputs.output_dir` (an
+    existing bundle is replaced only with `force`).
     """
     from .data import sst2_file
 
@@ -82,14 +83,10 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
             raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
         sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done
     config = classifier.model.config
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
     from .export import OnnxSpec
 
     spec = OnnxSpec(batch_size, seq_len, opset)
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        tmp = Path(tmp)
+    with output_dir(out, "bundle", force=force) as tmp:
         manifest = {
             "format": FORMAT,
             "roberta_infer": __version__,
@@ -110,9 +107,6 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         manifest["model_sha256"] = model_sha256(tmp, engine)
         classifier.encoder.save(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(tmp, out)
     return manifest
 
 
@@ -257,6 +251,12 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     (`openvino_session`: default one per thread; 1 for the lowest single-row latency). Raises RobertaInferError.
     """
     directory = Path(directory)
+    if not directory.exists():
+        raise RobertaInferError(f"bundle {directory} not found")
+    if kind_of(directory) in ("checkpoint", "model"):
+        raise RobertaInferError(f"{directory} is a checkpoint, not a bundle: run `roberta-infer export` first")
+    if kind_of(directory) not in (None, "bundle"):
+        raise RobertaInferError(f"{directory} is {describe(kind_of(directory))}, not a bundle")
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
     if missing:
         raise RobertaInferError(f"bundle {directory} is missing {', '.join(missing)}: re-run `roberta-infer export`")

@@ -231,6 +231,12 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
 
 def safe_torch_load(path: Path) -> dict:
     """`torch.load` that unpickles only tensors, plain containers and the allowlisted fairseq types."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive (PK\x03\x04); fairseq's 2019 checkpoints are a pickle (protocol 2+: \x80)
+    if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x80")):
+        raise RobertaInferError(f"{path} is not a checkpoint (neither a PyTorch zip archive nor a pickle): give a fairseq "
+                                "checkpoint.pt, a Hugging Face model folder or a bundle")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are noise to a user

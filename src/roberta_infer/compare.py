@@ -34,6 +34,7 @@ from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .outputs import write_text
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
@@ -144,10 +145,11 @@ class Models:
             self.progress(f"building {directory} ({engine} {precision})")
             if name == "ort-int8":
                 quantize_bundle(self.bundle("ort-fp32"), directory, source=self.classifier, data=self.data,
-                                max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress)
+                                max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True)
             else:
                 mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
-                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress), directory)
+                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True),
+                              directory)
         return directory
 
     def form(self, name: str) -> Classifier:
@@ -484,10 +486,6 @@ def throughput_bars(result: dict):
     return fig
 
 
-def write_json(result: dict, path: Path) -> None:
-    """`result` as indented JSON at `path`, written beside it first and renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
+def write_json(result: dict, path: Path, *, force: bool = False, flag: str = "--json") -> None:
+    """`result` as indented JSON at `path`, through `outputs.write_text` (an existing file replaced only with `force`)."""
+    write_text(path, json.dumps(result, indent=2) + "\n", force=force, flag=flag)

@@ -72,6 +72,20 @@ class TokensToLogits(torch.nn.Module):
         return self.model(input_ids=src_tokens, attention_mask=(src_tokens != self.pad_id).long()).logits
 
 
+# RoBERTa numbers positions with a cumulative sum over the mask: ONNX CumSum exists from opset 11 (ONNX Operators.md).
+MIN_OPSET = 11
+
+
+def supported_opsets() -> range:
+    """Opsets `export_onnx` can write here: from MIN_OPSET to the highest both the installed PyTorch TorchScript
+    exporter (torch.onnx._constants) and the installed onnx package (onnx.defs.onnx_opset_version) know."""
+    import onnx.defs
+    from torch.onnx import _constants
+
+    exporter = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    return range(MIN_OPSET, min(exporter, onnx.defs.onnx_opset_version()) + 1)
+
+
 def export_onnx(model: RobertaForSequenceClassification, pad_id: int, path: Path, *,
                 batch_size: int | None, seq_len: int | None, opset: int = 17) -> None:
     """Write `model` as a self-contained .onnx (weights inside); batch_size/seq_len None make that axis dynamic."""

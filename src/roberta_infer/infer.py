@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .data import numbered_files
 from .errors import RobertaInferError
+from .outputs import check_dir, output_dir
 from .predict import length_batches
 from .prepare import Prepared
 from .runtime import BundleClassifier, fill_batch, machine
@@ -19,11 +20,15 @@ LAYOUTS = ("array", "per-sample")
 
 
 def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_size: int, warmup: int = 5, loop: int = 1,
-          layout: str = "array", length_aware: bool | None = None, show_progress: bool = True) -> dict:
+          layout: str = "array", length_aware: bool | None = None, show_progress: bool = True, force: bool = False) -> dict:
     """Run every sample (a last partial batch included), `loop` timed passes each after `warmup` untimed batches.
 
     `length_aware` (default: on for dynamic bundles) batches rows of similar true length and trims each batch to its
-    longest row instead of running the prepared padding; outputs are written back in the original order.
+    longest row instead of running the prepared padding; outputs are written back in the original order. `out` is
+    written through `outputs.output_dir` (existing results are replaced only with `force`). Raises RobertaInferError
+    for data that does not belong to the bundle (`check_pairing`) or bad arguments, before any model call.
+    Summary keys: `sentences_per_s` (throughput, sentences per second of model time); `throughput_samples_per_s` is
+    the same figure under its old name, kept for one release.
     """
     if batch_size <= 0:
         raise RobertaInferError(f"batch size must be positive, got {batch_size}")
@@ -31,10 +36,12 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
         raise RobertaInferError(f"--warmup must be ≥ 0 and --loop ≥ 1 (got {warmup}, {loop})")
     if layout not in LAYOUTS:
         raise RobertaInferError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    check_dir(out, "results", force=force)
     tokens = prepared.tokens
     n, seq_len = tokens.shape
     if n == 0:
         raise RobertaInferError("the prepared directory holds no samples")
+    check_pairing(classifier, prepared)
     if classifier.static_seq is not None and seq_len != classifier.static_seq:
         raise RobertaInferError(f"data was prepared with --seq-len {seq_len} but the bundle is fixed at {classifier.static_seq}")
     if classifier.static_batch is not None and batch_size != classifier.static_batch:
@@ -64,7 +71,6 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
                 latencies.append(time.perf_counter() - start)
                 bar.advance(task)
             logits[index] = result[: len(index)]
-    write_outputs(logits, Path(out), layout)
     lat_ms = np.array(latencies) * 1000
     summary = {
         "samples": n,
@@ -74,7 +80,7 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
         "length_aware": length_aware,
         "warmup": warmup,
         "loop": loop,
-        "throughput_samples_per_s": n * loop / float(np.sum(latencies)),
+        "sentences_per_s": n * loop / float(np.sum(latencies)),
         "latency_ms": {"min": float(lat_ms.min()), "mean": float(lat_ms.mean()), "median": float(np.median(lat_ms)),
                        "p99": float(np.percentile(lat_ms, 99))},
         "latencies_ms": [round(float(ms), 4) for ms in lat_ms],  # every timed model call, in order
@@ -88,8 +94,32 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
         "bundle": {"source": classifier.manifest["source"], "model_sha256": classifier.manifest["model_sha256"]},
         "data": prepared.meta["source"],
     }
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["throughput_samples_per_s"] = summary["sentences_per_s"]  # the old name, for one release
+    with output_dir(out, "results", force=force) as tmp:
+        write_outputs(logits, tmp, layout)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def check_pairing(classifier: BundleClassifier, prepared: Prepared) -> None:
+    """Refuse (RobertaInferError, naming both sides) prepared ids that are not the bundle's: a vocabulary recorded by
+    `prepare` (meta.json vocab.vocab_sha256, `TextEncoder.vocab_sha256`) other than the bundle's tokenizer's, a
+    different pad id, or any id beyond the model's embedding table (which the engine would fail on, or worse)."""
+    vocab = prepared.meta.get("vocab") or {}
+    made_for = vocab.get("model") or vocab.get("dict") or "another vocabulary"
+    source = classifier.manifest.get("source", {}).get("path") or "its source model"
+    size = classifier.manifest.get("architecture", {}).get("vocab")
+    if vocab.get("vocab_sha256") and vocab["vocab_sha256"] != classifier.encoder.vocab_sha256():
+        raise RobertaInferError(f"the data was prepared with the vocabulary of {made_for}, but the bundle (from {source}) numbers "
+                                "tokens differently: prepare it again with --model of this bundle's model")
+    pad = prepared.meta.get("pad_id")
+    if pad is not None and pad != classifier.encoder.pad:
+        raise RobertaInferError(f"the data was prepared with pad id {pad} (for {made_for}), the bundle (from {source}) pads "
+                                f"with {classifier.encoder.pad}: prepare it again with --model of this bundle's model")
+    highest = int(prepared.tokens.max())
+    if size is not None and (highest >= size or int(prepared.tokens.min()) < 0):
+        raise RobertaInferError(f"the data holds ids up to {highest}, beyond the {size} tokens of the bundle's model (from "
+                                f"{source}): it was prepared for {made_for}; prepare it again with --model of this bundle's model")
 
 
 def true_lengths(tokens: np.ndarray, pad: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from .errors import RobertaInferError
+from .outputs import check_file, write_text
 
 # Used when the SST-2 dev file is not found: a mix of lengths, punctuation and non-ASCII.
 BUILTIN_TEXTS = [
@@ -156,7 +157,8 @@ class Level:
         return {
             "requests": self.sent, "texts_per_request": self.texts_per_request,
             "errors": sum(self.errors.values()), "error_kinds": self.errors, "seconds": seconds,
-            "requests_per_s": ok / seconds, "texts_per_s": ok * self.texts_per_request / seconds,
+            "requests_per_s": ok / seconds, "sentences_per_s": ok * self.texts_per_request / seconds,
+            "texts_per_s": ok * self.texts_per_request / seconds,  # the old name of sentences_per_s, for one release
             "latency_ms": {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(ms.mean()),
                            "max": float(ms.max())},
             "batches": int(batches), "mean_batch_size": (after["sum"] - before["sum"]) / batches if batches else 0.0,
@@ -249,7 +251,7 @@ async def _loadtest(url: str, texts: list[str], concurrency: list[int], requests
 
 def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1000, texts_per_request: int = 1,
              rate: float | None = None, duration: float = 10.0, texts_file: Path | None = None,
-             json_out: Path | None = None, ready_timeout: float = 30.0) -> dict:
+             json_out: Path | None = None, ready_timeout: float = 30.0, force: bool = False) -> dict:
     """Load a running `roberta-infer serve`: each closed-loop concurrency level in turn, or one open-loop level at
     `rate` requests/s for `duration` s; returns (and writes) the summary.
 
@@ -265,6 +267,8 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     if rate is not None and not (0 < rate <= MAX_RATE and 0 < duration <= MAX_DURATION_S):
         raise RobertaInferError(f"--rate must be in (0, {MAX_RATE}] requests/s and --duration in (0, {MAX_DURATION_S}] s "
                                 f"(got {rate:g}, {duration:g})")
+    if json_out is not None:
+        check_file(json_out, force=force, flag="--json")
     texts, source = (read_texts(texts_file), str(texts_file)) if texts_file is not None else sample_texts()
     if not texts:
         raise RobertaInferError(f"{texts_file} holds no texts")
@@ -274,8 +278,7 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     summary = {"url": url, "server": model, "texts": source, "levels": levels}
     summary["machine"] = {**machine(), "load_average_before": list(load_before)}
     if json_out is not None:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(json_out, json.dumps(summary, indent=2) + "\n", force=force, flag="--json")
     return summary
 
 
@@ -295,7 +298,7 @@ def cpu_text(us: float | None) -> str:
 def summary_table(summary: dict) -> Table:
     """One row per level; latencies are of the requests answered correctly, errors counted by kind."""
     table = Table(title=f"loadtest {summary['url']} ({summary['texts']})")
-    for column in ("load", "requests", "errors", "req/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
+    for column in ("load", "requests", "errors", "req/s", "sentences/s", "p50 ms", "p95 ms", "p99 ms", "mean batch",
                    "batch sizes", "server RSS MB", "CPU µs/req server, client"):
         table.add_column(column, justify="left" if column in ("batch sizes", "errors") else "right")
     for level in summary["levels"]:
@@ -304,7 +307,7 @@ def summary_table(summary: dict) -> Table:
                 f"{level['rate']:g}/s for {level['duration_s']:g} s (sent {level['achieved_rate']:.1f}/s)")
         errors = ", ".join(f"{n} × {kind}" for kind, n in level["error_kinds"].items()) or "0"
         table.add_row(load, str(level["requests"]), errors,
-                      f"{level['requests_per_s']:.1f}", f"{level['texts_per_s']:.1f}", f"{latency['p50']:.1f}",
+                      f"{level['requests_per_s']:.1f}", f"{level['sentences_per_s']:.1f}", f"{latency['p50']:.1f}",
                       f"{latency['p95']:.1f}", f"{latency['p99']:.1f}", f"{level['mean_batch_size']:.1f}",
                       " ".join(f"{k}:{v}" for k, v in level["batch_sizes"].items()),
                       "" if level["server_rss_mb"] is None else f"{level['server_rss_mb']:.0f}",

@@ -52,12 +52,13 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
     split = read_sst2(sst2_file(data, "dev"))
     prepare(split, classifier.encoder, seq_len=seq_len, out=work_dir / "prepared", layout="array",
-            class_names=classifier.class_names, vocab={"model": str(model), "model_sha256": classifier.source["sha256"]})
+            class_names=classifier.class_names, vocab={"model": str(model), "model_sha256": classifier.source["sha256"]},
+            force=True)
     say(f"prepared {len(split.sentences)} SST-2 dev sentences × {seq_len} ids")
-    manifest = build_bundle(classifier, work_dir / "bundle", batch_size=batch_size, seq_len=seq_len, progress=say)
+    manifest = build_bundle(classifier, work_dir / "bundle", batch_size=batch_size, seq_len=seq_len, progress=say, force=True)
     bundle = load_bundle(work_dir / "bundle", threads=threads, provider=provider)
     prepared = load_prepared(work_dir / "prepared")
-    summary = infer(bundle, prepared, work_dir / "results", batch_size=batch_size, warmup=warmup, loop=loop)
+    summary = infer(bundle, prepared, work_dir / "results", batch_size=batch_size, warmup=warmup, loop=loop, force=True)
     logits, _ = read_outputs(work_dir / "results")
     scores = accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"])
     report = {"model": str(model), "source": classifier.source, "split": "dev", "seq_len": seq_len, "batch_size": batch_size,
@@ -69,8 +70,8 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     except RobertaInferError as e:  # a model whose int8 loses accuracy keeps its fp32 row, and says why there is no other
         say(f"no fast row: {e}")
         report["fast"] = {"error": str(e)}
-    write_json(report, work_dir / "report.json")
-    write_report(work_dir / "report.html", html_report(report), summary["machine"])
+    write_json(report, work_dir / "report.json", force=True)
+    write_report(work_dir / "report.html", html_report(report), summary["machine"], force=True)
     return report
 
 
@@ -113,15 +114,16 @@ def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared
     bundle_dir = work_dir / f"bundle-{name}"
     if name == "ort-int8":
         say("ONNX Runtime int8: a dynamic export quantized (dynamic quantization), gated on SST-2 dev")
-        build_bundle(classifier, work_dir / "bundle-fp32-dynamic", threads=threads, progress=say)
+        build_bundle(classifier, work_dir / "bundle-fp32-dynamic", threads=threads, progress=say, force=True)
         manifest = quantize_bundle(work_dir / "bundle-fp32-dynamic", bundle_dir, source=classifier, data=data, threads=threads,
-                                   progress=say)
+                                   progress=say, force=True)
     else:
         say("OpenVINO int8: NNCF static quantization calibrated on SST-2 train, gated on SST-2 dev")
         manifest = build_bundle(classifier, bundle_dir, engine="openvino", precision="int8", data=data, threads=threads,
-                                progress=say)
+                                progress=say, force=True)
     bundle = load_bundle(bundle_dir, threads=threads, provider=provider)
-    summary = infer(bundle, prepared, work_dir / f"results-{name}", batch_size=batch_size, warmup=warmup, loop=loop)
+    summary = infer(bundle, prepared, work_dir / f"results-{name}", batch_size=batch_size, warmup=warmup, loop=loop,
+                    force=True)
     logits, _ = read_outputs(work_dir / f"results-{name}")
     say(f"{name}: {summary['throughput_samples_per_s']:.1f} sentences/s")
     return {"name": name, "bundle": str(bundle_dir), "results": str(work_dir / f"results-{name}"), "engine": bundle.engine,

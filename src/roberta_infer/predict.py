@@ -11,6 +11,7 @@ import numpy as np
 
 from .data import decode_utf8, read_utf8
 from .errors import RobertaInferError
+from .outputs import output_file
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
 
@@ -130,17 +131,14 @@ def labelled(logits: np.ndarray, class_names: list[str]) -> list[dict]:
     return [{"label": class_names[k], "score": float(p[k]), "logits": row.tolist()} for k, p, row in zip(best, probs, logits)]
 
 
-def write_jsonl(records: list[dict], path: Path | str) -> None:
-    """One JSON object per line to `path` (written whole, then renamed into place), or to standard output (`-`)."""
+def write_jsonl(records: list[dict], path: Path | str, *, force: bool = False, flag: str = "--output") -> None:
+    """One JSON object per line to `path` (through `outputs.output_file`: an existing file is replaced only with
+    `force`), or to standard output (`-`)."""
     if str(path) == STDIO:
         for record in records:
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with output_file(path, force=force, flag=flag) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from .data import SST2_LABEL_ALIASES, BinarisedSplit, Sst2Split, numbered_files, sha256_file
 from .errors import RobertaInferError
+from .outputs import output_dir
 from .tokenise import FairseqDictionary, TextEncoder, label_symbols, pad_to, warn_truncated
 
 FORMAT = "roberta-infer/prepared/1"
@@ -74,41 +74,37 @@ def check_vocabulary(encoder: TextEncoder, dictionary: Path, bpe_dir: Path) -> N
 
 
 def prepare(split: Sst2Split | BinarisedSplit, encoder: TextEncoder, *, seq_len: int, out: Path, layout: str,
-            class_names: list[str], vocab: dict) -> dict:
-    """Encode (a binarised split is ids already), pad/truncate to `seq_len`, write the prepared directory; returns its meta."""
+            class_names: list[str], vocab: dict, force: bool = False) -> dict:
+    """Encode (a binarised split is ids already), pad/truncate to `seq_len`, write the prepared directory; returns its meta.
+
+    `out` is written through `outputs.output_dir` (an existing prepared directory is replaced only with `force`)."""
     if layout not in LAYOUTS:
         raise RobertaInferError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     rows = split.rows if isinstance(split, BinarisedSplit) else encoder.encode(split.sentences)
     tokens, truncated = pad_to(rows, seq_len, pad=encoder.pad, eos=encoder.eos)
     warn_truncated(truncated, len(rows), seq_len)
     labels = label_indices(split.labels, class_names) if split.labels is not None else None
-    out = Path(out)
-    if out.exists() and not (out / "meta.json").is_file() and any(out.iterdir()):
-        raise RobertaInferError(f"{out} exists and is not a prepared directory: choose an empty or new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("src_tokens.npy", "labels.npy", "src_tokens"):
-        target = out / stale
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    if layout == "array":
-        np.save(out / "src_tokens.npy", tokens)
-    else:
-        (out / "src_tokens").mkdir()
-        for i, row in enumerate(tokens):
-            row.tofile(out / "src_tokens" / f"src_tokens_{i}.bin")
-    if labels is not None:
-        np.save(out / "labels.npy", labels)
-    meta = {
-        "format": FORMAT,
-        "source": {"path": str(split.path), "sha256": sha256_file(split.path)},
-        "n": len(rows),
-        "seq_len": seq_len,
-        "layout": layout,
-        "pad_id": encoder.pad,
-        "truncated": truncated,
-        "label_names": class_names if labels is not None else None,
-        "vocab": vocab,
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with output_dir(out, "prepared", force=force) as tmp:
+        if layout == "array":
+            np.save(tmp / "src_tokens.npy", tokens)
+        else:
+            (tmp / "src_tokens").mkdir()
+            for i, row in enumerate(tokens):
+                row.tofile(tmp / "src_tokens" / f"src_tokens_{i}.bin")
+        if labels is not None:
+            np.save(tmp / "labels.npy", labels)
+        meta = {
+            "format": FORMAT,
+            "source": {"path": str(split.path), "sha256": sha256_file(split.path)},
+            "n": len(rows),
+            "seq_len": seq_len,
+            "layout": layout,
+            "pad_id": encoder.pad,
+            "truncated": truncated,
+            "label_names": class_names if labels is not None else None,
+            "vocab": {**vocab, "vocab_sha256": encoder.vocab_sha256(), "vocab_size": encoder.vocab_size()},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime.quantization
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from .bundle import load_bundle
@@ -33,9 +35,11 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .export import export_onnx
 from .optimize import op_counts
+from .outputs import check_dir, output_dir
 from .predict import Classifier, classify
 from .prepare import label_indices
 
+QUANTIZATION_SOURCE = str(Path(onnxruntime.quantization.__file__).parent)
 WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 
 
@@ -60,32 +64,47 @@ def quantize_onnx(src: Path, dst: Path, settings: QuantSettings) -> None:
     """Write the dynamically quantized `src` to `dst` (weights inside, one file)."""
     if settings.weight_type not in WEIGHT_TYPES:
         raise RobertaInferError(f"unknown weight type {settings.weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # it always logs generic advice to pre-process the model, which a user cannot act on
-    try:
+    with quiet_advice():
         quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
                          reduce_range=settings.reduce_range, weight_type=WEIGHT_TYPES[settings.weight_type],
                          # shape inference cannot type the outputs of fused com.microsoft ops; they are all float
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+@contextmanager
+def quiet_advice() -> Iterator[None]:
+    """Drop onnxruntime.quantization's warnings for the duration (it always logs generic advice to pre-process the
+    model, which a user cannot act on), leaving the root logger's level and every other record alone. It logs
+    through `logging.warning`, which would also install a handler on an unconfigured root logger: a NullHandler
+    stands in meanwhile."""
+    root, guard = logging.getLogger(), logging.NullHandler()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(QUANTIZATION_SOURCE)
+
+    root.addFilter(keep)
+    root.addHandler(guard)
+    try:
+        yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(keep)
+        root.removeHandler(guard)
 
 
 def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None = None, data: Path | None = None,
                     max_accuracy_drop: float = 0.3, settings: QuantSettings = QuantSettings(), threads: int | None = None,
-                    progress=print) -> dict:
+                    progress=print, force: bool = False) -> dict:
     """Quantize `bundle` into the bundle `out` if SST-2 dev accuracy drops by at most `max_accuracy_drop` points.
 
     `source` is the PyTorch model the bundle was exported from (default: re-loaded from the path its manifest
     records, or rebuilt if synthetic; if neither can be, the fused graph is quantized); it must match the
-    manifest's sha256. Returns the new manifest; raises (having written nothing) when the gate fails.
+    manifest's sha256. Returns the new manifest; raises (having written nothing) when the gate fails. `out` is written
+    through `outputs.output_dir`: an existing bundle is replaced only with `force`, the fp32 bundle never.
     """
     bundle, out = Path(bundle), Path(out)
     if out.resolve() == bundle.resolve():
         raise RobertaInferError("--out must differ from --model: the fp32 bundle is kept")
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise RobertaInferError(f"{out} exists and is not a bundle: choose an empty or new --out")
+    check_dir(out, "bundle", force=force)
     check_max_drop(max_accuracy_drop)
     fp32 = load_bundle(bundle, threads=threads)
     if fp32.engine != "onnxruntime":
@@ -99,8 +118,7 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
         raise RobertaInferError(f"the source model {source.source.get('path')} is not the one {bundle} was exported from "
                                 f"(sha256 {source.source.get('sha256')} vs {fp32.manifest['source'].get('sha256')})")
     shape = [size if isinstance(size, int) else None for size in fp32.manifest["input"]["shape"]]
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        tmp = Path(tmp)
+    with output_dir(out, "bundle", force=force) as tmp:
         for path in bundle.iterdir():
             if path.is_file() and path.name not in ("model.onnx", "manifest.json"):
                 shutil.copy2(path, tmp / path.name)
@@ -128,9 +146,6 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
         manifest["quantization"]["gate"] = accuracy_gate(fp32, int8, data=data, max_accuracy_drop=max_accuracy_drop,
                                                          progress=progress)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(tmp, out)
     return manifest
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .outputs import write_text
 
 # Packages whose versions decide the figures; those not installed are left out.
 PACKAGES = ("onnxruntime", "openvino", "nncf", "torch", "transformers", "tokenizers", "numpy")
@@ -115,8 +116,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_report(path: Path, report: Report, machine: dict) -> Path:
-    """Write `report` as one HTML file at `path` (atomically: a temporary sibling renamed into place)."""
+def write_report(path: Path, report: Report, machine: dict, *, force: bool = False) -> Path:
+    """Write `report` as one HTML file at `path` through `outputs.write_text` (an existing file replaced only with
+    `force`); returns the path."""
     parts = [f"<h1>{html.escape(report.title)}</h1>", f"<p>{html.escape(report.summary)}</p>"]
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
@@ -134,11 +136,8 @@ def write_report(path: Path, report: Report, machine: dict) -> Path:
                                                            header=False)]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(parts) + f"\n{RENDER_CHECK}\n</body></html>\n")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    write_text(Path(path), page, force=force, flag="--json")
+    return Path(path)
 
 
 def render_table(table: Table, *, header: bool = True) -> str:

@@ -6,6 +6,7 @@ fairseq models number tokens through `dict.txt` (GPT-2 id → row), Hugging Face
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -113,6 +114,17 @@ class TextEncoder:
         if self.id_map is not None:
             return int(self.id_map.max()) + 1
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def vocab_sha256(self) -> str:
+        """sha256 of what decides the ids this encoder emits: its GPT-2-id → model-id table (else its BPE vocabulary)
+        and special ids. Recorded by `prepare`; data and a model with different values do not belong together."""
+        digest = hashlib.sha256()
+        if self.id_map is not None:
+            digest.update(np.ascontiguousarray(self.id_map, dtype=np.int64).tobytes())
+        else:
+            digest.update(json.dumps(sorted(self.tokenizer.get_vocab(with_added_tokens=True).items())).encode())
+        digest.update(json.dumps([self.bos, self.pad, self.eos, self.unk, self.split_unknown]).encode())
+        return digest.hexdigest()
 
     def gpt2_to_model(self, gpt2: Tokenizer) -> np.ndarray:
         """int64 [GPT-2 vocabulary]: the model id of each GPT-2 BPE token (`<unk>` where it has none), `gpt2` being

@@ -19,6 +19,7 @@ import os
 import platform
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,13 @@ from .checkpoint import RobertaClassifier, load_classifier
 from .data import bpe_dir as gpt2_bpe_dir
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
+from .outputs import check_dir, output_dir
 from .predict import classify
 from .prepare import label_indices
 from .tokenise import TextEncoder, bpe_tokenizer, pad_to
 
 CLASS_NAMES = ["negative", "positive"]
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
-MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "id_map.npy", "special_ids.json",
-               "training.json")
 
 
 def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None,
@@ -49,13 +49,14 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
           label_smoothing: float = 0.0, token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0,
           average: int = 1,
           holdout: float = 0.05, holdout_seed: int = 0, max_train_rows: int | None = None, threads: int | None = None,
-          show_progress: bool = True) -> dict:
+          show_progress: bool = True, force: bool = False) -> dict:
     """Train, keep the held-out-best of the epoch checkpoints (and the mean of the last `average`), write `out`.
 
     `data` is an SST-2 folder (its train.tsv; None: $ROBERTA_INFER_DATA or ./data) or a labelled GLUE TSV.
     With `init` the model, vocabulary and tokenizer are that checkpoint's and the shape arguments are ignored.
     The held-out slice depends on `holdout_seed` only, so runs with different `seed`s are scored on the same
-    sentences. The defaults are the shipped default model's recipe. Returns what `training.json` records.
+    sentences. The defaults are the shipped default model's recipe. Returns what `training.json` records. `out` is
+    checked before any work (`outputs.check_dir`: new, empty, or with `force` an earlier trained model).
     """
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -67,6 +68,7 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         raise RobertaInferError("--split-unknown is for training from scratch: an --init model keeps its tokenizer")
     if init is not None and mlm_steps:
         raise RobertaInferError("--mlm-steps is for training from scratch: an --init model is already trained")
+    check_dir(out, "model", force=force, flag="--out")
     tsv = Path(data) if data is not None and Path(data).is_file() else sst2_file(data, "train")
     split = read_sst2(tsv)
     if split.labels is None:
@@ -83,7 +85,9 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
             f"no training rows: {tsv} has only {len(texts)} rows, all held out ({holdout:.0%} of the sentences)")
 
     rng = np.random.default_rng(seed)
-    with torch.random.fork_rng(devices=[]):
+    console = Console(stderr=True)
+    starting = console.status("building the vocabulary and the model, tokenising") if show_progress else nullcontext()
+    with torch.random.fork_rng(devices=[]), starting:
         torch.manual_seed(seed)
         if init is None:
             encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir, min_count,
@@ -105,7 +109,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         max_len = min(max_len, classifier.max_tokens)
         eos = classifier.encoder.eos
         rows = [r if len(r) <= max_len else [*r[: max_len - 1], eos] for r in classifier.encoder.encode(texts)]
-        console = Console(stderr=True)
+        if show_progress:
+            starting.stop()  # the training bars take over
         mlm_loss = None
         if mlm_steps:
             mlm_loss = mlm_warmup(classifier, [rows[i] for i in train_sentences], steps=mlm_steps,
@@ -139,7 +144,7 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         "wall_time_s": round(time.perf_counter() - started, 1),
         "machine": {"cpu": cpu_name(), "load_average_1min": [load_before, os.getloadavg()[0]], "torch": torch.__version__},
     }
-    save_model(classifier, Path(out), record)
+    save_model(classifier, Path(out), record, force=force)
     return record
 
 
@@ -362,15 +367,14 @@ def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray
     return history, best[1]
 
 
-def save_model(classifier: RobertaClassifier, out: Path, record: dict) -> None:
-    """An HF folder `load_classifier` reads: config, float32 safetensors, tokenizer (id map or own BPE), training.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES:  # a previous model's files would otherwise mix with this one's
-        (out / name).unlink(missing_ok=True)
+def save_model(classifier: RobertaClassifier, out: Path, record: dict, *, force: bool = False) -> None:
+    """An HF folder `load_classifier` reads: config, float32 safetensors, tokenizer (id map or own BPE), training.json;
+    written through `outputs.output_dir` (an earlier trained model is replaced only with `force`)."""
     hf_logging.disable_progress_bar()
-    classifier.model.float().save_pretrained(out)
-    classifier.encoder.save(out, include_bpe=classifier.encoder.id_map is None)
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    with output_dir(out, "model", force=force) as tmp:
+        classifier.model.float().save_pretrained(tmp)
+        classifier.encoder.save(tmp, include_bpe=classifier.encoder.id_map is None)
+        (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def cpu_name() -> str:

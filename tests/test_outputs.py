@@ -1,0 +1,78 @@
+"""outputs: checked, built beside, renamed into place, the user's umask, nothing partial left on any error."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from roberta_infer.errors import RobertaInferError
+from roberta_infer.outputs import check_dir, check_file, kind_of, output_dir, output_file, write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_folders_and_files_get_the_users_umask(tmp_path, umask_022):
+    with output_dir(tmp_path / "bundle", "bundle") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+        (tmp / "sub").mkdir()
+    assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o755  # tempfile's folders would be 0700
+    assert stat.S_IMODE((tmp_path / "bundle" / "manifest.json").stat().st_mode) == 0o644
+    write_text(tmp_path / "x.json", "{}")
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+
+
+def test_an_error_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "new" / "deeper" / "out"
+    with pytest.raises(ValueError), output_dir(target, "results") as tmp:
+        (tmp / "summary.json").write_text("{}")
+        raise ValueError("half-way")
+    assert list(tmp_path.iterdir()) == [], "neither the folder, its temporary sibling nor the parents made for it"
+    with pytest.raises(ValueError), output_file(tmp_path / "a" / "o.jsonl") as tmp:
+        tmp.write_text("partial")
+        raise ValueError("half-way")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_while_replacing_keeps_the_old_output(tmp_path):
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "bench.json").write_text("old")
+    with pytest.raises(ValueError), output_dir(out, "bench", force=True) as tmp:
+        (tmp / "bench.json").write_text("new")
+        raise ValueError("interrupted")
+    assert (out / "bench.json").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["bench"]
+
+
+@pytest.mark.parametrize(("marker", "kind"), [("manifest.json", "bundle"), ("meta.json", "prepared"), ("summary.json", "results"),
+                                              ("bench.json", "bench"), ("training.json", "model"), ("config.json", "checkpoint"),
+                                              ("checkpoint.pt", "checkpoint"), ("report.json", "run")])
+def test_kinds_by_marker(tmp_path, marker, kind):
+    (tmp_path / marker).write_text("{}")
+    assert kind_of(tmp_path) == kind
+
+
+def test_refusals(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "prep").mkdir()
+    (tmp_path / "prep" / "meta.json").write_text("{}")
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    cases = [(lambda: check_dir(tmp_path / "f", "bundle"), "is a file"),
+             (lambda: check_dir(tmp_path / "f" / "sub", "bundle"), "is a file, not a folder"),
+             (lambda: check_dir(tmp_path / "prep", "bundle", force=True), "is a prepared directory"),
+             (lambda: check_dir(tmp_path / "prep", "prepared"), "add --force"),
+             (lambda: check_dir(tmp_path / "stuff", "results", force=True), "non-empty folder"),
+             (lambda: check_file(tmp_path / "prep"), "is a folder"),
+             (lambda: check_file(tmp_path / "f"), "add --force")]
+    for check, message in cases:
+        with pytest.raises(RobertaInferError, match=message):
+            check()
+    check_dir(tmp_path / "prep", "prepared", force=True)
+    check_file(tmp_path / "f", force=True)
