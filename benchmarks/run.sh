@@ -19,7 +19,7 @@ else
 fi
 OPENVINO=$(python -c 'import importlib.util; print(int(importlib.util.find_spec("openvino") is not None))')
 
-roberta-infer compare "${COMPARE[@]}" --work-dir "$WORK/compare" --json "$OUT/compare.json"
+roberta-infer compare "${COMPARE[@]}" --work-dir "$WORK/compare" --json "$OUT/compare.json" --force
 
 MODEL=$(python -c 'from roberta_infer.default import default_model_dir; print(default_model_dir())')
 roberta-infer export --model "$MODEL" --out "$WORK/default" 2>/dev/null
