@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from roberta_infer import cli
+from roberta_infer.commands import args as cli_args
 from roberta_infer.outputs import KINDS
 
 PARSER = cli.build_parser()
@@ -57,7 +58,7 @@ def argument_cases():
     """(command, flag, class, value-maker) for each argument-level case; value-maker(tmp_path) -> str."""
     for command, action in arguments():
         kind = action.type
-        if kind is cli.opset:
+        if kind is cli_args.opset:
             from roberta_infer.export import supported_opsets
 
             supported = supported_opsets()
@@ -80,7 +81,7 @@ def argument_cases():
         if role == "bundle":
             for other in ("prepared", "results", "checkpoint"):
                 yield command, flag(action), f"{other} for a bundle", lambda tmp, o=other: str(_artifact(tmp, o))
-        if kind is cli.url:
+        if kind is cli_args.url:
             yield command, flag(action), "not a URL", lambda tmp: "notaurl"
 
 
@@ -199,9 +200,9 @@ def test_bad_output(command, option, case, make, tmp_path, capsys, monkeypatch):
 
 def test_numeric_cases_cover_each_class():
     """The generator itself: a positive-integer argument gets negative, zero and huge values, each out of range."""
-    cases = dict(numeric_cases(cli.positive_int.bounds))
+    cases = dict(numeric_cases(cli_args.positive_int.bounds))
     assert {"negative", "zero", "huge", "not a number"} <= set(cases)
-    assert int(cases["huge"]) > 2**31 and math.isnan(float(dict(numeric_cases(cli.DROP_PP.bounds))["not finite"]))
+    assert int(cases["huge"]) > 2**31 and math.isnan(float(dict(numeric_cases(cli_args.DROP_PP.bounds))["not finite"]))
 
 
 # ---------------------------------------------------------------- where two artifacts meet

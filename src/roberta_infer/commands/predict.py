@@ -1,0 +1,47 @@
+"""`roberta-infer predict`: classify texts (a file or standard input) to JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .args import BATCH, existing, force_arg, formatter, load_model, model_args, output, runtime_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", formatter_class=formatter,
+        help="classify texts (a file or standard input) to JSON lines",
+        description=(
+            "Classify the texts of --input: one UTF-8 text per line (a .txt or any other file, or - for\n"
+            "standard input), or the --text-field of a .jsonl, .csv, .tsv or .parquet file. Writes one JSON\n"
+            "object per text, same order, to --output (- for standard output):\n"
+            '  {"text": ..., "label": "<class name>", "score": softmax prob of the label, "logits": [float, ...]}\n'
+            "Texts longer than the model's positions are truncated (</s> kept last) with a warning.\n"
+            "For collections too big to hold in memory, use `classify`."
+        ),
+    )
+    model_args(p, bundle=True, required=False)
+    p.add_argument("--input", type=existing("file", stdio=True), required=True, metavar="FILE|-",
+                   help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
+    p.add_argument("--output", type=output("file", stdio=True), required=True, metavar="OUT.jsonl|-",
+                   help="JSON lines to write (- : standard output)")
+    p.add_argument("--text-field", default="text", metavar="NAME",
+                   help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text (default: text)")
+    p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="texts per forward pass (default 32)")
+    force_arg(p, "--output file")
+    runtime_args(p)
+    p.set_defaults(func=execute)
+
+
+def execute(args: argparse.Namespace) -> None:
+    from ..outputs import check_file
+    from ..predict import STDIO, predict, read_texts, write_jsonl
+
+    if args.output != STDIO:
+        check_file(args.output, force=args.force, flag="--output")
+    texts = read_texts(args.input, text_field=args.text_field)
+    classifier = load_model(args, threads=args.threads, provider=args.provider)
+    records = predict(classifier, texts, batch_size=args.batch_size)
+    write_jsonl(records, args.output, force=args.force)
+    print(f"wrote {len(records)} predictions to {'standard output' if args.output == '-' else args.output}", file=sys.stderr)
