@@ -104,3 +104,17 @@ def test_unloadable_onnx_is_a_clean_error(binary, tmp_path):
     corrupt.write_bytes(b"\x00not an onnx model\xff" * 8)
     with pytest.raises(RobertaInferError, match="cannot load"):
         check_fidelity(binary, PAD, make_session(corrupt, threads=1), [(1, 4)])
+
+
+def test_the_torchscript_exporter_still_gives_the_attention_onnx_runtime_fuses(tmp_path):
+    """export_onnx relies on torch.onnx.export(dynamo=False), which PyTorch has deprecated; the dynamo exporter's
+    graph does not fuse (export.py's note). When an upgrade drops or changes the TorchScript exporter, this says so."""
+    from roberta_infer.optimize import fuse, inspect_onnx, op_counts
+
+    model = tiny_classifier(num_labels=2, layers=2, seed=0)
+    try:
+        export_onnx(model, 1, tmp_path / "m.onnx", batch_size=None, seq_len=None)
+    except Exception as e:  # noqa: BLE001 - any failure here is the news this test exists for
+        pytest.fail(f"the TorchScript ONNX exporter failed in torch {torch.__version__}: {e}; see export.py's note")
+    counts = op_counts(fuse(inspect_onnx(tmp_path / "m.onnx"), num_heads=4, hidden_size=32))
+    assert counts["Attention"] == 2, f"torch {torch.__version__}'s TorchScript export no longer fuses: {counts}"
