@@ -34,6 +34,7 @@ def test_run_on_default_model(tmp_path, shared_data, capsys):
     assert fast["accuracy"]["correct"] == np.sum(fast_labels == gold) and report["accuracy"]["correct"] == np.sum(fp32_labels == gold)
     out = capsys.readouterr().out
     assert "fp32: the reference's way" in out and "fastest gated" in out
+    assert "onnxruntime fp32, static 32×70" in out, "piped, the table keeps its cells whole (not cut to 80 columns)"
     # tables: the two rows; per row, per-class scores and the confusion matrix; the machine. Images: a latency
     # histogram per row
     assert_report_renders(tmp_path / "report.html", tmp_path / "profile", tables=6, images=2)

@@ -8,6 +8,15 @@ from pathlib import Path
 
 # Tables printed into a pipe or file are not cut to the 80 columns Rich assumes there.
 PIPED_WIDTH = 250
+
+
+def console():
+    """A Rich console for a command's tables on stdout: the terminal's width, or PIPED_WIDTH into a pipe or file."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 DEFAULT_BATCH = 32  # samples per model call where nothing else decides it
 
 

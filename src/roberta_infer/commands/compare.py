@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RobertaInferError
-from .args import DIR, DROP_PP, OUT_FILE, THREADS, TIMES, force_arg, formatter, output, positive_int
+from .args import DIR, DROP_PP, OUT_FILE, THREADS, TIMES, console, force_arg, formatter, output, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from ..compare import caption, compare, default_models, html_report, parse_modes, rows, summary, write_json
@@ -70,7 +69,7 @@ def execute(args: argparse.Namespace) -> None:
     table = Table(*header, caption=caption(result))
     for cells in body:
         table.add_row(*cells)
-    Console().print(table)
+    console().print(table)
     print(summary(result))
     if args.json:
         write_json(result, args.json, force=args.force)

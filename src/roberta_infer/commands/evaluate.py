@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..errors import RobertaInferError
-from .args import DIR, FILE, OUT_FILE, PATH, PIPED_WIDTH, force_arg, formatter
+from .args import DIR, FILE, OUT_FILE, PATH, console, force_arg, formatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,11 +104,10 @@ def prepared_texts(prepared) -> list[str]:
 
 def print_scores(result: dict) -> None:
     """Accuracy, macro-F1 and MCC on a line, then per-class scores and the confusion matrix as tables."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
-    console.print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']}), "
+    out = console()
+    out.print(f"accuracy {100 * result['accuracy']:.2f} % ({result['correct']}/{result['samples']}), "
                   f"macro-F1 {result['macro_f1']:.4f}, MCC {result['mcc']:.4f}", highlight=False)
     per_class = Table("class", "precision", "recall", "F1", "support")
     for name, v in result["per_class"].items():
@@ -117,4 +115,4 @@ def print_scores(result: dict) -> None:
     confusion = Table("gold \\ predicted", *result["class_names"], title="confusion matrix")
     for name, row in zip(result["class_names"], result["confusion"]):
         confusion.add_row(name, *map(str, row))
-    console.print(per_class, confusion)
+    out.print(per_class, confusion)

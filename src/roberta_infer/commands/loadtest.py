@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .args import FILE, OUT_FILE, PIPED_WIDTH, force_arg, formatter, int_list, ranged, url
+from .args import FILE, OUT_FILE, console, force_arg, formatter, int_list, ranged, url
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from rich.console import Console
 
     from ..loadtest import loadtest, summary_table
 
     summary = loadtest(args.url, concurrency=args.concurrency, requests=args.requests, texts_per_request=args.texts_per_request,
                        rate=args.rate, duration=args.duration, texts_file=args.texts, json_out=args.json, force=args.force)
-    Console(width=None if sys.stdout.isatty() else PIPED_WIDTH).print(summary_table(summary))
+    console().print(summary_table(summary))
     if args.json:
         print(f"summary: {args.json}")

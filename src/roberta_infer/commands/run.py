@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import BATCH, COUNT, DIR, SEQ_LEN, TIMES, checkpoint_options, force_arg, formatter, model_args, model_path, output, runtime_args
+from .args import BATCH, COUNT, DIR, SEQ_LEN, TIMES, checkpoint_options, console, force_arg, formatter, model_args, model_path, output, runtime_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from rich.console import Console
 
     from ..outputs import check_dir
     from ..pipeline import report_table, run
@@ -42,5 +41,5 @@ def execute(args: argparse.Namespace) -> None:
     report = run(model_path(args), data=args.data, work_dir=args.work_dir, **checkpoint_options(args),
                  seq_len=args.seq_len, batch_size=args.batch_size, warmup=args.warmup, loop=args.loop, threads=args.threads,
                  provider=args.provider)
-    Console().print(report_table(report))
+    console().print(report_table(report))
     print(f"report: {args.work_dir / 'report.json'}")
