@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxslim
 import pytest
-import torch
 from onnx import TensorProto, helper
 from conftest import tiny_classifier
 from transformers import RobertaForSequenceClassification

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from roberta_infer.evaluate import accuracy
-from roberta_infer.report import Figure, Report, Table, latency_histogram, score_tables, write_report
+from roberta_infer.report import Report, Table, latency_histogram, score_tables, write_report
 
 CHROMIUM = shutil.which("chromium")
 needs_browser = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
