@@ -18,7 +18,6 @@ fp32 GEMM peak.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
 import warnings
@@ -34,7 +33,6 @@ from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
-from .outputs import write_text
 from .predict import Classifier, batch_logits, classify, encode
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
@@ -484,8 +482,3 @@ def throughput_bars(result: dict):
     ax.set_xlabel("sentences / s (tokenisation included)")
     fig.tight_layout()
     return fig
-
-
-def write_json(result: dict, path: Path, *, force: bool = False, flag: str = "--json") -> None:
-    """`result` as indented JSON at `path`, through `outputs.write_text` (an existing file replaced only with `force`)."""
-    write_text(path, json.dumps(result, indent=2) + "\n", force=force, flag=flag)

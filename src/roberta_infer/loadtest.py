@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from .errors import RobertaInferError
-from .outputs import check_file, write_text
+from .outputs import check_file, write_json
 
 # Used when the SST-2 dev file is not found: a mix of lengths, punctuation and non-ASCII.
 BUILTIN_TEXTS = [
@@ -278,7 +278,7 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     summary = {"url": url, "server": model, "texts": source, "levels": levels}
     summary["machine"] = {**machine(), "load_average_before": list(load_before)}
     if json_out is not None:
-        write_text(json_out, json.dumps(summary, indent=2) + "\n", force=force, flag="--json")
+        write_json(summary, json_out, force=force)
     return summary
 
 

@@ -13,6 +13,7 @@ are parent folders created for it. Nothing partial is ever left at NAME.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -127,6 +128,11 @@ def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out
     """`text` (UTF-8) into the file `path` through `output_file`."""
     with output_file(path, force=force, flag=flag) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(document: dict, path: Path, *, force: bool = False, flag: str = "--json") -> None:
+    """`document` as indented JSON (2 spaces, a final newline) at `path`, through `write_text`."""
+    write_text(path, json.dumps(document, indent=2) + "\n", force=force, flag=flag)
 
 
 def check_location(path: Path, flag: str = "--out") -> None:

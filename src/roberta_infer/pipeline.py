@@ -17,11 +17,11 @@ from rich.table import Table
 from .bench import REFERENCE_NAME, roberta_base_shaped
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
-from .compare import write_json
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
 from .infer import infer, read_outputs
+from .outputs import write_json
 from .prepare import Prepared, load_prepared, prepare
 from .quantize import quantize_bundle
 from .report import Report, latency_histogram, score_tables, write_report

@@ -39,12 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    import json
-
     from ..checkpoint import parse_class_names
     from ..evaluate import accuracy
     from ..infer import read_outputs
-    from ..outputs import check_file, write_text
+    from ..outputs import check_file, write_json
     from ..prepare import label_indices, load_prepared, read_reference_labels
     from ..tokenise import label_symbols
 
@@ -82,9 +80,9 @@ def execute(args: argparse.Namespace) -> None:
         wrong = misclassified(logits, class_names, gold, gold_names, prepared_texts(prepared))
         write_jsonl(wrong, args.errors, force=args.force, flag="--errors")
     if args.json is not None:
-        write_text(args.json, json.dumps(result, indent=2) + "\n", force=args.force, flag="--json")
+        write_json(result, args.json, force=args.force)
     else:  # derived from the results folder, so rewritten with it
-        write_text(args.results / "evaluation.json", json.dumps(result, indent=2) + "\n", force=True)
+        write_json(result, args.results / "evaluation.json", force=True)
     print_scores(result)
     if args.errors is not None:
         print(f"{len(wrong)} misclassified samples → {args.errors}")
