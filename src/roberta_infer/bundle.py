@@ -9,7 +9,6 @@ for int8, the calibration set and the SST-2 dev accuracy gate). It runs without 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
+from .data import sha256_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, cpu_isa, fill_batch, make_session, openvino_session
@@ -167,7 +167,7 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
     import nncf
     import openvino as ov
 
-    from .data import read_sst2, sha256_file, sst2_file
+    from .data import read_sst2, sst2_file
     from .predict import encode, length_batches
     from .quantize import accuracy_gate
 
@@ -224,12 +224,7 @@ def fidelity_check(classifier: RobertaClassifier, session, spec: OnnxSpec, progr
 
 def model_sha256(directory: Path, engine: str) -> str:
     """sha256 over the engine's model files in MODEL_FILES order (for ONNX Runtime: model.onnx's own sha256)."""
-    digest = hashlib.sha256()
-    for name in MODEL_FILES[engine]:
-        with open(directory / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(*(directory / name for name in MODEL_FILES[engine]))
 
 
 def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> np.ndarray:

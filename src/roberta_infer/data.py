@@ -40,11 +40,13 @@ SPLITS = ("train", "dev", "test")
 SST2_LABEL_ALIASES = {"0": ("0", "negative", "neg", "label_0"), "1": ("1", "positive", "pos", "label_1")}
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(*paths: Path) -> str:
+    """Hex sha256 of a file's bytes; of several files, of their bytes one after another (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
