@@ -248,10 +248,11 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     directory = Path(directory)
     if not directory.exists():
         raise RobertaInferError(f"bundle {directory} not found")
-    if kind_of(directory) in ("checkpoint", "model"):
+    kind = kind_of(directory)
+    if kind in ("checkpoint", "model"):
         raise RobertaInferError(f"{directory} is a checkpoint, not a bundle: run `roberta-infer export` first")
-    if kind_of(directory) not in (None, "bundle"):
-        raise RobertaInferError(f"{directory} is {describe(kind_of(directory))}, not a bundle")
+    if kind not in (None, "bundle"):
+        raise RobertaInferError(f"{directory} is {describe(kind)}, not a bundle")
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
     if missing:
         raise RobertaInferError(f"bundle {directory} is missing {', '.join(missing)}: re-run `roberta-infer export`")

@@ -56,8 +56,9 @@ def execute(args: argparse.Namespace) -> None:
     if args.json is not None:
         check_file(args.json, force=args.force, flag="--json")
     check_location(args.work_dir, "--work-dir")
-    if kind_of(args.work_dir) is not None or args.work_dir.is_file():
-        raise RobertaInferError(f"--work-dir {args.work_dir} is {describe(kind_of(args.work_dir)) if kind_of(args.work_dir) else 'a file'}, "
+    kind = kind_of(args.work_dir)
+    if kind is not None or args.work_dir.is_file():
+        raise RobertaInferError(f"--work-dir {args.work_dir} is {describe(kind) if kind else 'a file'}, "
                                 "not compare's bundle cache: give another folder")
     modes = parse_modes(args.modes)
     ours_from = None if args.ours_from is None else tuple(filter(None, args.ours_from.split(",")))
