@@ -75,5 +75,5 @@ def execute(args: argparse.Namespace) -> None:
         return
     print(f"classified {summary['records']} texts ({summary['errors']} errors) in {summary['shards']} shards "
           f"({summary['shards_resumed']} resumed): {summary['records_this_run']} this run in {summary['wall_time_s']:.1f} s, "
-          f"{summary['throughput_sentences_per_s']:.1f} sentences/s, engine {summary['engine']} "
+          f"{summary['sentences_per_s']:.1f} sentences/s, engine {summary['engine']} "
           f"({summary['workers']} × {summary['threads_per_worker']} threads) → {args.output / '_SUCCESS'}")
