@@ -82,7 +82,6 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         if calibration_size < 1:
             raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
         sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done
-    config = classifier.model.config
     from .export import OnnxSpec
 
     spec = OnnxSpec(batch_size, seq_len, opset)
@@ -95,9 +94,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
             "source": classifier.source,
             "class_names": classifier.class_names,
             "max_tokens": classifier.max_tokens,
-            "architecture": {"layers": config.num_hidden_layers, "hidden": config.hidden_size,
-                             "heads": config.num_attention_heads, "ffn": config.intermediate_size,
-                             "vocab": config.vocab_size, "positions": config.max_position_embeddings},
+            "architecture": classifier.architecture,
             "input": {"name": "src_tokens", "dtype": "int64", "shape": [batch_size or "batch", seq_len or "sequence"]},
             "output": {"name": "output", "dtype": "float32", "shape": [batch_size or "batch", len(classifier.class_names)]},
         }

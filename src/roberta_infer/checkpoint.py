@@ -57,6 +57,13 @@ class RobertaClassifier:
     def max_tokens(self) -> int:
         return max_tokens(self.model)
 
+    @property
+    def architecture(self) -> dict:
+        """{"layers", "hidden", "heads", "ffn", "vocab", "positions"} of the model's config (as manifests record it)."""
+        config = self.model.config
+        return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
+                "ffn": config.intermediate_size, "vocab": config.vocab_size, "positions": config.max_position_embeddings}
+
     @torch.inference_mode()
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
         ids = torch.from_numpy(np.ascontiguousarray(src_tokens, dtype=np.int64))

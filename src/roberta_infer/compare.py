@@ -185,12 +185,6 @@ class Models:
     def label(self) -> str:
         return model_label({"source": self.classifier.source, "synthetic": self.classifier.source.get("kind") == "synthetic"})
 
-    @property
-    def architecture(self) -> dict:
-        config = self.classifier.model.config
-        return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
-                "ffn": config.intermediate_size}
-
 
 def current(bundle: Path, source: dict, engine: str, precision: str) -> bool:
     """Whether `bundle` loads and was made from `source` as `engine` / `precision` (else it is rebuilt)."""
@@ -340,7 +334,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     for result, mode_labels in zip(results, labels):
         result["agreement_with_baseline"] = float(np.mean(mode_labels == labels[0]))
         result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
-        result["gflops"] = sum(forward_flops(speed.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
+        result["gflops"] = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
         result["percent_of_peak"] = 100 * result["gflops"] / max(peaks)
     return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": max(peaks),

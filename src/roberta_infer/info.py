@@ -25,12 +25,8 @@ def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | No
     from .checkpoint import load_classifier
 
     classifier = load_classifier(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
-    config = classifier.model.config
     return {"kind": classifier.source.get("kind"), "path": str(path), "source": classifier.source,
-            "class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
-            "architecture": {"layers": config.num_hidden_layers, "hidden": config.hidden_size,
-                             "heads": config.num_attention_heads, "ffn": config.intermediate_size,
-                             "vocab": config.vocab_size, "positions": config.max_position_embeddings},
+            "class_names": classifier.class_names, "max_tokens": classifier.max_tokens, "architecture": classifier.architecture,
             "parameters": sum(p.numel() for p in classifier.model.parameters())}
 
 
