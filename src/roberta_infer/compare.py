@@ -134,11 +134,14 @@ class Models:
                  progress: Callable[[str], None]) -> None:
         self.classifier, self.work_dir, self.data, self.threads, self.progress = classifier, Path(work_dir), data, threads, progress
         self.forms: dict[str, Classifier] = {}
+        self.checked: set[str] = set()  # bundles found current or built by this object: not loaded again to check
 
     def bundle(self, name: str) -> Path:
         """The directory of bundle `name` (a key of BUNDLES) of this model, built unless already there."""
         engine, precision = BUNDLES[name]
         directory = self.work_dir / name
+        if name in self.checked:
+            return directory
         if not current(directory, self.classifier.source, engine, precision):
             self.progress(f"building {directory} ({engine} {precision})")
             if name == "ort-int8":
@@ -148,6 +151,7 @@ class Models:
                 mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
                                             max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True),
                               directory)
+        self.checked.add(name)
         return directory
 
     def form(self, name: str) -> Classifier:
