@@ -165,17 +165,15 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
     import openvino as ov
 
     from .data import read_sst2, sst2_file
-    from .predict import encode, length_batches
+    from .predict import encode, length_batches, pad_batch
     from .quantize import accuracy_gate
 
     train = read_sst2(sst2_file(data, "train"))
     sentences = random.Random(CALIBRATION_SEED).sample(train.sentences, min(calibration_size, len(train.sentences)))
     rows = encode(classifier, sentences)
-    limit = spec.seq_len or classifier.max_tokens
     feeds = []  # batches of similar length, so the ranges seen span short and long texts as real traffic does
     for index in length_batches([len(r) for r in rows], spec.batch_size or CALIBRATION_BATCH):
-        tokens, _ = pad_to([rows[i] for i in index], spec.seq_len or min(limit, max(len(rows[i]) for i in index)),
-                           pad=classifier.encoder.pad, eos=classifier.encoder.eos)
+        tokens = pad_batch(classifier, [rows[i] for i in index], spec.seq_len)
         feeds.append(fill_batch(tokens, spec.batch_size, classifier.encoder) if spec.batch_size else tokens)
     progress(f"quantizing with NNCF {nncf.__version__}: static int8, calibrated on {len(sentences)} SST-2 train sentences "
              f"({len(feeds)} batches)")

@@ -33,13 +33,12 @@ from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
-from .predict import Classifier, batch_logits, classify, encode
+from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
 from .report import Figure, Report, Table, figure_png
 from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
-from .tokenise import pad_to
 
 BATCH_SIZE = 32
 FIXED_LEN = 70
@@ -219,14 +218,8 @@ class Recorder:
 def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | None = None) -> np.ndarray:
     """Logits [N, classes] of batches of 32 texts in arrival order, each padded to its longest (or to `width` ids)."""
     rows = encode(classifier, texts)
-    out = []
-    for start in range(0, len(rows), BATCH_SIZE):
-        batch = rows[start : start + BATCH_SIZE]
-        if width is None:
-            out.append(batch_logits(classifier, batch))
-        else:
-            out.append(classifier.logits(pad_to(batch, width, pad=classifier.encoder.pad, eos=classifier.encoder.eos)[0]))
-    return np.concatenate(out)
+    return np.concatenate([classifier.logits(pad_batch(classifier, rows[start : start + BATCH_SIZE], width))
+                           for start in range(0, len(rows), BATCH_SIZE)])
 
 
 def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.ndarray, Recorder]:

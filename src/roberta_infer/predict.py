@@ -79,9 +79,15 @@ def encode(classifier: Classifier, texts: list[str]) -> list[list[int]]:
 
 def batch_logits(classifier: Classifier, rows: list[list[int]]) -> np.ndarray:
     """One model call: the rows padded to their longest, cut to the model's positions with `</s>` kept last."""
+    return classifier.logits(pad_batch(classifier, rows))
+
+
+def pad_batch(classifier: Classifier, rows: list[list[int]], width: int | None = None) -> np.ndarray:
+    """int64 [len(rows), width]: the rows right-padded with the encoder's pad id to `width` (default: their longest,
+    at most the model's positions); longer rows are cut with `</s>` kept last (`tokenise.pad_to`)."""
     encoder = classifier.encoder
-    tokens, _ = pad_to(rows, min(classifier.max_tokens, max(len(r) for r in rows)), pad=encoder.pad, eos=encoder.eos)
-    return classifier.logits(tokens)
+    width = width or min(classifier.max_tokens, max(len(r) for r in rows))
+    return pad_to(rows, width, pad=encoder.pad, eos=encoder.eos)[0]
 
 
 def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
