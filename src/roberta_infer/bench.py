@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import RobertaInferError
 from .outputs import check_dir, output_dir
-from .report import Figure, Report, Table, figure_png, write_report
+from .report import Figure, Report, Table, figure_png, pyplot, write_report
 from .runtime import BundleClassifier, machine
 from .synthetic import SHAPES, model_label
 
@@ -173,11 +173,7 @@ def plot(result: dict, path: Path) -> None:
 
 def throughput_figure(result: dict):
     """Throughput against batch size, one line per sequence length (a matplotlib figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for seq in sorted({c["seq_len"] for c in result["cells"]}):
         cells = sorted((c for c in result["cells"] if c["seq_len"] == seq), key=lambda c: c["batch_size"])

@@ -36,7 +36,7 @@ from .evaluate import accuracy
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
-from .report import Figure, Report, Table, figure_png
+from .report import Figure, Report, Table, figure_png, pyplot
 from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 
@@ -458,11 +458,7 @@ def html_report(result: dict) -> Report:
 
 def throughput_bars(result: dict):
     """A horizontal bar per mode (sentences/s), coloured by group, the baseline's rate marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     modes = result["modes"]
     colours = {"peer": "#9aa5b1", "engine": "#4a7ab5", "ours": "#d9822b"}
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(modes) + 1.2))

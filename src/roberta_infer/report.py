@@ -73,13 +73,19 @@ def figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def latency_histogram(latencies_ms: list[float] | np.ndarray, title: str) -> Figure:
-    """A histogram of model-call latencies in ms, with p50 and p99 marked."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (figures are only written to files, no display is needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def latency_histogram(latencies_ms: list[float] | np.ndarray, title: str) -> Figure:
+    """A histogram of model-call latencies in ms, with p50 and p99 marked."""
+    plt = pyplot()
     ms = np.asarray(latencies_ms, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist(ms, bins=min(50, max(5, len(ms) // 2)), color="#4a7ab5")
