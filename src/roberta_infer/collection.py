@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import RobertaInferError
+from .errors import RobertaInferError, check_positive
 from .predict import Classifier, classify, labelled
 
 FORMAT = "roberta-infer/classify/1"
@@ -151,10 +151,8 @@ def check_options(*, engine: str, ray_address: str | None, workers: int | None, 
         raise RobertaInferError(f"unknown engine {engine!r}: choose local or ray")
     if engine == "local" and (ray_address is not None or (workers or 1) != 1):
         raise RobertaInferError("--ray-address and --workers need --engine ray (the local engine is one process)")
-    for name, value in (("--workers", workers), ("--threads-per-worker", threads), ("--batch-size", batch_size),
-                        ("--shard-size", shard_size)):
-        if value is not None and value <= 0:
-            raise RobertaInferError(f"{name} must be positive, got {value}")
+    check_positive({"--workers": workers, "--threads-per-worker": threads, "--batch-size": batch_size,
+                    "--shard-size": shard_size})
     if output_format not in OUTPUT_FORMATS:
         raise RobertaInferError(f"unknown output format {output_format!r}: choose parquet or jsonl")
     if on_error not in ON_ERROR:

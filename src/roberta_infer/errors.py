@@ -1,5 +1,15 @@
-"""The one exception type the CLI turns into a clean one-line error."""
+"""The one exception type the CLI turns into a clean one-line error, and the "must be positive" check several stages share."""
+
+from __future__ import annotations
 
 
 class RobertaInferError(Exception):
     """Bad input or an unusable file: the message is shown to the user as is, without a traceback."""
+
+
+def check_positive(values: dict[str, float | None]) -> None:
+    """Refuse (RobertaInferError "NAME must be positive, got V") the first value ≤ 0; None means "not given" and passes.
+    Keys are the names messages use (a flag such as `--workers`, or words such as `batch size`)."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise RobertaInferError(f"{name} must be positive, got {value}")

@@ -26,7 +26,7 @@ import torch
 from transformers import RobertaForSequenceClassification
 
 from .checkpoint import max_tokens
-from .errors import RobertaInferError
+from .errors import RobertaInferError, check_positive
 from .runtime import INPUT_NAME, OUTPUT_NAME, OpenVinoSession, OrtSession
 
 BATCH_AXIS = "batch"
@@ -122,9 +122,7 @@ def export_openvino(model: RobertaForSequenceClassification, pad_id: int, path: 
 def tracing(model: RobertaForSequenceClassification, pad_id: int, spec: OnnxSpec) -> Iterator[tuple[torch.nn.Module, torch.Tensor]]:
     """The module every exporter traces (`TokensToLogits`, eager attention, no grad, the exporters' expected warnings
     silenced) and a random batch of `spec`'s trace shape; refuses sizes the model cannot take."""
-    for name, size in (("batch size", spec.batch_size), ("sequence length", spec.seq_len)):
-        if size is not None and size < 1:
-            raise RobertaInferError(f"{name} must be positive, got {size}")
+    check_positive({"batch size": spec.batch_size, "sequence length": spec.seq_len})
     if spec.seq_len is not None and spec.seq_len > max_tokens(model):
         raise RobertaInferError(f"sequence length {spec.seq_len} exceeds the model's {max_tokens(model)} positions")
     tokens = torch.from_numpy(random_tokens(model, pad_id, spec.trace_shape(), np.random.default_rng(0)))

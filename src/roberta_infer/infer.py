@@ -10,7 +10,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .data import numbered_files
-from .errors import RobertaInferError
+from .errors import RobertaInferError, check_positive
 from .outputs import check_dir, output_dir
 from .predict import length_batches
 from .prepare import Prepared
@@ -30,8 +30,7 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
     Summary keys: `sentences_per_s` (throughput, sentences per second of model time); `throughput_samples_per_s` is
     the same figure under its old name, kept for one release.
     """
-    if batch_size <= 0:
-        raise RobertaInferError(f"batch size must be positive, got {batch_size}")
+    check_positive({"batch size": batch_size})
     if warmup < 0 or loop < 1:
         raise RobertaInferError(f"--warmup must be ≥ 0 and --loop ≥ 1 (got {warmup}, {loop})")
     if layout not in LAYOUTS:

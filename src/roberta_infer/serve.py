@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import inference_protocol as v2
 from . import __version__
-from .errors import RobertaInferError
+from .errors import RobertaInferError, check_positive
 from .predict import batch_logits, classify, encode, labelled, length_batches, planned_batches
 from .runtime import BundleClassifier
 
@@ -75,9 +75,8 @@ class Limits:
     parallel_calls: int = 1
 
     def check(self) -> None:
-        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue", "parallel_calls"):
-            if getattr(self, name) <= 0:
-                raise RobertaInferError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_positive({f"--{name.replace('_', '-')}": getattr(self, name)
+                        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue", "parallel_calls")})
         if self.max_wait_ms < 0:
             raise RobertaInferError(f"--max-wait-ms must be ≥ 0, got {self.max_wait_ms}")
         if self.max_queue < self.max_texts_per_request:
