@@ -156,7 +156,7 @@ def reference_cell(fps: float | None) -> str:
 def html_report(result: dict) -> Report:
     """report.html's content: the throughput plot and every cell, with the reference's figures where they apply."""
     ref = [f"{result['reference']} seq/s"] if result["reference"] else []
-    cells = [[str(c["batch_size"]), str(c["seq_len"]), f"{c['seq_per_s']:.1f}", f"{c['latency_ms']['p50']:.2f}",
+    cells = [[str(c["batch_size"]), str(c["seq_len"]), f"{c['sentences_per_s']:.1f}", f"{c['latency_ms']['p50']:.2f}",
               f"{c['latency_ms']['p99']:.2f}", *([reference_cell(c["reference_fps"])] if ref else [])] for c in result["cells"]]
     return Report(f"roberta-infer bench — {result['model']}, {label(result)}",
                   f"{len(result['cells'])} batch × sequence cells, {result['threads']} threads; seq/s = batch size / median "

@@ -95,10 +95,10 @@ def fast_row(classifier: RobertaClassifier, work_dir: Path, prepared: Prepared, 
             refused[name] = str(e)
     if not rows:
         raise RobertaInferError("; ".join(f"{name}: {why}" for name, why in refused.items()))
-    best = max(rows, key=lambda name: rows[name]["infer"]["throughput_samples_per_s"])
+    best = max(rows, key=lambda name: rows[name]["infer"]["sentences_per_s"])
     logits, _ = read_outputs(Path(rows[best]["results"]))
     return {**rows[best], "agreement_with_fp32": float(np.mean(logits.argmax(1) == fp32_logits.argmax(1))),
-            "candidates": {**{name: row["infer"]["throughput_samples_per_s"] for name, row in rows.items()}, **refused}}
+            "candidates": {**{name: row["infer"]["sentences_per_s"] for name, row in rows.items()}, **refused}}
 
 
 def fast_candidates() -> list[str]:
@@ -125,7 +125,7 @@ def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared
     summary = infer(bundle, prepared, work_dir / f"results-{name}", batch_size=batch_size, warmup=warmup, loop=loop,
                     force=True)
     logits, _ = read_outputs(work_dir / f"results-{name}")
-    say(f"{name}: {summary['throughput_samples_per_s']:.1f} sentences/s")
+    say(f"{name}: {summary['sentences_per_s']:.1f} sentences/s")
     return {"name": name, "bundle": str(bundle_dir), "results": str(work_dir / f"results-{name}"), "engine": bundle.engine,
             "precision": bundle.precision, "gate": manifest["quantization"]["gate"],
             "accuracy": accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"]), "infer": summary}
@@ -184,5 +184,5 @@ def row_cells(row: dict) -> list[str]:
     """accuracy, samples, sentences/s, latency mean/p50/p99 ms of a report row."""
     latency = row["infer"]["latency_ms"]
     return [f"{100 * row['accuracy']['accuracy']:.2f} %", str(row["accuracy"]["samples"]),
-            f"{row['infer']['throughput_samples_per_s']:.1f}", f"{latency['mean']:.2f}", f"{latency['median']:.2f}",
+            f"{row['infer']['sentences_per_s']:.1f}", f"{latency['mean']:.2f}", f"{latency['median']:.2f}",
             f"{latency['p99']:.2f}"]
