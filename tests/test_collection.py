@@ -326,3 +326,25 @@ def test_parquet_null_or_binary_text(tmp_path, bundle, capsys):
     assert [row["label"] is None for row in rows] == [False, True, True, False]
     assert "p.parquet row 3: not valid UTF-8" in rows[2]["error"]
     assert rows[3]["text"] == b"also fine"  # the input column kept as it was (binary)
+
+
+def test_a_bad_record_after_good_shards_leaves_nothing_behind(tmp_path, bundle, capsys):
+    """The job stops at c.jsonl line 2 after a.txt's shard was written: a fresh --output is removed again (it could
+    never be resumed: the input must change), so the same command works once the file is fixed."""
+    (tmp_path / "a.txt").write_text("fine\nalso fine\n")
+    bad = tmp_path / "c.jsonl"
+    bad.write_bytes(b'{"text": "fine"}\n{"text": oops}\n')
+    out = tmp_path / "out"
+    args = ("--model", str(bundle), "--input", str(tmp_path / "a.txt"), str(bad), "--output", str(out), "--shard-size", "1")
+    status, err = run_cli(*args, capsys=capsys)
+    assert status == 2 and "c.jsonl line 2: not valid JSON" in err
+    assert not out.exists()
+
+    out.mkdir()  # an empty folder the user made stays, emptied of the job's files
+    assert run_cli(*args, capsys=capsys)[0] == 2
+    assert out.is_dir() and not any(out.iterdir())
+
+    bad.write_bytes(b'{"text": "fine"}\n{"text": "fixed"}\n')
+    status, err = run_cli(*args, capsys=capsys)
+    assert status == 0, err
+    assert [row["text"] for row in read_rows(out)] == ["fine", "also fine", "fine", "fixed"]
