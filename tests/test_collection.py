@@ -273,6 +273,8 @@ def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bu
     (lambda d: (d / "d.parquet").write_bytes(b"not parquet at all"), "d.parquet: not a readable Parquet file"),
     (lambda d: pq.write_table(pa.table({"text": [1, 2]}), d / "e.parquet"), "column 'text' holds int64, not text"),
     (lambda d: None, "nothing.txt not found"),
+    (lambda d: (d / "u.txt").write_bytes("fine\nalso\n".encode("utf-16")), "u.txt is UTF-16 text, not UTF-8"),
+    (lambda d: (d / "u.csv").write_bytes("text\nfine\n".encode("utf-16-le")), "u.csv is UTF-16 text, not UTF-8"),
 ])
 def test_bad_file_is_refused_before_anything_is_written(tmp_path, bundle, capsys, make, message):
     make(tmp_path)

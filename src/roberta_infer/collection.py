@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .data import refuse_utf16
 from .errors import RobertaInferError
 from .predict import Classifier, classify, labelled
 
@@ -227,7 +228,13 @@ def text_pieces(path: Path, kind: str, text_field: str, shard_size: int) -> list
     """(first line, lines, (first byte, end byte)) of each shard of a text file, from one pass counting newlines.
 
     A final newline ends the last line rather than starting an empty one; a CSV/TSV header (line 1) is no record.
+    A UTF-16 file (by its first block) is refused as a whole rather than line by line.
     """
+    try:
+        with open(path, "rb") as f:
+            refuse_utf16(f.read(SCAN_BLOCK), str(path))
+    except OSError as e:
+        raise RobertaInferError(f"{path}: cannot read ({e.strerror})") from None
     first_record = 1
     if kind in ("csv", "tsv"):
         columns = csv_columns(path, kind)
