@@ -303,3 +303,11 @@ def test_every_option_states_its_default():
               if action.option_strings and not action.required and action.nargs != 0
               and "default" not in (action.help or "").lower()]
     assert silent == []
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_onnxruntime_precision_names_the_way_to_it(precision, tmp_path, capsys):
+    line = run_failing(["export", "--precision", precision, "--out", str(tmp_path / "b")], capsys)
+    assert f"export with --engine openvino --precision {precision}" in line
+    assert ("quantize" in line) == (precision == "int8")  # ONNX Runtime has an int8 path (quantize), no bf16 one
+    assert not (tmp_path / "b").exists()
