@@ -74,3 +74,31 @@ def test_windows_byte_order_mark_is_not_part_of_the_first_text(tmp_path, hf_mode
     without, with_bom = ([json.loads(line) for line in p.with_suffix(".jsonl").read_text().splitlines()] for p in (plain, marked))
     assert with_bom[0]["text"] == "a gorgeous film"
     assert with_bom == without  # same texts, same logits
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(tmp_path, hf_model):
+    """`predict --output - | head -1`: no error line and no traceback once the reader has gone, exit 141 as SIGPIPE gives."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gorgeous film\n" * 20000)
+    proc = subprocess.Popen([sys.executable, "-m", "roberta_infer.cli", "predict", "--model", str(hf_model),
+                             "--input", str(texts), "--output", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert json.loads(first)["text"] == "a gorgeous film"
+    assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
+
+
+def test_a_table_into_a_closed_pipe_ends_it_quietly(tmp_path, hf_model, shared_data):
+    """evaluate's Rich tables into a reader that has already gone: the same quiet 141, not Rich's silent exit 1."""
+    assert main(["prepare", "--data", str(shared_data), "--split", "dev", "--seq-len", "32",
+                 "--model", str(hf_model), "--out", str(tmp_path / "prep")]) == 0
+    assert main(["export", "--model", str(hf_model), "--out", str(tmp_path / "bundle")]) == 0
+    assert main(["infer", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "prep"), "--out", str(tmp_path / "res")]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "roberta_infer.cli", "evaluate", "--results", str(tmp_path / "res"),
+                             "--labels", str(tmp_path / "prep")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes anything: its first write meets a closed pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert "error" not in stderr and "Traceback" not in stderr

@@ -275,6 +275,15 @@ def test_a_checkpoint_or_a_missing_folder_where_a_bundle_belongs(hf_model, share
     assert "dev.tsv is not a checkpoint" in line and not (tmp_path / "p").exists()
 
 
+def test_a_bundle_or_prepared_data_where_a_checkpoint_belongs(pairs, tmp_path, capsys):
+    line = run_failing(["export", "--model", str(pairs / "hf-bundle"), "--out", str(tmp_path / "b")], capsys)
+    assert "hf-bundle is a bundle (written by `export`/`quantize`), not a checkpoint" in line
+    line = run_failing(["prepare", "--data", str(pairs / "other"), "--model", str(pairs / "default-prepared"),
+                        "--out", str(tmp_path / "p")], capsys)
+    assert "default-prepared is a prepared directory (written by `prepare`), not a checkpoint" in line
+    assert not (tmp_path / "b").exists() and not (tmp_path / "p").exists()
+
+
 def test_replacing_needs_force_and_never_crosses_kinds(pairs, tmp_path, capsys):
     out = tmp_path / "prep"
     args = ["prepare", "--data", str(pairs / "other"), "--out", str(out)]
@@ -294,3 +303,11 @@ def test_every_option_states_its_default():
               if action.option_strings and not action.required and action.nargs != 0
               and "default" not in (action.help or "").lower()]
     assert silent == []
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_onnxruntime_precision_names_the_way_to_it(precision, tmp_path, capsys):
+    line = run_failing(["export", "--precision", precision, "--out", str(tmp_path / "b")], capsys)
+    assert f"export with --engine openvino --precision {precision}" in line
+    assert ("quantize" in line) == (precision == "int8")  # ONNX Runtime has an int8 path (quantize), no bf16 one
+    assert not (tmp_path / "b").exists()

@@ -273,6 +273,8 @@ def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bu
     (lambda d: (d / "d.parquet").write_bytes(b"not parquet at all"), "d.parquet: not a readable Parquet file"),
     (lambda d: pq.write_table(pa.table({"text": [1, 2]}), d / "e.parquet"), "column 'text' holds int64, not text"),
     (lambda d: None, "nothing.txt not found"),
+    (lambda d: (d / "u.txt").write_bytes("fine\nalso\n".encode("utf-16")), "u.txt is UTF-16 text, not UTF-8"),
+    (lambda d: (d / "u.csv").write_bytes("text\nfine\n".encode("utf-16-le")), "u.csv is UTF-16 text, not UTF-8"),
 ])
 def test_bad_file_is_refused_before_anything_is_written(tmp_path, bundle, capsys, make, message):
     make(tmp_path)
@@ -326,3 +328,25 @@ def test_parquet_null_or_binary_text(tmp_path, bundle, capsys):
     assert [row["label"] is None for row in rows] == [False, True, True, False]
     assert "p.parquet row 3: not valid UTF-8" in rows[2]["error"]
     assert rows[3]["text"] == b"also fine"  # the input column kept as it was (binary)
+
+
+def test_a_bad_record_after_good_shards_leaves_nothing_behind(tmp_path, bundle, capsys):
+    """The job stops at c.jsonl line 2 after a.txt's shard was written: a fresh --output is removed again (it could
+    never be resumed: the input must change), so the same command works once the file is fixed."""
+    (tmp_path / "a.txt").write_text("fine\nalso fine\n")
+    bad = tmp_path / "c.jsonl"
+    bad.write_bytes(b'{"text": "fine"}\n{"text": oops}\n')
+    out = tmp_path / "out"
+    args = ("--model", str(bundle), "--input", str(tmp_path / "a.txt"), str(bad), "--output", str(out), "--shard-size", "1")
+    status, err = run_cli(*args, capsys=capsys)
+    assert status == 2 and "c.jsonl line 2: not valid JSON" in err
+    assert not out.exists()
+
+    out.mkdir()  # an empty folder the user made stays, emptied of the job's files
+    assert run_cli(*args, capsys=capsys)[0] == 2
+    assert out.is_dir() and not any(out.iterdir())
+
+    bad.write_bytes(b'{"text": "fine"}\n{"text": "fixed"}\n')
+    status, err = run_cli(*args, capsys=capsys)
+    assert status == 0, err
+    assert [row["text"] for row in read_rows(out)] == ["fine", "also fine", "fine", "fixed"]

@@ -155,3 +155,6 @@ def test_evaluate_scores_and_errors_file_from_a_prepared_split(tmp_path, hf_mode
     assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "prep"),
                  "--errors", str(tmp_path / "e2.jsonl")]) == 2
     assert "is gone or changed" in capsys.readouterr().err and not (tmp_path / "e2.jsonl").exists()
+    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "prep"),
+                 "--class-names", "a,b,c", "--json", str(tmp_path / "e3.json")]) == 2
+    assert "--class-names a,b,c differ from the classes" in capsys.readouterr().err and not (tmp_path / "e3.json").exists()

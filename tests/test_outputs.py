@@ -76,3 +76,18 @@ def test_refusals(tmp_path):
             check()
     check_dir(tmp_path / "prep", "prepared", force=True)
     check_file(tmp_path / "f", force=True)
+
+
+@pytest.mark.parametrize("marker", ["summary.json", "meta.json", "manifest.json"])
+def test_force_never_replaces_the_marker_file_of_an_output_folder(tmp_path, marker):
+    """`evaluate --json res/summary.json --force`, `predict --output prep/meta.json --force`: the folder would stop
+    being what it is, so --force does not cover it; another file there (evaluation.json) is still replaceable."""
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    (folder / marker).write_text("{}")
+    (folder / "evaluation.json").write_text("{}")
+    with pytest.raises(RobertaInferError, match=f"is the {marker} of .*refusing to replace it"):
+        write_text(folder / marker, "replaced", force=True)
+    assert (folder / marker).read_text() == "{}"
+    write_text(folder / "evaluation.json", "replaced", force=True)
+    assert (folder / "evaluation.json").read_text() == "replaced"

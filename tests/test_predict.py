@@ -21,6 +21,17 @@ def test_read_texts_keeps_empty_lines(tmp_path):
         read_texts(path)
 
 
+def test_a_text_field_for_plain_text_is_refused(tmp_path):
+    """A JSON array saved as .json is plain text to predict: with --text-field it would classify JSON source lines."""
+    path = tmp_path / "reviews.json"
+    path.write_text('[{"review": "great"},\n{"review": "awful"}]\n')
+    with pytest.raises(RobertaInferError, match="--text-field review names a field .*reviews.json is read as plain text"):
+        read_texts(path, text_field="review")
+    assert read_texts(path) == ['[{"review": "great"},', '{"review": "awful"}]']  # without it: lines, as documented
+    (tmp_path / "reviews.jsonl").write_text('{"review": "great"}\n')
+    assert read_texts(tmp_path / "reviews.jsonl", text_field="review") == ["great"]
+
+
 def test_order_and_batching_do_not_change_results(hf_model):
     model = load_classifier(hf_model)
     texts = ["short", "a much longer text with many more words in it than the others", "", "mid length text here"]

@@ -73,8 +73,8 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         raise RobertaInferError(f"unknown engine {engine!r} or precision {precision!r}: engines {', '.join(ENGINES)}, "
                                 f"precisions {', '.join(PRECISIONS)}")
     if engine == "onnxruntime" and precision != "fp32":
-        raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: for int8 run `roberta-infer quantize` on one, "
-                                f"or export with --engine openvino --precision {precision}")
+        raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
+                                + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
     if precision == "int8":
         from .quantize import check_max_drop
 

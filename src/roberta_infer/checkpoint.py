@@ -90,6 +90,12 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
     if path.is_dir():
         found = [path / n for n in FAIRSEQ_CHECKPOINT_NAMES if (path / n).is_file()]
         if not found:
+            from .outputs import describe, kind_of
+
+            kind = kind_of(path)
+            if kind is not None:  # another stage's output where a checkpoint belongs: name what it is
+                raise RobertaInferError(f"{path} is {describe(kind)}, not a checkpoint: give the fairseq checkpoint or "
+                                        "Hugging Face folder it came from (`roberta-infer info` names a bundle's source)")
             raise RobertaInferError(
                 f"{path} is neither a Hugging Face model (config.json) nor a folder with a fairseq "
                 f"{' / '.join(FAIRSEQ_CHECKPOINT_NAMES)}"

@@ -1,5 +1,6 @@
 """`roberta-infer`: a thin command line over the pipeline's stages (one module each in `commands/`); every failure is
-one line on stderr and exit status 2 (1 for a bug, with ROBERTA_INFER_DEBUG=1 for its traceback)."""
+one line on stderr and exit status 2 (1 for a bug, with ROBERTA_INFER_DEBUG=1 for its traceback); a closed output pipe
+ends it silently with 141, as SIGPIPE ends other Unix tools."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def _main(argv: list[str] | None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
+    except BrokenPipeError:  # `… --output - | head`: the reader has what it wanted; stop quietly, as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own exit-time flush must not fail again
+        return 128 + 13
     except RobertaInferError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .data import refuse_utf16
 from .errors import RobertaInferError, check_positive
 from .predict import Classifier, classify, labelled
 
@@ -122,22 +123,28 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
         "text_field": text_field, "shard_size": shard_size, "output_format": output_format, "on_error": on_error,
         "model_sha256": model_sha256(classifier),
     }
+    existed, fresh = out.exists(), not out.exists() or (out.is_dir() and not any(out.iterdir()))
     done = open_output(out, identity, resume, shard_names=[s.name for s in plan], ext=output_format)
     if done is None:  # resumed a job that had already finished: its manifest, marked so
         return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
     pending = [shard for shard in plan if shard.name not in done]
     job = Job(str(out), text_field, output_format, on_error, batch_size)
-    if engine == "local":
-        results = run_local(classifier, pending, job, show_progress=show_progress)
-        workers, threads = 1, threads or getattr(classifier, "threads", None)
-    else:
-        del classifier  # the actors load their own
-        threads = threads or 1
-        loader = {"path": str(Path(model).resolve()), "threads": threads,
-                  "fairseq_data": fairseq_data and str(Path(fairseq_data).resolve()),
-                  "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
-        results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
-                                   worker_class=worker_class or ShardWorker)
+    try:
+        if engine == "local":
+            results = run_local(classifier, pending, job, show_progress=show_progress)
+            workers, threads = 1, threads or getattr(classifier, "threads", None)
+        else:
+            del classifier  # the actors load their own
+            threads = threads or 1
+            loader = {"path": str(Path(model).resolve()), "threads": threads,
+                      "fairseq_data": fairseq_data and str(Path(fairseq_data).resolve()),
+                      "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
+            results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
+                                       worker_class=worker_class or ShardWorker)
+    except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
+        if fresh:
+            discard_output(out, [s.name for s in plan], output_format, remove_dir=not existed)
+        raise
     manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
                          wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
                          model=model)
@@ -219,7 +226,13 @@ def text_pieces(path: Path, kind: str, text_field: str, shard_size: int) -> list
     """(first line, lines, (first byte, end byte)) of each shard of a text file, from one pass counting newlines.
 
     A final newline ends the last line rather than starting an empty one; a CSV/TSV header (line 1) is no record.
+    A UTF-16 file (by its first block) is refused as a whole rather than line by line.
     """
+    try:
+        with open(path, "rb") as f:
+            refuse_utf16(f.read(SCAN_BLOCK), str(path))
+    except OSError as e:
+        raise RobertaInferError(f"{path}: cannot read ({e.strerror})") from None
     first_record = 1
     if kind in ("csv", "tsv"):
         columns = csv_columns(path, kind)
@@ -556,6 +569,16 @@ def open_output(out: Path, identity: dict, resume: bool, *, shard_names: list[st
         return None
     remove_leftovers(out)
     return done
+
+
+def discard_output(out: Path, shard_names: list[str], ext: str, *, remove_dir: bool) -> None:
+    """Remove what a job that started `out` afresh wrote before it failed: its shards, `_JOB.json`, temporary files,
+    and `out` itself when the job created it. Only the job's own names are removed, never anything else."""
+    remove_leftovers(out)
+    for name in [f"{name}.{ext}" for name in shard_names] + [JOB_FILE]:
+        (out / name).unlink(missing_ok=True)
+    if remove_dir and not any(out.iterdir()):
+        out.rmdir()
 
 
 def remove_leftovers(out: Path) -> None:

@@ -126,14 +126,20 @@ def read_utf8(path: Path) -> str:
 
 def decode_utf8(raw: bytes, path: str) -> str:
     """`read_utf8` for bytes already read (standard input, say); `path` names them in errors."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
-        raise RobertaInferError(f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, "
-                                "or save as \"UTF-8\" in the editor)")
+    refuse_utf16(raw, path)
     try:
         return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise RobertaInferError(f"{path} line {line}: not valid UTF-8 ({e.reason})") from None
+
+
+def refuse_utf16(raw: bytes, path: str) -> None:
+    """Raise RobertaInferError when `raw` (a file's content, or its first block) is UTF-16: a FF FE / FE FF mark, or
+    NUL bytes (Notepad's "Unicode" without a mark), which never occur in UTF-8 text."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
+        raise RobertaInferError(f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, "
+                                "or save as \"UTF-8\" in the editor)")
 
 
 def read_sst2(path: Path) -> Sst2Split:

@@ -78,12 +78,17 @@ def check_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out"
 
 
 def check_file(path: Path, *, force: bool = False, flag: str = "--out") -> Path:
-    """Refuse (RobertaInferError) to write the file `path` if it is a folder, lies under a file, or exists and
-    `force` is not given; returns `path` as a Path."""
+    """Refuse (RobertaInferError) to write the file `path` if it is a folder, lies under a file, is the marker file of
+    an output folder (a bundle's manifest.json, …: replacing it would unmake that output, whatever `force` says), or
+    exists and `force` is not given; returns `path` as a Path."""
     path = Path(path)
     check_location(path, flag)
     if path.is_dir():
         raise RobertaInferError(f"{flag} {path} is a folder, but a file is written there: give a file name")
+    found = kind_of(path.parent)
+    if path.is_file() and found is not None and path.name == KINDS[found][0]:
+        raise RobertaInferError(f"{flag} {path} is the {path.name} of {describe(found)} in {path.parent}: refusing to "
+                                "replace it; give another file name")
     if path.exists() and not force:
         raise RobertaInferError(f"{flag} {path} exists: add --force to replace it")
     return path

@@ -31,19 +31,25 @@ class Classifier(Protocol):
 STDIO = "-"
 
 
-def read_texts(path: Path | str, *, text_field: str = "text") -> list[str]:
+def read_texts(path: Path | str, *, text_field: str | None = None) -> list[str]:
     """The texts of `path`: one per line for a plain text file or standard input (`-`); a `.jsonl`, `.csv`, `.tsv`
-    or `.parquet` file's `text_field`, read as `classify` reads it (`collection.file_texts`).
+    or `.parquet` file's `text_field` (default `text`), read as `classify` reads it (`collection.file_texts`).
 
     An empty line is an (empty) text, a final newline is not. Raises RobertaInferError for a missing or unreadable
-    file, text that is not UTF-8, or a record without the field.
+    file, text that is not UTF-8, a record without the field, or a `text_field` for plain text (a `.json` file
+    would otherwise be classified line by line as JSON source).
     """
     from .collection import KINDS, file_texts
 
+    structured = str(path) != STDIO and KINDS.get(Path(path).suffix.lower(), "txt") != "txt"
+    if text_field is not None and not structured:
+        raise RobertaInferError(f"--text-field {text_field} names a field of .jsonl/.csv/.tsv/.parquet records, but "
+                                f"{'standard input' if str(path) == STDIO else path} is read as plain text, one text per "
+                                "line: name a JSON Lines file .jsonl, or leave --text-field out")
     if str(path) == STDIO:
         return text_lines(decode_utf8(sys.stdin.buffer.read(), "standard input"))
-    if Path(path).suffix.lower() in KINDS and KINDS[Path(path).suffix.lower()] != "txt":
-        return file_texts(Path(path), text_field)
+    if structured:
+        return file_texts(Path(path), text_field or "text")
     return text_lines(read_utf8(path))
 
 

@@ -11,12 +11,18 @@ PIPED_WIDTH = 250
 
 
 def console():
-    """A Rich console for a command's tables on stdout: the terminal's width, or PIPED_WIDTH into a pipe or file."""
+    """A Rich console for a command's tables on stdout: the terminal's width, or PIPED_WIDTH into a pipe or file.
+    A reader that went away (`| head`) raises BrokenPipeError to cli.main, which ends quietly with 141 (Rich's own
+    handler would exit 1)."""
     import sys
 
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 DEFAULT_BATCH = 32  # samples per model call where nothing else decides it
 
 

@@ -52,8 +52,12 @@ def execute(args: argparse.Namespace) -> None:
     if args.json is not None and args.errors is not None and args.json.absolute() == args.errors.absolute():
         raise RobertaInferError("--json and --errors name the same file")
     label_names = label_symbols(args.label_dict) if args.label_dict is not None else None
-    logits, summary = read_outputs(args.results, class_names=parse_class_names(args.class_names) or label_names)
+    given = parse_class_names(args.class_names)
+    logits, summary = read_outputs(args.results, class_names=given or label_names)
     class_names = summary["class_names"]
+    if given and given != class_names:  # infer's results record their classes; --class-names is for raw outputs
+        raise RobertaInferError(f"--class-names {','.join(given)} differ from the classes {args.results} records "
+                                f"({', '.join(class_names)}, from its summary.json): leave --class-names out")
     if args.labels.is_dir():
         if args.label_dict is not None:
             raise RobertaInferError(f"--label-dict goes with the reference's label file; {args.labels} is a prepared directory")

@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
     p.add_argument("--output", type=output("file", stdio=True), required=True, metavar="OUT.jsonl|-",
                    help="JSON lines to write (- : standard output)")
-    p.add_argument("--text-field", default="text", metavar="NAME",
-                   help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text (default: text)")
+    p.add_argument("--text-field", metavar="NAME",
+                   help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text; refused for plain text "
+                        "(default: text)")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="texts per forward pass (default 32)")
     force_arg(p, "--output file")
     runtime_args(p)
