@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .data import decode_utf8, read_utf8
-from .errors import check_positive
+from .errors import RobertaInferError, check_positive
 from .outputs import output_file
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
