@@ -21,7 +21,8 @@ from . import __version__
 from .data import sha256_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
-from .runtime import ENGINES, PRECISIONS, BundleClassifier, cpu_isa, fill_batch, make_session, openvino_session
+from .runtime import (ENGINES, PRECISIONS, BundleClassifier, cpu_isa, engine_and_precision, fill_batch, make_session,
+                      openvino_session)
 from .tokenise import TextEncoder, pad_to
 
 if TYPE_CHECKING:  # building a bundle needs PyTorch; loading one must not pay for importing it (Ray actors, servers)
@@ -257,7 +258,7 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         raise RobertaInferError(f"{directory / 'manifest.json'} is not valid JSON: {e}") from None
     if manifest.get("format") != FORMAT:
         raise RobertaInferError(f"{directory} is not a roberta-infer bundle (format {manifest.get('format')!r})")
-    engine = manifest.get("engine", "onnxruntime")
+    engine, precision = engine_and_precision(manifest)
     if engine not in ENGINES:
         raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have ({', '.join(ENGINES)})")
     missing = [name for name in MODEL_FILES[engine] if not (directory / name).is_file()]
@@ -269,7 +270,7 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     if engine == "openvino":
         if provider != "cpu":
             raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on the CPU")
-        session = openvino_session(directory / "model.xml", threads=threads, precision=manifest.get("precision", "fp32"),
+        session = openvino_session(directory / "model.xml", threads=threads, precision=precision,
                                    streams=streams)
     else:
         from .optimize import inspect_onnx

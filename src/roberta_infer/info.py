@@ -36,13 +36,15 @@ def describe_bundle(directory: Path) -> dict:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RobertaInferError(f"{directory / 'manifest.json'} is not valid JSON: {e}") from None
+    from .runtime import engine_and_precision
+
+    engine, precision = engine_and_precision(manifest)
     quantization = manifest.get("quantization") or {}
     gate = manifest.get("gate") or quantization.get("gate")
     return {
         "kind": "bundle", "path": str(directory), "format": manifest.get("format"),
         "roberta_infer": manifest.get("roberta_infer"),
-        "engine": manifest.get("engine", "onnxruntime"),
-        "precision": manifest.get("precision") or quantization.get("weight_type") or "fp32",
+        "engine": engine, "precision": precision,
         "class_names": manifest.get("class_names"), "max_tokens": manifest.get("max_tokens"),
         "architecture": manifest.get("architecture"), "input": manifest.get("input"), "output": manifest.get("output"),
         "opset": manifest.get("opset"), "fused_ops": manifest.get("fused_ops"),

@@ -200,6 +200,12 @@ def check_names(model, inputs: list[str], outputs: list[str]) -> None:
         raise RobertaInferError(f"{model}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found {(inputs, outputs)}")
 
 
+def engine_and_precision(manifest: dict) -> tuple[str, str]:
+    """A bundle manifest's engine ("onnxruntime" | "openvino") and precision ("fp32" | "bf16" | "int8"): a manifest
+    written before they were recorded is an ONNX Runtime bundle, int8 if `quantize` made it."""
+    return manifest.get("engine", "onnxruntime"), manifest.get("precision", "int8" if "quantization" in manifest else "fp32")
+
+
 class BundleClassifier:
     """A bundle on its engine: same `encoder` / `class_names` / `max_tokens` / `logits` as the PyTorch classifier.
 
@@ -213,8 +219,7 @@ class BundleClassifier:
         self.encoder = encoder
         self.class_names = class_names
         self.manifest = manifest
-        self.engine = manifest.get("engine", "onnxruntime")
-        self.precision = manifest.get("precision", "int8" if "quantization" in manifest else "fp32")
+        self.engine, self.precision = engine_and_precision(manifest)
         batch, seq = manifest["input"]["shape"]
         self.static_batch = batch if isinstance(batch, int) else None
         self.static_seq = seq if isinstance(seq, int) else None
