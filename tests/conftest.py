@@ -1,9 +1,12 @@
-"""Shared test fixtures: the reference data beside the repo, and tiny random RoBERTa classifiers built at test time."""
+"""Shared test fixtures: the reference data beside the repo, and tiny random RoBERTa classifiers built at test time;
+and a home and roberta-infer cache of the session's own."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 # Random weights at 10x transformers' default spread give O(1) logits, so a wrong mask or weight shows far above 1e-4.
 INIT_RANGE = 0.2
+# Variables that would lead a test, or a process it starts, to the user's files: the roberta-infer cache, and the
+# home where libraries keep caches and telemetry ids (matplotlib, ONNX Runtime, OpenVINO) unless XDG_* or
+# MPLCONFIGDIR point elsewhere.
+PRIVATE_ENV = ("HOME", "ROBERTA_INFER_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+               "MPLCONFIGDIR")
+SAVED_ENV = pytest.StashKey[tuple[Path, dict[str, str | None]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the tests are even imported (ONNX Runtime writes to the home when imported): an empty home for this
+    session, its own empty roberta-infer cache inside (the default model is exported there once per session, if a
+    test needs it), and no XDG_* / MPLCONFIGDIR pointing outside it. Every process a test starts inherits them."""
+    home = Path(tempfile.mkdtemp(prefix="roberta-infer-tests-home-"))
+    config.stash[SAVED_ENV] = home, {name: os.environ.get(name) for name in PRIVATE_ENV}
+    for name in PRIVATE_ENV:
+        os.environ.pop(name, None)
+    os.environ["HOME"] = str(home)
+    os.environ["ROBERTA_INFER_CACHE"] = str(home / ".cache" / "roberta-infer")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The caller's environment back, the session's home removed."""
+    home, saved = config.stash[SAVED_ENV]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

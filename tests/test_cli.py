@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from roberta_infer.cli import build_parser, main
+from roberta_infer.default import cache_root
+
+from conftest import SAVED_ENV
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 
@@ -22,6 +27,15 @@ def test_every_command_explains_itself(command, capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "--help"], capture_output=True, text=True, check=True)
     assert "prepare" in out.stdout and "predict" in out.stdout
+
+
+def test_the_suite_has_a_home_and_cache_of_its_own(pytestconfig):
+    """conftest's home: this process and the ones it starts find the roberta-infer cache in it, not the user's."""
+    home, saved = pytestconfig.stash[SAVED_ENV]
+    assert Path(os.environ["HOME"]) == home and saved["HOME"] != str(home)
+    child = subprocess.run([sys.executable, "-c", "from roberta_infer.default import cache_root; print(cache_root())"],
+                           capture_output=True, text=True, check=True)
+    assert Path(child.stdout.strip()) == cache_root() == home / ".cache" / "roberta-infer"
 
 
 def test_prepare_and_predict(tmp_path, shared_data, hf_model, capsys):

@@ -5,18 +5,25 @@ file / folder / either, bundle, output folder of a kind, output file) come from 
 added later is covered without touching this file; an argument whose type carries neither (a bare int, float or
 Path) fails `test_every_argument_is_validated`. Argument-level cases fail in argparse before any model loads; the
 output cases (another kind of artifact, same kind without --force, a path under a file) run the command with
-otherwise valid arguments and must stop before any work.
+otherwise valid arguments, an empty roberta-infer cache and no --model (the default model, where a command has one),
+and must stop before any work: exporting, building or loading a model fails the test (`no_model_work`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import os
+import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import roberta_infer
 from roberta_infer import cli
 from roberta_infer.commands import args as cli_args
 from roberta_infer.outputs import KINDS
@@ -149,6 +156,22 @@ def snapshot(tmp: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(tmp)): (p.read_bytes() if p.is_file() else None) for p in sorted(tmp.rglob("*"))}
 
 
+# The expensive work a command may start only once its arguments and outputs have passed their checks.
+MODEL_WORK = ("default_bundle", "build_bundle", "synthetic_classifier", "load_classifier", "load_bundle", "open_model")
+
+
+@pytest.fixture
+def no_model_work(monkeypatch):
+    """Exporting, building or loading any model fails the test, wherever a module of roberta_infer holds the
+    function (all are imported first, so none binds a stand-in after it is patched): a command that would do that
+    work before refusing its arguments fails here, even where a warm cache would have made the work quick."""
+    for info in pkgutil.walk_packages(roberta_infer.__path__, "roberta_infer."):
+        module = importlib.import_module(info.name)
+        for name in MODEL_WORK:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, lambda *_, what=name, **__: pytest.fail(f"{what} ran before the checks"))
+
+
 def run_failing(argv: list[str], capsys) -> str:
     assert cli.main(argv) == 2, argv
     captured = capsys.readouterr()
@@ -183,8 +206,11 @@ def test_bad_argument(command, option, case, make, tmp_path, capsys):
 
 @pytest.mark.parametrize(("command", "option", "case", "make"), list(output_cases()),
                          ids=lambda v: v if isinstance(v, str) else "")
-def test_bad_output(command, option, case, make, tmp_path, capsys, monkeypatch):
+def test_bad_output(command, option, case, make, tmp_path, capsys, monkeypatch, no_model_work):
+    """With an empty cache (an export would fill it, which the snapshot shows) and no model work allowed: commands
+    that run the default model without --model get no further than their checks, as on a fresh machine."""
     monkeypatch.chdir(tmp_path)  # a default output (runs/…) lands here, never in the checkout
+    monkeypatch.setenv("ROBERTA_INFER_CACHE", str(tmp_path / "cache"))
     value = make(tmp_path)
     values = baseline(command, tmp_path)
     values[option] = value
@@ -196,6 +222,56 @@ def test_bad_output(command, option, case, make, tmp_path, capsys, monkeypatch):
     assert snapshot(tmp_path) == before, "something was written"
     if case.startswith("same kind"):
         assert "--force" in line
+
+
+def test_a_fresh_machine_refuses_a_bad_output_before_exporting_the_default_model(tmp_path):
+    """The real CLI in a subprocess on a new machine: an empty home and an empty ROBERTA_INFER_CACHE. `classify`
+    without --model, given a file as --output, says so in one line (exit 2) at once: it does not export the default
+    model into the cache first (which printed 5 lines of progress before the error)."""
+    home, cache, texts = tmp_path / "home", tmp_path / "cache", tmp_path / "texts.txt"
+    home.mkdir()
+    cache.mkdir()
+    texts.write_text("a charming and often affecting journey\n")
+    argv = command_line("classify", {"--input": str(texts), "--output": str(_file(tmp_path))})
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", *argv], cwd=tmp_path, capture_output=True, text=True,
+                          env=os.environ | {"HOME": str(home), "ROBERTA_INFER_CACHE": str(cache)}, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("error: --output ") and done.stderr.count("\n") == 1, done.stderr
+    assert list(cache.iterdir()) == [] and not (home / ".cache" / "roberta-infer").exists()
+
+
+def _compare_beside_an_earlier_report(tmp: Path) -> list[str]:
+    (tmp / "r.html").write_text("an earlier report")
+    return ["compare", "--json", str(tmp / "r.json")]
+
+
+SETTINGS_CASES = {  # name: (the command line, given tmp_path; a part of its one error line)
+    "export: a static shape needs both sizes": (lambda tmp: ["export", "--out", str(tmp / "b"), "--batch-size", "4"],
+                                                "give both --batch-size and --seq-len"),
+    "export: int8 is not ONNX Runtime's": (lambda tmp: ["export", "--out", str(tmp / "b"), "--precision", "int8"],
+                                           "ONNX Runtime bundles are exported fp32"),
+    "export: int8 needs SST-2": (lambda tmp: ["export", "--out", str(tmp / "b"), "--engine", "openvino", "--precision", "int8",
+                                              "--data", str(_folder(tmp))], "train.tsv not found"),
+    "run: no SST-2 dev": (lambda tmp: ["run", "--work-dir", str(tmp / "w"), "--data", str(_folder(tmp))], "dev.tsv not found"),
+    "quantize: no SST-2 dev": (lambda tmp: ["quantize", "--model", str(_artifact(tmp, "bundle")), "--out", str(tmp / "q"),
+                                            "--source", str(_file(tmp)), "--data", str(_folder(tmp))], "dev.tsv not found"),
+    "compare: no SST-2 dev": (lambda tmp: ["compare", "--work-dir", str(tmp / "w"), "--data", str(_folder(tmp))],
+                              "dev.tsv not found"),
+    "compare: an unknown candidate": (lambda tmp: ["compare", "--work-dir", str(tmp / "w"), "--ours-from", "ort-int4"],
+                                      "candidates for ours ['ort-int4']"),
+    "compare: the report would replace the JSON": (lambda tmp: ["compare", "--json", str(tmp / "r.html")],
+                                                   "the HTML report is written beside the JSON"),
+    "compare: the report beside the JSON exists": (_compare_beside_an_earlier_report, "r.html exists: add --force"),
+}
+
+
+@pytest.mark.parametrize("case", SETTINGS_CASES)
+def test_settings_are_checked_before_any_model_is_built_or_loaded(case, tmp_path, capsys, monkeypatch, no_model_work):
+    monkeypatch.chdir(tmp_path)  # compare's default work dir lands here
+    make, message = SETTINGS_CASES[case]
+    argv = make(tmp_path)
+    before = snapshot(tmp_path)
+    assert message in run_failing(argv, capsys)
+    assert snapshot(tmp_path) == before
 
 
 def test_numeric_cases_cover_each_class():

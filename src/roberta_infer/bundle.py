@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .data import sha256_file
+from .data import sha256_file, sst2_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
 from .runtime import (ENGINES, PRECISIONS, BundleClassifier, cpu_isa, engine_and_precision, fill_batch, make_session,
@@ -62,27 +62,10 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
     drift above 1e-4 from PyTorch, or the int8 gate fails. `out` is written through `outputs.output_dir` (an
     existing bundle is replaced only with `force`).
     """
-    from .data import sst2_file
-
-    if (batch_size is None) != (seq_len is None):
-        raise RobertaInferError("give both --batch-size and --seq-len for a static model, or neither (--dynamic)")
-    if batch_size is not None and (batch_size <= 0 or seq_len < 2):
-        raise RobertaInferError(f"batch size must be positive and seq-len at least 2 (got {batch_size}, {seq_len})")
+    check_build_options(batch_size=batch_size, seq_len=seq_len, engine=engine, precision=precision, data=data,
+                        max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size)
     if seq_len is not None and seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
-    if engine not in ENGINES or precision not in PRECISIONS:
-        raise RobertaInferError(f"unknown engine {engine!r} or precision {precision!r}: engines {', '.join(ENGINES)}, "
-                                f"precisions {', '.join(PRECISIONS)}")
-    if engine == "onnxruntime" and precision != "fp32":
-        raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
-                                + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
-    if precision == "int8":
-        from .quantize import check_max_drop
-
-        check_max_drop(max_accuracy_drop)
-        if calibration_size < 1:
-            raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
-        sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done
     from .export import OnnxSpec
 
     spec = OnnxSpec(batch_size, seq_len, opset)
@@ -198,6 +181,30 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
             "calibration": {"path": str(train.path), "sha256": sha256_file(train.path), "sentences": len(sentences),
                             "seed": CALIBRATION_SEED, "batches": len(feeds)},
             "gate": gate, "note": "`fidelity` is the fp32 IR's; int8's own deviation is gate.max_abs_logit_diff"}
+
+
+def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: str, precision: str, data: Path | None,
+                        max_accuracy_drop: float, calibration_size: int) -> None:
+    """`build_bundle`'s options that need no model, checked before one is loaded (RobertaInferError): a static
+    shape needs both sizes, an engine and precision it exports, and for int8 a gate, a calibration size and SST-2
+    train.tsv and dev.tsv in `data`."""
+    if (batch_size is None) != (seq_len is None):
+        raise RobertaInferError("give both --batch-size and --seq-len for a static model, or neither (--dynamic)")
+    if batch_size is not None and (batch_size <= 0 or seq_len < 2):
+        raise RobertaInferError(f"batch size must be positive and seq-len at least 2 (got {batch_size}, {seq_len})")
+    if engine not in ENGINES or precision not in PRECISIONS:
+        raise RobertaInferError(f"unknown engine {engine!r} or precision {precision!r}: engines {', '.join(ENGINES)}, "
+                                f"precisions {', '.join(PRECISIONS)}")
+    if engine == "onnxruntime" and precision != "fp32":
+        raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
+                                + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
+    if precision == "int8":
+        from .quantize import check_max_drop
+
+        check_max_drop(max_accuracy_drop)
+        if calibration_size < 1:
+            raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
+        sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done
 
 
 def fidelity_shapes(classifier: RobertaClassifier, spec: OnnxSpec) -> list[tuple[int, int]]:

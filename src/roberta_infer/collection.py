@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .data import refuse_utf16
+from .default import default_bundle
 from .errors import RobertaInferError, check_positive
 from .predict import Classifier, classify, labelled
 
@@ -91,16 +93,18 @@ class Records:
 # ---------------------------------------------------------------- the job
 
 
-def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_data: Path | None = None,
+def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fairseq_data: Path | None = None,
                         bpe_dir: Path | None = None, text_field: str = "text", output_format: str = "parquet",
                         engine: str = "local", ray_address: str | None = None, workers: int | None = None,
                         threads: int | None = None, batch_size: int = 32, shard_size: int = 10_000,
                         resume: bool = False, on_error: str = "fail", show_progress: bool = False,
-                        worker_class: type | None = None) -> dict:
+                        progress: Callable[[str], None] = print, worker_class: type | None = None) -> dict:
     """Classify every record of `inputs` into shards under `out`; returns the `_SUCCESS` manifest (a dict; with
     `already_complete: true` added when `resume` found the job finished).
 
-    `model` is a bundle or a checkpoint (`bundle.open_model`), loaded once per process: here for `local`, once per
+    `model` is a bundle or a checkpoint (`bundle.open_model`), or None for the shipped default model's bundle
+    (`default.default_bundle`, exported on first use with `progress` messages), exported and loaded only once the
+    options, the inputs and `out` have passed their checks; loaded once per process: here for `local`, once per
     actor for `ray` (`workers` actors of `threads` threads each; default: as many 1-thread actors as the cluster has
     CPUs). `ray_address` joins a running cluster (`auto`, `ray://HOST:PORT`); without it a local Ray instance is
     started for the job and shut down after. `worker_class` replaces `ShardWorker` as the Ray actor (tests use one
@@ -116,15 +120,18 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
     out = Path(out).resolve()
     files = expand_inputs(inputs, exclude=out)
     plan = plan_shards(files, text_field, shard_size)
-    classifier = open_model(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, threads=threads)
+    shard_names = [s.name for s in plan]
     identity = {
         "format": FORMAT,
         "inputs": [{"path": str(f), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
         "text_field": text_field, "shard_size": shard_size, "output_format": output_format, "on_error": on_error,
-        "model_sha256": model_sha256(classifier),
     }
+    check_output(out, identity, resume, shard_names=shard_names, ext=output_format)  # all but the model, not loaded yet
+    model = default_bundle(progress) if model is None else model
+    classifier = open_model(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, threads=threads)
+    identity["model_sha256"] = model_sha256(classifier)
     existed, fresh = out.exists(), not out.exists() or (out.is_dir() and not any(out.iterdir()))
-    done = open_output(out, identity, resume, shard_names=[s.name for s in plan], ext=output_format)
+    done = open_output(out, identity, resume, shard_names=shard_names, ext=output_format)
     if done is None:  # resumed a job that had already finished: its manifest, marked so
         return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
     pending = [shard for shard in plan if shard.name not in done]
@@ -143,7 +150,7 @@ def classify_collection(model: Path, inputs: list[str], out: Path, *, fairseq_da
                                        worker_class=worker_class or ShardWorker)
     except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
         if fresh:
-            discard_output(out, [s.name for s in plan], output_format, remove_dir=not existed)
+            discard_output(out, shard_names, output_format, remove_dir=not existed)
         raise
     manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
                          wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
@@ -538,19 +545,15 @@ def write_atomically(target: Path, content: bytes) -> None:
 # ---------------------------------------------------------------- the output directory
 
 
-def open_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> set[str] | None:
-    """The names of the shards already written (empty for a new job), or None when this job already finished.
-
-    A new or empty `out` gets `_JOB.json` (the job's identity). Anything else must be a run of the same job (same
-    inputs, unchanged; model; text field; shard size; format; error mode) and needs `resume`; leftover temporary
-    files of an interrupted run are removed.
-    """
+def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> tuple[set[str], bool] | None:
+    """Refuse an `out` this job may not write: a file; a non-empty folder without a classify job; another job (one
+    of the keys of `identity` differs: checked first without the model's sha256, before the model loads, then with
+    it); any earlier run without `resume`. Returns None for a new or empty `out`, else the names of the shards
+    already written and whether the job finished."""
     if out.exists() and not out.is_dir():
         raise RobertaInferError(f"--output {out} is a file: choose a directory")
     if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomically(out / JOB_FILE, (json.dumps(identity, indent=2) + "\n").encode())
-        return set()
+        return None
     try:
         previous = json.loads((out / JOB_FILE).read_text())
     except (OSError, json.JSONDecodeError):
@@ -563,8 +566,23 @@ def open_output(out: Path, identity: dict, resume: bool, *, shard_names: list[st
     finished = (out / SUCCESS_FILE).is_file()
     if not resume:
         state = "complete" if finished else f"{len(done)} of {len(shard_names)} shards written"
-        raise RobertaInferError(f"--output {out} holds a previous run of this job ({state}): pass --resume to "
-                                f"finish it, or choose another directory")
+        raise RobertaInferError(f"--output {out} holds a previous run with these inputs and options ({state}): "
+                                "pass --resume to finish it, or choose another directory")
+    return done, finished
+
+
+def open_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> set[str] | None:
+    """The names of the shards already written (empty for a new job), or None when this job already finished.
+
+    `out` is checked by `check_output`. A new or empty `out` gets `_JOB.json` (the job's identity); in a resumed
+    one, leftover temporary files of an interrupted run are removed.
+    """
+    found = check_output(out, identity, resume, shard_names=shard_names, ext=ext)
+    if found is None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(out / JOB_FILE, (json.dumps(identity, indent=2) + "\n").encode())
+        return set()
+    done, finished = found
     if finished:
         return None
     remove_leftovers(out)

@@ -291,18 +291,11 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
     per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
     baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
-    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, a negative
-    `max_accuracy_drop`, a model with fewer than 70 positions, or when no candidate for ours kept accuracy.
+    Raises RobertaInferError for bad settings (`check_settings`), a model with fewer than 70 positions, or when no
+    candidate for ours kept accuracy.
     """
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
-    if limit is not None and limit < 1 or repeats < 1:
-        raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
-    check_max_drop(max_accuracy_drop)
-    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
-    if not ours_from or set(ours_from) - set(OURS):
-        raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
+    ours_from = check_settings(modes, data=data, limit=limit, repeats=repeats, ours_from=ours_from,
+                               max_accuracy_drop=max_accuracy_drop)
     modes = [BASELINE, *(m for m in MODES if m in modes and m != BASELINE)]  # the table's order
     for model in (speed_model, accuracy_model):
         if model is not None and model.max_tokens < FIXED_LEN:
@@ -339,6 +332,24 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
             "agreement_on": "accuracy model" if trained else "speed model", "baseline": BASELINE,
             "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
+
+
+def check_settings(modes: list[str], *, data: Path | None, limit: int | None, repeats: int,
+                   ours_from: tuple[str, ...] | None, max_accuracy_drop: float) -> tuple[str, ...]:
+    """`compare`'s settings, checked before any model is built or loaded: RobertaInferError for unknown modes or
+    candidates, a non-positive `limit`/`repeats`, a negative `max_accuracy_drop` or no SST-2 dev.tsv in `data`.
+    Returns the candidates for ours (`default_candidates` where `ours_from` is None)."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
+    if limit is not None and limit < 1 or repeats < 1:
+        raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
+    check_max_drop(max_accuracy_drop)
+    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
+    if not ours_from or set(ours_from) - set(OURS):
+        raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
+    sst2_file(data, "dev")
+    return ours_from
 
 
 def default_candidates(isa: list[str]) -> tuple[str, ...]:

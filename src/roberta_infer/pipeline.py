@@ -45,12 +45,12 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
         console.print(f"· {message}", highlight=False, markup=False, soft_wrap=True)
 
     work_dir = Path(work_dir)
+    split = read_sst2(sst2_file(data, "dev"))  # found before the model loads
     classifier = load_classifier(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, head=head, class_names=class_names)
     say(f"model {model} ({classifier.source['kind']}, {classifier.model.config.num_hidden_layers} layers, "
         f"hidden {classifier.model.config.hidden_size}, classes {classifier.class_names})")
     if seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
-    split = read_sst2(sst2_file(data, "dev"))
     prepare(split, classifier.encoder, seq_len=seq_len, out=work_dir / "prepared", layout="array",
             class_names=classifier.class_names, vocab={"model": str(model), "model_sha256": classifier.source["sha256"]},
             force=True)

@@ -91,13 +91,15 @@ def quiet_advice() -> Iterator[None]:
         root.removeHandler(guard)
 
 
-def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None = None, data: Path | None = None,
-                    max_accuracy_drop: float = 0.3, settings: QuantSettings = QuantSettings(), threads: int | None = None,
-                    progress=print, force: bool = False) -> dict:
+def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | Path | None = None,
+                    fairseq_data: Path | None = None, data: Path | None = None, max_accuracy_drop: float = 0.3,
+                    settings: QuantSettings = QuantSettings(), threads: int | None = None, progress=print,
+                    force: bool = False) -> dict:
     """Quantize `bundle` into the bundle `out` if SST-2 dev accuracy drops by at most `max_accuracy_drop` points.
 
-    `source` is the PyTorch model the bundle was exported from (default: re-loaded from the path its manifest
-    records, or rebuilt if synthetic; if neither can be, the fused graph is quantized); it must match the
+    `source` is the PyTorch model the bundle was exported from, or its checkpoint's path (loaded, with
+    `fairseq_data`, once `bundle`, `out` and `data` have passed their checks); default: re-loaded from the path its
+    manifest records, or rebuilt if synthetic; if neither can be, the fused graph is quantized. It must match the
     manifest's sha256. Returns the new manifest; raises (having written nothing) when the gate fails. `out` is written
     through `outputs.output_dir`: an existing bundle is replaced only with `force`, the fp32 bundle never.
     """
@@ -106,13 +108,15 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | None
         raise RobertaInferError("--out must differ from --model: the fp32 bundle is kept")
     check_dir(out, "bundle", force=force)
     check_max_drop(max_accuracy_drop)
+    sst2_file(data, "dev")  # found before any work is done
     fp32 = load_bundle(bundle, threads=threads)
     if fp32.engine != "onnxruntime":
         raise RobertaInferError(f"{bundle} is an {fp32.engine} bundle: `quantize` makes ONNX Runtime int8 bundles; for OpenVINO "
                                 "int8 use `roberta-infer export --engine openvino --precision int8`")
     if fp32.precision != "fp32":
         raise RobertaInferError(f"{bundle} is already quantized ({fp32.precision})")
-    sst2_file(data, "dev")  # found before any work is done
+    if isinstance(source, Path):
+        source = load_classifier(source, fairseq_data=fairseq_data)
     source = source or source_classifier(fp32.manifest["source"])
     if source is not None and comparable(source.source) != comparable(fp32.manifest["source"]):
         raise RobertaInferError(f"the source model {source.source.get('path')} is not the one {bundle} was exported from "

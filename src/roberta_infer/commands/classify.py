@@ -60,16 +60,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> None:
     from ..collection import classify_collection
-    from ..default import default_bundle
     from ..outputs import check_location
 
     check_location(args.output, "--output")
-    model = args.model if args.model is not None else default_bundle(progress=lambda message: print(f"· {message}", file=sys.stderr))
-    summary = classify_collection(model, args.input, args.output, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
+    summary = classify_collection(args.model, args.input, args.output, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
                                   text_field=args.text_field, output_format=args.format, engine=args.engine,
                                   ray_address=args.ray_address, workers=args.workers, threads=args.threads_per_worker,
                                   batch_size=args.batch_size, shard_size=args.shard_size, resume=args.resume,
-                                  on_error=args.on_error, show_progress=sys.stderr.isatty())
+                                  on_error=args.on_error, show_progress=sys.stderr.isatty(),
+                                  progress=lambda message: print(f"· {message}", file=sys.stderr))
     if summary.get("already_complete"):
         print(f"{args.output} already holds this job's complete output ({summary['records']} texts): nothing to do")
         return

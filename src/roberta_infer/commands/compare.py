@@ -49,19 +49,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    from ..compare import caption, compare, default_models, html_report, parse_modes, rows, summary
+    from ..compare import caption, check_settings, compare, default_models, html_report, parse_modes, rows, summary
     from ..outputs import check_file, check_location, describe, kind_of, write_json
     from ..report import write_report
 
+    # the HTML report: beside --json (replaced only with --force, as the JSON is), else in the work dir, compare's own cache
+    report, replace_report = ((args.json.with_suffix(".html"), args.force) if args.json
+                              else (args.work_dir / "report.html", True))
     if args.json is not None:
         check_file(args.json, force=args.force, flag="--json")
+        if report.absolute() == args.json.absolute():
+            raise RobertaInferError(f"--json {args.json}: the HTML report is written beside the JSON as {report}; "
+                                    "give the JSON file another suffix (.json)")
     check_location(args.work_dir, "--work-dir")
     kind = kind_of(args.work_dir)
     if kind is not None or args.work_dir.is_file():
         raise RobertaInferError(f"--work-dir {args.work_dir} is {describe(kind) if kind else 'a file'}, "
                                 "not compare's bundle cache: give another folder")
+    check_file(report, force=replace_report, flag="--json" if args.json else "--work-dir")
     modes = parse_modes(args.modes)
     ours_from = None if args.ours_from is None else tuple(filter(None, args.ours_from.split(",")))
+    check_settings(modes, data=args.data, limit=args.limit, repeats=args.repeats, ours_from=ours_from,
+                   max_accuracy_drop=args.max_accuracy_drop)
     speed, trained, note = default_models()
     result = compare(speed, trained, work_dir=args.work_dir, modes=modes, data=args.data, limit=args.limit, threads=args.threads,
                      repeats=args.repeats, ours_from=ours_from, max_accuracy_drop=args.max_accuracy_drop, accuracy_note=note,
@@ -74,7 +83,5 @@ def execute(args: argparse.Namespace) -> None:
     print(summary(result))
     if args.json:
         write_json(result, args.json, force=args.force)
-    # beside --json (replaced only with --force, as the JSON is), else in the work dir, compare's own cache
-    report = write_report(args.json.with_suffix(".html") if args.json else args.work_dir / "report.html",
-                          html_report(result), result["machine"], force=args.force or not args.json)
+    write_report(report, html_report(result), result["machine"], force=replace_report)
     print(f"report: {report}", file=sys.stderr)

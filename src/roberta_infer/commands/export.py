@@ -54,13 +54,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..bundle import build_bundle
+    from ..bundle import build_bundle, check_build_options
     from ..checkpoint import load_classifier
     from ..outputs import check_dir
 
     if args.model is not None and args.synthetic is not None:
         raise RobertaInferError("give either --model PATH or --synthetic NAME, not both")
     check_dir(args.out, "bundle", force=args.force)
+    check_build_options(batch_size=args.batch_size, seq_len=args.seq_len, engine=args.engine, precision=args.precision,
+                        data=args.data, max_accuracy_drop=args.max_accuracy_drop, calibration_size=args.calibration_size)
     options = dict(force=args.force, batch_size=args.batch_size, seq_len=args.seq_len, opset=args.opset, engine=args.engine,
                    precision=args.precision, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
                    calibration_size=args.calibration_size, threads=args.threads,

@@ -47,17 +47,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from ..checkpoint import load_classifier
     from ..outputs import check_dir
     from ..quantize import QuantSettings, quantize_bundle
 
     check_dir(args.out, "bundle", force=args.force)
     chosen = {"weight_type": args.weight_type, "per_channel": args.per_channel, "reduce_range": args.reduce_range}
     settings = dataclasses.replace(QuantSettings(), **{k: v for k, v in chosen.items() if v is not None})
-    source = args.source and load_classifier(args.source, fairseq_data=args.fairseq_data)
-    manifest = quantize_bundle(args.model, args.out, source=source, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
-                               settings=settings, threads=args.threads, progress=lambda message: print(f"· {message}", file=sys.stderr),
-                               force=args.force)
+    manifest = quantize_bundle(args.model, args.out, source=args.source, fairseq_data=args.fairseq_data, data=args.data,
+                               max_accuracy_drop=args.max_accuracy_drop, settings=settings, threads=args.threads,
+                               progress=lambda message: print(f"· {message}", file=sys.stderr), force=args.force)
     gate = manifest["quantization"]["gate"]
     print(f"wrote int8 bundle {args.out}: SST-2 dev accuracy {100 * gate['accuracy_fp32']:.2f} % → {100 * gate['accuracy_int8']:.2f} %, "
           f"label agreement {100 * gate['label_agreement']:.2f} %")
