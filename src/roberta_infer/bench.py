@@ -19,15 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import RobertaInferError
 from .outputs import check_dir, output_dir
+from .reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
+from .reference import NAME as REFERENCE_NAME
+from .reference import cell_sentences_per_s
+from .reference import cells as reference_cells
 from .report import Figure, Report, Table, figure_png, pyplot, write_report
 from .runtime import BundleClassifier, machine
 from .synthetic import SHAPES, model_label
 
-# The reference's published figures (Huawei Ascend 310P3, static batch, seq 70, roberta-base): the only two known.
-REFERENCE_FPS = {(1, 70): 205.0, (32, 70): 1473.0}
-REFERENCE_NAME = "Ascend 310P3 (reference guide)"
-DEFAULT_BATCH_SIZES = [1, 4, 8, 16, 32, 64]
-DEFAULT_SEQ_LENS = [16, 32, 64, 70, 128]
 ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
@@ -36,7 +35,8 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
     """Time every (batch size, seq len) cell; writes bench.json, bench.md and bench.png to `out` and returns the result.
 
     `batch_sizes` / `seq_lens` None: DEFAULT_BATCH_SIZES × DEFAULT_SEQ_LENS, or a static bundle's own shape (the only
-    one it runs). The reference's Ascend 310P3 figures are set beside a roberta-base-shaped model's cells only.
+    one it runs). The reference's Ascend 310P3 figures (`reference.cell_sentences_per_s`: batch 1…64 at seq 70, batch 1
+    at 16/32/64/128) are set beside a roberta-base-shaped model's cells only.
     Raises RobertaInferError for sizes < 1, seq lens < 2 or above the model's positions, or another shape than a
     static bundle's, and (through `outputs.output_dir`, before timing) an `out` that is not new or, without `force`,
     earlier bench results. Per cell `sentences_per_s` = batch / median latency; `seq_per_s` is its old name, kept
@@ -80,7 +80,7 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
                 p50 = float(np.median(ms))
                 cells.append({"batch_size": batch, "seq_len": seq, "iterations": len(ms), "sentences_per_s": batch * 1000 / p50,
                               "latency_ms": {"p50": p50, "p99": float(np.percentile(ms, 99)), "min": float(ms.min())},
-                              "reference_fps": REFERENCE_FPS.get((batch, seq)) if reference else None,
+                              "reference_fps": cell_sentences_per_s(batch, seq) if reference else None,
                               "seq_per_s": batch * 1000 / p50})  # the old name, for one release
                 bar.advance(task)
     result = {"model": model_label(classifier.manifest), "synthetic": bool(classifier.manifest.get("synthetic")),
@@ -144,7 +144,7 @@ def side_by_side(results: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for batch, seq in shapes:
         measured = [f"{by_shape[batch, seq]['sentences_per_s']:.1f}" if (batch, seq) in by_shape else "—" for by_shape in cells]
-        ref = [reference_cell(REFERENCE_FPS.get((batch, seq)))] if reference else []
+        ref = [reference_cell(cell_sentences_per_s(batch, seq))] if reference else []
         lines.append("| " + " | ".join([str(batch), str(seq), *measured, *ref]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -175,13 +175,15 @@ def throughput_figure(result: dict):
     """Throughput against batch size, one line per sequence length (a matplotlib figure)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    published = reference_cells() if result["reference"] else {}
     for seq in sorted({c["seq_len"] for c in result["cells"]}):
-        cells = sorted((c for c in result["cells"] if c["seq_len"] == seq), key=lambda c: c["batch_size"])
-        ax.plot([c["batch_size"] for c in cells], [c["sentences_per_s"] for c in cells], marker="o", label=f"seq {seq}")
-    for (batch, seq), fps in REFERENCE_FPS.items() if result["reference"] else ():
-        ax.scatter([batch], [fps], marker="x", color="black", zorder=3)
-        ax.annotate(f"{REFERENCE_NAME}, seq {seq}", (batch, fps), textcoords="offset points", xytext=(-5, 6), fontsize=7,
-                    ha="right" if batch > 1 else "left")
+        measured = sorted((c for c in result["cells"] if c["seq_len"] == seq), key=lambda c: c["batch_size"])
+        (line,) = ax.plot([c["batch_size"] for c in measured], [c["sentences_per_s"] for c in measured], marker="o",
+                          label=f"seq {seq}")
+        reference = sorted((batch, fps) for (batch, length), fps in published.items() if length == seq)
+        if reference:
+            ax.plot([batch for batch, _ in reference], [fps for _, fps in reference], linestyle="none", marker="x",
+                    color=line.get_color(), zorder=3, label=f"{REFERENCE_NAME}, seq {seq}")
     batches = sorted({c["batch_size"] for c in result["cells"]})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 from .args import BATCH, COUNT, SECONDS, SEQ_LEN, bundle_dir, force_arg, formatter, int_list, output, runtime_args
 
 
@@ -17,13 +18,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "calls until --min-time seconds (at least 5). Throughput = batch / median latency; latency p50 and p99.\n"
             "A static bundle is timed at its own shape only (one cell). Writes bench.json, bench.md and bench.png\n"
             "(throughput vs batch size per seq len), labelled with the bundle's engine and precision; for a\n"
-            "roberta-base-shaped model both show the reference's Ascend 310P3 figures (bs1 and bs32 at seq 70)."
+            "roberta-base-shaped model both show the reference's Ascend 310P3 figures (batch 1 to 64 at seq 70,\n"
+            "batch 1 at seq 16, 32, 64 and 128)."
         ),
     )
     p.add_argument("--model", type=bundle_dir, required=True, metavar="BUNDLE", help="a bundle written by export or quantize")
     p.add_argument("--batch-sizes", type=int_list(BATCH), metavar="B,B,…",
-                   help="default 1,4,8,16,32,64 (a static bundle: its own batch size)")
-    p.add_argument("--seq-lens", type=int_list(SEQ_LEN), metavar="L,L,…", help="default 16,32,64,70,128 (a static bundle: its own)")
+                   help=f"default {','.join(map(str, DEFAULT_BATCH_SIZES))} (a static bundle: its own batch size)")
+    p.add_argument("--seq-lens", type=int_list(SEQ_LEN), metavar="L,L,…", help=f"default {','.join(map(str, DEFAULT_SEQ_LENS))} (a static bundle: its own)")
     p.add_argument("--warmup", type=COUNT, default=3, metavar="N", help="untimed calls per cell (default 3)")
     p.add_argument("--min-time", type=SECONDS, default=1.0, metavar="S", help="timed seconds per cell, at least (default 1)")
     p.add_argument("--out", type=output("dir", "bench"), required=True, metavar="DIR", help="where bench.json/.md/.png go")
