@@ -21,10 +21,11 @@ import pytest
 from roberta_infer import cli
 from roberta_infer.bundle import build_bundle, load_bundle
 from roberta_infer.checkpoint import load_classifier
-from roberta_infer.collection import ShardWorker, classify_collection
+from roberta_infer.classify import ShardWorker, classify_collection
 from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.predict import predict, read_texts
+from roberta_infer.predict import predict
+from roberta_infer.readers import read_texts
 
 from conftest import make_hf_model
 

@@ -9,7 +9,8 @@ import pytest
 
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.predict import classify, planned_batches, predict, read_texts
+from roberta_infer.predict import classify, planned_batches, predict
+from roberta_infer.readers import read_texts
 
 
 def test_read_texts_keeps_empty_lines(tmp_path):

@@ -63,7 +63,7 @@ def on_cluster(bundle: Path, texts: Path, out: Path, nodes: int, shard_size: int
     """The ray engine joining a fresh head + `nodes` worker nodes (1 CPU each) started in this process."""
     from ray.cluster_utils import Cluster
 
-    from roberta_infer.collection import classify_collection
+    from roberta_infer.classify import classify_collection
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:

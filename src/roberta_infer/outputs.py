@@ -6,9 +6,10 @@ exit 2) raised before anything is written:
 - an existing output of another kind (a prepared directory given as a bundle's --out, …), or a non-empty folder of
   no known kind: refused, whatever --force says;
 - an existing output of the same kind: replaced only with `force` (the command's --force).
-Work happens in a hidden sibling `.NAME.tmp-…`, created with the user's umask (so a service account can read what
+Work happens in a hidden sibling `.NAME.….tmp`, created with the user's umask (so a service account can read what
 we write, unlike `tempfile`'s 0700), and is renamed over NAME only when complete; on any error it is removed, as
-are parent folders created for it. Nothing partial is ever left at NAME.
+are parent folders created for it. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
+sibling, which `remove_leftovers` clears (`classify --resume` does).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ KINDS = {
     "checkpoint": ("config.json", "a checkpoint folder"),
 }
 CHECKPOINT_FILES = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "model.safetensors", "pytorch_model.bin")
+# `--input`/`--output` name for standard input and output, as Unix tools spell it.
+STDIO = "-"
 
 
 def kind_of(path: Path) -> str | None:
@@ -161,9 +164,15 @@ def _make_parents(path: Path) -> Path | None:
     return missing[-1]
 
 
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files (`.NAME.….tmp`) that writers killed before renaming them left in `folder`."""
+    for leftover in Path(folder).glob(".*.tmp"):
+        leftover.unlink()
+
+
 def _sibling(path: Path, what: str) -> Path:
-    """A hidden, unused name beside `path`."""
-    return path.with_name(f".{path.name}.{what}-{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden, unused name beside `path`, ending in `.what`."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{what}")
 
 
 def _swap(tmp: Path, path: Path) -> None:

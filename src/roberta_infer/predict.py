@@ -9,9 +9,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .data import decode_utf8, read_utf8
-from .errors import RobertaInferError, check_positive
-from .outputs import output_file
+from .errors import check_positive
+from .outputs import STDIO, output_file
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
 
@@ -25,39 +24,6 @@ class Classifier(Protocol):
     def max_tokens(self) -> int: ...
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray: ...
-
-
-# `--input`/`--output` name for standard input and output, as Unix tools spell it.
-STDIO = "-"
-
-
-def read_texts(path: Path | str, *, text_field: str | None = None) -> list[str]:
-    """The texts of `path`: one per line for a plain text file or standard input (`-`); a `.jsonl`, `.csv`, `.tsv`
-    or `.parquet` file's `text_field` (default `text`), read as `classify` reads it (`collection.file_texts`).
-
-    An empty line is an (empty) text, a final newline is not. Raises RobertaInferError for a missing or unreadable
-    file, text that is not UTF-8, a record without the field, or a `text_field` for plain text (a `.json` file
-    would otherwise be classified line by line as JSON source).
-    """
-    from .collection import KINDS, file_texts
-
-    structured = str(path) != STDIO and KINDS.get(Path(path).suffix.lower(), "txt") != "txt"
-    if text_field is not None and not structured:
-        raise RobertaInferError(f"--text-field {text_field} names a field of .jsonl/.csv/.tsv/.parquet records, but "
-                                f"{'standard input' if str(path) == STDIO else path} is read as plain text, one text per "
-                                "line: name a JSON Lines file .jsonl, or leave --text-field out")
-    if str(path) == STDIO:
-        return text_lines(decode_utf8(sys.stdin.buffer.read(), "standard input"))
-    if structured:
-        return file_texts(Path(path), text_field or "text")
-    return text_lines(read_utf8(path))
-
-
-def text_lines(text: str) -> list[str]:
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
 
 
 def classify(classifier: Classifier, texts: list[str], *, batch_size: int = 32) -> np.ndarray:

@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..collection import classify_collection
+    from ..classify import classify_collection
     from ..outputs import check_location
 
     check_location(args.output, "--output")

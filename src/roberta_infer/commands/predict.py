@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..outputs import check_file
-    from ..predict import STDIO, predict, read_texts, write_jsonl
+    from ..outputs import STDIO, check_file
+    from ..predict import predict, write_jsonl
+    from ..readers import read_texts
 
     if args.output != STDIO:
         check_file(args.output, force=args.force, flag="--output")

@@ -1,0 +1,31 @@
+"""JSON Lines: one JSON object per line, its `text_field` (a string) the text, every field kept."""
+
+from __future__ import annotations
+
+import json
+
+from .base import Records, Span
+from .lines import LineReader
+
+
+class JsonlReader(LineReader):
+    kind = "jsonl"
+
+    def parse(self, span: Span, data: bytes, text_field: str) -> Records:
+        return self.lines_to_records(span, data, text_field, read_line)
+
+
+def read_line(raw: bytes, text_field: str) -> tuple[str, dict]:
+    """(text, the object) of one line. Raises ValueError (the record's error) for a line that is not a JSON object
+    whose `text_field` is a string, UnicodeDecodeError for bytes that are not UTF-8."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg}, column {e.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    if text_field not in value:
+        raise ValueError(f"no field {text_field!r} (fields: {', '.join(value) or 'none'}); choose one with --text-field")
+    if not isinstance(value[text_field], str):
+        raise ValueError(f"field {text_field!r} is {type(value[text_field]).__name__}, not a string")
+    return value[text_field], value
