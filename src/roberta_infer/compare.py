@@ -17,7 +17,6 @@ fp32 GEMM peak.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import warnings
@@ -33,11 +32,11 @@ from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
 from .report import Figure, Report, Table, figure_png, pyplot
-from .runtime import cpu_isa, machine, physical_cores
 from .synthetic import mark_synthetic, model_label
 
 BATCH_SIZE = 32
@@ -285,13 +284,13 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
 
     `modes` are keys of MODES (the baseline always runs too). "ours" is the fastest, through `predict.classify`,
-    of the bundles `ours_from` (keys of OURS; default: ORT int8, and OpenVINO int8 and bf16 where openvino is
-    installed, bf16 only on a CPU with bf16 instructions) whose gate on `accuracy_model` lost at most
-    `max_accuracy_drop` SST-2 dev points. Bundles are built
-    under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
-    per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
-    baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
-    Raises RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, a negative
+    of the bundles `ours_from` (keys of OURS; default `hardware.candidates(bf16=True)`: ORT int8, and where openvino
+    is installed OpenVINO int8 on a CPU with VNNI or AMX and OpenVINO bf16 on one with AVX-512 BF16 or AMX) whose
+    gate on `accuracy_model` lost at most `max_accuracy_drop` SST-2 dev points. Bundles are built under
+    `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result: per
+    mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the baseline
+    (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes. Raises
+    RobertaInferError for unknown modes or candidates, a non-positive --limit/--repeats, a negative
     `max_accuracy_drop`, a model with fewer than 70 positions, or when no candidate for ours kept accuracy.
     """
     unknown = [m for m in modes if m not in MODES]
@@ -300,7 +299,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
     check_max_drop(max_accuracy_drop)
-    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
+    ours_from = tuple(candidates(bf16=True)) if ours_from is None else ours_from
     if not ours_from or set(ours_from) - set(OURS):
         raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
     modes = [BASELINE, *(m for m in MODES if m in modes and m != BASELINE)]  # the table's order
@@ -339,14 +338,6 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
             "agreement_on": "accuracy model" if trained else "speed model", "baseline": BASELINE,
             "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
-
-
-def default_candidates(isa: list[str]) -> tuple[str, ...]:
-    """ORT int8, plus OpenVINO int8 where openvino is installed, plus OpenVINO bf16 if the CPU has bf16 instructions
-    (`isa`: `runtime.cpu_isa()`)."""
-    if importlib.util.find_spec("openvino") is None:
-        return ("ort-int8",)
-    return ("ort-int8", "ov-int8", *(("ov-bf16",) if {"amx_bf16", "avx512_bf16"} & set(isa) else ()))
 
 
 def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], raw_labels: list[str], repeats: int,

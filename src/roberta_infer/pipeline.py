@@ -6,7 +6,6 @@ machine (int8 behind the SST-2 dev accuracy gate, length-aware batches), side by
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,13 +19,13 @@ from .checkpoint import RobertaClassifier, load_classifier
 from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .hardware import candidates
 from .infer import infer, read_outputs
 from .outputs import write_json
 from .prepare import Prepared, load_prepared, prepare
 from .quantize import quantize_bundle
 from .report import Report, latency_histogram, score_tables, write_report
 from .report import Table as ReportTable
-from .runtime import cpu_isa
 
 
 def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
@@ -102,10 +101,9 @@ def fast_row(classifier: RobertaClassifier, work_dir: Path, prepared: Prepared, 
 
 
 def fast_candidates() -> list[str]:
-    """ONNX Runtime dynamic int8, and OpenVINO + NNCF static int8 where openvino is installed and the CPU has int8 dot
-    products (VNNI or AMX), which its int8 kernels need to be fast."""
-    openvino = importlib.util.find_spec("openvino") is not None and {"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_isa())
-    return ["ort-int8", *(["ov-int8"] if openvino else [])]
+    """`hardware.candidates()`: ONNX Runtime dynamic int8, and OpenVINO + NNCF static int8 where openvino is installed
+    and the CPU has int8 dot products (VNNI or AMX)."""
+    return candidates()
 
 
 def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared: Prepared, *, data: Path | None,

@@ -8,8 +8,6 @@ static-shape padding and splitting. OpenVINO is imported only when an OpenVINO b
 
 from __future__ import annotations
 
-import os
-import platform
 import threading
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import RobertaInferError
+from .hardware import machine, physical_cores
 from .tokenise import TextEncoder
 
 # The bundle's interface, defined once: `src_tokens` int64 [batch, seq] in, `output` float32 [batch, classes] out.
@@ -24,55 +23,15 @@ INPUT_NAME = "src_tokens"
 OUTPUT_NAME = "output"
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
-# Instruction sets that decide int8 and bf16 speed (VNNI: int8 dot products; AMX: int8/bf16 tile matrix multiply).
-ISA_FLAGS = ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+# machine lives in `hardware`; bench still imports it from here, as collection does physical_cores.
+__all__ = ["ENGINES", "INPUT_NAME", "OPENVINO_HINTS", "OUTPUT_NAME", "PRECISIONS", "PROVIDERS", "BundleClassifier", "OpenVinoSession",
+           "OrtSession", "check_names", "engine_and_precision", "fill_batch", "machine", "make_session", "openvino_session",
+           "physical_cores"]
 # OpenVINO's INFERENCE_PRECISION_HINT per bundle precision (its CPU default is bf16 wherever the CPU has bf16). int8
 # leaves the ops NNCF does not quantize (attention's matmuls, softmax, layer norms) to bf16 where the CPU has it: a
 # median 1.07x sentences/s over f32 on an AVX-512 BF16 CPU without AMX (6 interleaved pairs); the accuracy gate
 # measures int8 with this hint. A CPU without bf16 runs f32.
 OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}
-
-
-def physical_cores() -> int:
-    """Physical cores (hyper-threads share one core's units, so more threads than this only slow GEMMs down)."""
-    try:
-        pairs = set()
-        block: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
-            if ":" in line:
-                key, value = (part.strip() for part in line.split(":", 1))
-                block[key] = value
-            elif block:
-                pairs.add((block.get("physical id"), block.get("core id")))
-                block = {}
-        if None not in {p[1] for p in pairs} and pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
-def machine() -> dict:
-    """What ran the numbers, for every summary."""
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "platform": platform.platform(),
-            "isa": cpu_isa(), "onnxruntime": ort.__version__}
-
-
-def cpu_isa() -> list[str]:
-    """The int8/bf16 instruction sets this CPU has, of ISA_FLAGS (from /proc/cpuinfo's flags; empty where unreadable)."""
-    try:
-        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return [flag for flag in ISA_FLAGS if flag in flags]
-
 
 
 # `--provider` names → ONNX Runtime execution providers, best first; each falls back to the CPU for unsupported ops.
