@@ -21,8 +21,9 @@ from . import __version__
 from .data import sha256_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
+from .engines import make_session, openvino_session
 from .hardware import cpu_isa
-from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch, make_session, openvino_session
+from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
 
 if TYPE_CHECKING:  # building a bundle needs PyTorch; loading one must not pay for importing it (Ray actors, servers)

@@ -30,6 +30,7 @@ import torch
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
+from .engines import compile_openvino
 from .errors import RobertaInferError
 from .evaluate import accuracy
 from .hardware import candidates, machine, physical_cores
@@ -108,20 +109,20 @@ class Autocast:
 
 
 class OpenVinoPeer:
-    """An OpenVINO bundle's IR compiled as a user of OpenVINO would: `Core().compile_model(xml, "CPU")`, default hint.
+    """An OpenVINO bundle's IR compiled as a user of OpenVINO would: `Core().compile_model(xml, "CPU")` with only the
+    thread count set (`engines.compile_openvino`), default hint, called as a whole batch.
 
     `precision` is what OpenVINO chose (its INFERENCE_PRECISION_HINT: bf16 on AMX CPUs, else f32).
     """
 
     def __init__(self, bundle: Path, threads: int) -> None:
-        import openvino as ov
-
         ours = load_bundle(bundle, threads=threads)
         self.encoder, self.class_names, self.max_tokens, self.manifest = ours.encoder, ours.class_names, ours.max_tokens, ours.manifest
-        self.model = ov.Core().compile_model(Path(bundle) / IR_FILE, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        self.model = compile_openvino(Path(bundle) / IR_FILE, {"INFERENCE_NUM_THREADS": threads})
         self.precision = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
+        """int64 [N, L] → float32 [N, classes]."""
         return self.model(np.ascontiguousarray(src_tokens, dtype=np.int64))[0]
 
 
