@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .data import sha256_file
+from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
+from .predict import encode, length_batches, pad_batch
 from .engines import make_session, openvino_session
+from .gate import accuracy_gate, check_max_drop
 from .hardware import cpu_isa
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
@@ -63,8 +65,6 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
     drift above 1e-4 from PyTorch, or the int8 gate fails. `out` is written through `outputs.output_dir` (an
     existing bundle is replaced only with `force`).
     """
-    from .data import sst2_file
-
     if (batch_size is None) != (seq_len is None):
         raise RobertaInferError("give both --batch-size and --seq-len for a static model, or neither (--dynamic)")
     if batch_size is not None and (batch_size <= 0 or seq_len < 2):
@@ -78,8 +78,6 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
                                 + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
     if precision == "int8":
-        from .quantize import check_max_drop
-
         check_max_drop(max_accuracy_drop)
         if calibration_size < 1:
             raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
@@ -165,10 +163,6 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
     """Replace tmp's fp32 IR by NNCF's static int8 (calibrated on SST-2 train), if it passes the SST-2 dev gate."""
     import nncf
     import openvino as ov
-
-    from .data import read_sst2, sst2_file
-    from .predict import encode, length_batches, pad_batch
-    from .quantize import accuracy_gate
 
     train = read_sst2(sst2_file(data, "train"))
     sentences = random.Random(CALIBRATION_SEED).sample(train.sentences, min(calibration_size, len(train.sentences)))

@@ -33,10 +33,11 @@ from .data import read_sst2, sst2_file
 from .engines import compile_openvino
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .gate import accuracy_gate, check_max_drop
 from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
-from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
+from .quantize import comparable, ort_int8_bundle
 from .report import Figure, Report, Table, figure_png, pyplot
 from .synthetic import mark_synthetic, model_label
 
@@ -144,8 +145,8 @@ class Models:
         if not current(directory, self.classifier.source, engine, precision):
             self.progress(f"building {directory} ({engine} {precision})")
             if name == "ort-int8":
-                quantize_bundle(self.bundle("ort-fp32"), directory, source=self.classifier, data=self.data,
-                                max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True)
+                ort_int8_bundle(self.classifier, self.work_dir / "ort-fp32", directory, data=self.data, max_accuracy_drop=NO_GATE,
+                                threads=self.threads, progress=self.progress)
             else:
                 mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
                                             max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True),
@@ -175,7 +176,7 @@ class Models:
 
     def gate_drop(self, name: str) -> float:
         """SST-2 dev points bundle `name` (of OURS) loses against its engine's fp32 form: from the gate its build ran
-        (int8), else measured now with `quantize.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
+        (int8), else measured now with `gate.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
         bundle = load_bundle(self.bundle(name), threads=self.threads)
         gate = bundle.manifest.get("quantization", {}).get("gate")
         if gate is None:

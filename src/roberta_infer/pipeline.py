@@ -23,7 +23,7 @@ from .hardware import candidates
 from .infer import infer, read_outputs
 from .outputs import write_json
 from .prepare import Prepared, load_prepared, prepare
-from .quantize import quantize_bundle
+from .quantize import ort_int8_bundle
 from .report import Report, latency_histogram, score_tables, write_report
 from .report import Table as ReportTable
 
@@ -112,9 +112,8 @@ def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared
     bundle_dir = work_dir / f"bundle-{name}"
     if name == "ort-int8":
         say("ONNX Runtime int8: a dynamic export quantized (dynamic quantization), gated on SST-2 dev")
-        build_bundle(classifier, work_dir / "bundle-fp32-dynamic", threads=threads, progress=say, force=True)
-        manifest = quantize_bundle(work_dir / "bundle-fp32-dynamic", bundle_dir, source=classifier, data=data, threads=threads,
-                                   progress=say, force=True)
+        manifest = ort_int8_bundle(classifier, work_dir / "bundle-fp32-dynamic", bundle_dir, data=data, threads=threads,
+                                   progress=say)
     else:
         say("OpenVINO int8: NNCF static quantization calibrated on SST-2 train, gated on SST-2 dev")
         manifest = build_bundle(classifier, bundle_dir, engine="openvino", precision="int8", data=data, threads=threads,
