@@ -16,7 +16,7 @@ from pathlib import Path
 
 from roberta_infer.bench import label, side_by_side
 from roberta_infer.bench import markdown as bench_markdown
-from roberta_infer.compare import markdown as compare_markdown
+from roberta_infer.compare_report import markdown as compare_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -15,7 +15,8 @@ from transformers import AutoTokenizer
 import roberta_infer.compare as compare_module
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
-from roberta_infer.compare import BASELINE, compare, forward_flops, gemm_peak_gflops, markdown, parse_modes
+from roberta_infer.compare import BASELINE, compare, forward_flops, gemm_peak_gflops, parse_modes
+from roberta_infer.compare_report import markdown
 from roberta_infer.data import read_sst2, sst2_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.synthetic import mark_synthetic, model_label, synthetic_classifier

@@ -14,7 +14,7 @@ from transformers import RobertaForSequenceClassification
 
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.export import check_fidelity, deviation, export_onnx
-from roberta_infer.runtime import make_session
+from roberta_infer.engines import make_session
 
 PAD = 1
 

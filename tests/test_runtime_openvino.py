@@ -21,7 +21,7 @@ from roberta_infer.cli import main
 from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
-from roberta_infer.quantize import accuracy_gate
+from roberta_infer.gate import accuracy_gate
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
@@ -148,7 +148,7 @@ def test_gate_refuses_constructed_logits(shared_data, monkeypatch):
     gold = np.array([int(label) for label in read_sst2(shared_data / "SST-2" / "dev.tsv").labels])
     flipped = gold.copy()
     flipped[:5] = 1 - flipped[:5]  # 5 of 872 texts wrong: 0.57 points
-    monkeypatch.setattr("roberta_infer.quantize.classify", lambda model, texts: np.eye(2, dtype=np.float32)[model.classes])
+    monkeypatch.setattr("roberta_infer.gate.classify", lambda model, texts: np.eye(2, dtype=np.float32)[model.classes])
     perfect, worse = (SimpleNamespace(classes=classes, class_names=["0", "1"]) for classes in (gold, flipped))
     with pytest.raises(RobertaInferError, match=r"int8 loses 0.57 accuracy points .*100.00 % → 99.43 %.*label agreement 99.43 %"):
         accuracy_gate(perfect, worse, data=shared_data, **QUIET)

@@ -232,11 +232,11 @@ def test_a_model_that_cannot_load_makes_readyz_say_failed_and_why():
 
 
 def test_a_batching_worker_that_dies_fails_its_texts_and_the_server_says_so(bundle, monkeypatch):
-    from roberta_infer import serve
+    from roberta_infer.serve import batcher
 
     with running(lambda: load_bundle(bundle, threads=1)) as base:
         wait_ready(base)
-        monkeypatch.setattr(serve, "LOOKAHEAD", None)  # a bug in the worker's loop: `size * None` raises there
+        monkeypatch.setattr(batcher, "LOOKAHEAD", None)  # a bug in the worker's loop: `size * None` raises there
         first = httpx.post(f"{base}/v1/classify", json={"text": "x"}, timeout=30)
         assert first.status_code == 500  # its texts were queued when the worker died: they fail, not hang
         ready = httpx.get(f"{base}/readyz")

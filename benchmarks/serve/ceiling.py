@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from roberta_infer import bundle
 from roberta_infer.cli import main
 from roberta_infer.runtime import BundleClassifier
+from roberta_infer.serve import server
 
 
 class ZeroCostClassifier(BundleClassifier):
@@ -31,5 +31,5 @@ def load_zero_cost(*args, **kwargs) -> BundleClassifier:
 
 
 if __name__ == "__main__":
-    load_bundle, bundle.load_bundle = bundle.load_bundle, load_zero_cost  # what `serve` loads its model with
+    load_bundle, server.load_bundle = server.load_bundle, load_zero_cost  # what `serve` loads its model with
     sys.exit(main(["serve", *sys.argv[1:]]))

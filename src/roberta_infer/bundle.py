@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import __version__
-from .data import sha256_file, sst2_file
+from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
-from .runtime import (ENGINES, PRECISIONS, BundleClassifier, cpu_isa, engine_and_precision, fill_batch, make_session,
-                      openvino_session)
+from .predict import encode, length_batches, pad_batch
+from .engines import make_session, openvino_session
+from .gate import accuracy_gate, check_max_drop
+from .hardware import cpu_isa
+from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
 
 if TYPE_CHECKING:  # building a bundle needs PyTorch; loading one must not pay for importing it (Ray actors, servers)
@@ -148,10 +151,6 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
     import nncf
     import openvino as ov
 
-    from .data import read_sst2, sst2_file
-    from .predict import encode, length_batches, pad_batch
-    from .quantize import accuracy_gate
-
     train = read_sst2(sst2_file(data, "train"))
     sentences = random.Random(CALIBRATION_SEED).sample(train.sentences, min(calibration_size, len(train.sentences)))
     rows = encode(classifier, sentences)
@@ -199,8 +198,6 @@ def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: 
         raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
                                 + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
     if precision == "int8":
-        from .quantize import check_max_drop
-
         check_max_drop(max_accuracy_drop)
         if calibration_size < 1:
             raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")

@@ -17,7 +17,6 @@ fp32 GEMM peak.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import warnings
@@ -31,13 +30,14 @@ import torch
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier
 from .data import read_sst2, sst2_file
+from .engines import compile_openvino
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .gate import accuracy_gate, check_max_drop
+from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
-from .quantize import accuracy_gate, check_max_drop, comparable, quantize_bundle
-from .report import Figure, Report, Table, figure_png, pyplot
-from .runtime import cpu_isa, machine, physical_cores
+from .quantize import comparable, ort_int8_bundle
 from .synthetic import mark_synthetic, model_label
 
 BATCH_SIZE = 32
@@ -109,20 +109,20 @@ class Autocast:
 
 
 class OpenVinoPeer:
-    """An OpenVINO bundle's IR compiled as a user of OpenVINO would: `Core().compile_model(xml, "CPU")`, default hint.
+    """An OpenVINO bundle's IR compiled as a user of OpenVINO would: `Core().compile_model(xml, "CPU")` with only the
+    thread count set (`engines.compile_openvino`), default hint, called as a whole batch.
 
     `precision` is what OpenVINO chose (its INFERENCE_PRECISION_HINT: bf16 on AMX CPUs, else f32).
     """
 
     def __init__(self, bundle: Path, threads: int) -> None:
-        import openvino as ov
-
         ours = load_bundle(bundle, threads=threads)
         self.encoder, self.class_names, self.max_tokens, self.manifest = ours.encoder, ours.class_names, ours.max_tokens, ours.manifest
-        self.model = ov.Core().compile_model(Path(bundle) / IR_FILE, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        self.model = compile_openvino(Path(bundle) / IR_FILE, {"INFERENCE_NUM_THREADS": threads})
         self.precision = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def logits(self, src_tokens: np.ndarray) -> np.ndarray:
+        """int64 [N, L] → float32 [N, classes]."""
         return self.model(np.ascontiguousarray(src_tokens, dtype=np.int64))[0]
 
 
@@ -144,8 +144,8 @@ class Models:
         if not current(directory, self.classifier.source, engine, precision):
             self.progress(f"building {directory} ({engine} {precision})")
             if name == "ort-int8":
-                quantize_bundle(self.bundle("ort-fp32"), directory, source=self.classifier, data=self.data,
-                                max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True)
+                ort_int8_bundle(self.classifier, self.work_dir / "ort-fp32", directory, data=self.data, max_accuracy_drop=NO_GATE,
+                                threads=self.threads, progress=self.progress)
             else:
                 mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
                                             max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True),
@@ -175,7 +175,7 @@ class Models:
 
     def gate_drop(self, name: str) -> float:
         """SST-2 dev points bundle `name` (of OURS) loses against its engine's fp32 form: from the gate its build ran
-        (int8), else measured now with `quantize.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
+        (int8), else measured now with `gate.accuracy_gate` (bf16, which OpenVINO's export does not gate)."""
         bundle = load_bundle(self.bundle(name), threads=self.threads)
         gate = bundle.manifest.get("quantization", {}).get("gate")
         if gate is None:
@@ -285,13 +285,13 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
 
     `modes` are keys of MODES (the baseline always runs too). "ours" is the fastest, through `predict.classify`,
-    of the bundles `ours_from` (keys of OURS; default: ORT int8, and OpenVINO int8 and bf16 where openvino is
-    installed, bf16 only on a CPU with bf16 instructions) whose gate on `accuracy_model` lost at most
-    `max_accuracy_drop` SST-2 dev points. Bundles are built
-    under `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result:
-    per mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the
-    baseline (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes.
-    Raises RobertaInferError for bad settings (`check_settings`), a model with fewer than 70 positions, or when no
+    of the bundles `ours_from` (keys of OURS; default `hardware.candidates(bf16=True)`: ORT int8, and where openvino
+    is installed OpenVINO int8 on a CPU with VNNI or AMX and OpenVINO bf16 on one with AVX-512 BF16 or AMX) whose
+    gate on `accuracy_model` lost at most `max_accuracy_drop` SST-2 dev points. Bundles are built under
+    `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result: per
+    mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the baseline
+    (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes. Raises
+    RobertaInferError for bad settings (`check_settings`), a model with fewer than 70 positions, or when no
     candidate for ours kept accuracy.
     """
     ours_from = check_settings(modes, data=data, limit=limit, repeats=repeats, ours_from=ours_from,
@@ -338,26 +338,18 @@ def check_settings(modes: list[str], *, data: Path | None, limit: int | None, re
                    ours_from: tuple[str, ...] | None, max_accuracy_drop: float) -> tuple[str, ...]:
     """`compare`'s settings, checked before any model is built or loaded: RobertaInferError for unknown modes or
     candidates, a non-positive `limit`/`repeats`, a negative `max_accuracy_drop` or no SST-2 dev.tsv in `data`.
-    Returns the candidates for ours (`default_candidates` where `ours_from` is None)."""
+    Returns the candidates for ours (`hardware.candidates(bf16=True)` where `ours_from` is None)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise RobertaInferError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     if limit is not None and limit < 1 or repeats < 1:
         raise RobertaInferError(f"--limit and --repeats must be positive, got {limit} and {repeats}")
     check_max_drop(max_accuracy_drop)
-    ours_from = default_candidates(cpu_isa()) if ours_from is None else ours_from
+    ours_from = tuple(candidates(bf16=True)) if ours_from is None else ours_from
     if not ours_from or set(ours_from) - set(OURS):
         raise RobertaInferError(f"candidates for ours {list(ours_from)}: choose from {', '.join(OURS)}")
     sst2_file(data, "dev")
     return ours_from
-
-
-def default_candidates(isa: list[str]) -> tuple[str, ...]:
-    """ORT int8, plus OpenVINO int8 where openvino is installed, plus OpenVINO bf16 if the CPU has bf16 instructions
-    (`isa`: `runtime.cpu_isa()`)."""
-    if importlib.util.find_spec("openvino") is None:
-        return ("ort-int8",)
-    return ("ort-int8", "ov-int8", *(("ov-bf16",) if {"amx_bf16", "avx512_bf16"} & set(isa) else ()))
 
 
 def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], raw_labels: list[str], repeats: int,
@@ -414,69 +406,3 @@ def ratios(results: list[dict]) -> dict:
         return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
     return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": ours["sentences_per_s"] / fastest["sentences_per_s"],
             "ours_vs_engine": {r["mode"]: ours["sentences_per_s"] / r["sentences_per_s"] for r in results if r["group"] == "engine"}}
-
-
-def rows(result: dict, *, described: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the README's markdown and (`described=False`: modes by key, no group or GFLOP/s
-    column) the terminal table."""
-    header = ["group", "mode", "engine", "precision", "sentences/s", "× baseline", "accuracy", "agreement", "p99 ms", "GFLOP/s"]
-    body = [[m["group"], m["name"], m["engine"], m["precision"], f"{m['sentences_per_s']:.1f}", f"{m['ratio_to_baseline']:.2f}×",
-             "—" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f} %", f"{100 * m['agreement_with_baseline']:.2f} %",
-             f"{m['latency_ms']['p99']:.1f}", f"{m['gflops']:.0f}"]
-            for m in result["modes"]]
-    if described:
-        return header, body
-    return header[1:-1], [[m["mode"], *cells[2:-1]] for m, cells in zip(result["modes"], body)]
-
-
-def caption(result: dict) -> str:
-    cpu = result["machine"]
-    accuracy_from = result["accuracy_model"] or f"none ({result['accuracy_note']})"
-    load = result["load_average"]["before"][0]
-    isa = ", ".join(cpu["isa"]) or "no VNNI, AVX-512 BF16 or AMX"
-    return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, batches of {result['batch_size']}, "
-            f"on {cpu['cpu']} ({isa}; {cpu['physical_cores']} physical cores, {result['threads']} threads, load average "
-            f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
-            f"Speed: {result['speed_model']}; accuracy: {accuracy_from}; agreement: labels equal to the baseline's, on the "
-            f"{result['agreement_on']}. p99: model-call latency. fp32 GEMM peak measured: {result['peak_gflops']:.0f} GFLOP/s.")
-
-
-def summary(result: dict) -> str:
-    """The ratios in one sentence."""
-    r = result["ratios"]
-    if r["ours_vs_fastest_peer"] is None:
-        return f"Fastest peer: {r['fastest_peer']}."
-    engines = ", ".join(f"{mode.removeprefix('engine:')} {ratio:.2f}×" for mode, ratio in r["ours_vs_engine"].items())
-    return (f"Ours is {r['ours_vs_fastest_peer']:.2f}× the fastest peer ({r['fastest_peer']})"
-            + (f"; against each engine given our batching: {engines}." if engines else "."))
-
-
-def markdown(result: dict) -> str:
-    header, body = rows(result)
-    lines = [caption(result), "", "| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join([*lines, "", summary(result)]) + "\n"
-
-
-def html_report(result: dict) -> Report:
-    """report.html's content: sentences/s of every mode as bars, then the table with its caption and the ratios."""
-    header, body = rows(result)
-    return Report("roberta-infer compare — peers, engines and ours on SST-2 dev", summary(result), [
-        Figure("Sentences per second, text → label", figure_png(throughput_bars(result)),
-               "a bar per mode: sentences per second, coloured by group"),
-        Table("Every mode", header, body, note=caption(result))])
-
-
-def throughput_bars(result: dict):
-    """A horizontal bar per mode (sentences/s), coloured by group, the baseline's rate marked."""
-    plt = pyplot()
-    modes = result["modes"]
-    colours = {"peer": "#9aa5b1", "engine": "#4a7ab5", "ours": "#d9822b"}
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(modes) + 1.2))
-    ax.barh(range(len(modes)), [m["sentences_per_s"] for m in modes], color=[colours[m["group"]] for m in modes])
-    ax.set_yticks(range(len(modes)), [m["mode"] for m in modes], fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(modes[0]["sentences_per_s"], color="black", linestyle=":", linewidth=1)
-    ax.set_xlabel("sentences / s (tokenisation included)")
-    fig.tight_layout()
-    return fig

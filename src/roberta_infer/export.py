@@ -27,7 +27,7 @@ from transformers import RobertaForSequenceClassification
 
 from .checkpoint import max_tokens
 from .errors import RobertaInferError, check_positive
-from .runtime import INPUT_NAME, OUTPUT_NAME, OpenVinoSession, OrtSession
+from .engines import INPUT_NAME, OUTPUT_NAME, OpenVinoSession, OrtSession
 
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
@@ -176,7 +176,8 @@ def check_fidelity(model: RobertaForSequenceClassification, pad_id: int, session
 
 def deviation(model: RobertaForSequenceClassification, pad_id: int, session: OrtSession | OpenVinoSession,
               shapes: list[tuple[int, int]], *, real_inputs: np.ndarray | None = None, seed: int = 0) -> dict:
-    """Max |Δlogit| between PyTorch fp32 and an engine's session (`make_session`/`openvino_session`), overall and per case.
+    """Max |Δlogit| between PyTorch fp32 and an engine's session (`engines.make_session` / `openvino_session`),
+    overall and per case.
 
     Returns {"max_abs_diff": worst, "cases": {"random 4x16": …, "real 8x64": …}, "label_agreement": fraction of rows
     whose argmax agrees, "rows": how many}: random padded batches at each shape plus the caller's real inputs.

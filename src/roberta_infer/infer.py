@@ -11,10 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .data import numbered_files
 from .errors import RobertaInferError, check_positive
+from .hardware import machine
 from .outputs import check_dir, output_dir
 from .predict import length_batches
 from .prepare import Prepared
-from .runtime import BundleClassifier, fill_batch, machine
+from .runtime import BundleClassifier, fill_batch
 
 LAYOUTS = ("array", "per-sample")
 

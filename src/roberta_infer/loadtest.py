@@ -258,8 +258,8 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     Texts come from `texts_file` (one per line), else SST-2 dev, else built-in sentences. Raises RobertaInferError
     for bad settings, a URL off this machine, no server there, or a level where every request failed.
     """
+    from .hardware import machine
     from .readers import read_texts
-    from .runtime import machine
 
     url = check_loopback(url)
     if not concurrency or min(concurrency) <= 0 or requests <= 0 or texts_per_request <= 0:

@@ -16,7 +16,7 @@ from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionO
 from onnxruntime.transformers.optimizer import optimize_model
 
 from .errors import RobertaInferError
-from .runtime import INPUT_NAME, OUTPUT_NAME
+from .engines import INPUT_NAME, OUTPUT_NAME
 
 REPORTED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
                 "LayerNormalization", "BiasGelu", "FastGelu", "Gelu", "MatMul", "Gemm",

@@ -26,6 +26,7 @@ from .checkpoint import RobertaClassifier, load_classifier
 from .data import Sst2Split, read_sst2, sst2_file
 from .errors import RobertaInferError
 from .evaluate import accuracy
+from .hardware import candidates
 from .infer import infer, read_outputs
 from .outputs import write_json
 from .prepare import Prepared, load_prepared, prepare
@@ -34,7 +35,6 @@ from .reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, FIGURES, MODEL, ce
 from .reference import NAME as REFERENCE_NAME
 from .report import Report, latency_histogram, score_tables, write_report
 from .report import Table as ReportTable
-from .runtime import cpu_isa
 
 DYNAMIC_BUNDLE = "bundle-fp32-dynamic"  # the fp32 export the grid pads to each length, and ort-int8 quantizes
 ROWS = {"fp32": "fp32, the reference's way", "fast": "fastest gated"}
@@ -141,10 +141,9 @@ def fast_row(classifier: RobertaClassifier, work_dir: Path, prepared: Prepared, 
 
 
 def fast_candidates() -> list[str]:
-    """ONNX Runtime dynamic int8, and OpenVINO + NNCF static int8 where openvino is installed and the CPU has int8 dot
-    products (VNNI or AMX), which its int8 kernels need to be fast."""
-    openvino = importlib.util.find_spec("openvino") is not None and {"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_isa())
-    return ["ort-int8", *(["ov-int8"] if openvino else [])]
+    """`hardware.candidates()`: ONNX Runtime dynamic int8, and OpenVINO + NNCF static int8 where openvino is installed
+    and the CPU has int8 dot products (VNNI or AMX)."""
+    return candidates()
 
 
 def gated_row(name: str, classifier: RobertaClassifier, work_dir: Path, prepared: Prepared, *, data: Path | None,

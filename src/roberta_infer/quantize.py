@@ -1,7 +1,8 @@
 """int8 bundles: ONNX Runtime dynamic quantization of a bundle's model, refused unless SST-2 dev accuracy holds.
 
-`accuracy_gate` is the one accuracy gate: `quantize_bundle` here and OpenVINO's NNCF int8 export (`bundle.build_bundle`)
-both pass through it.
+`gate.accuracy_gate` is the one accuracy gate: `quantize_bundle` here and OpenVINO's NNCF int8 export
+(`bundle.build_bundle`) both pass through it. `ort_int8_bundle` is the one recipe for an ONNX Runtime int8 bundle
+from a PyTorch model, used by `run`'s fast row and `compare`.
 
 Dynamic quantization stores MatMul weights as int8 and quantizes activations per call, so it needs no
 calibration data. Where the source checkpoint is at hand it is applied to the model re-exported unfused: ONNX
@@ -17,27 +18,24 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime.quantization
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from .bundle import load_bundle
+from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
-from .data import read_sst2, sha256_file, sst2_file
+from .data import sha256_file, sst2_file
 from .errors import RobertaInferError
-from .evaluate import accuracy
 from .export import export_onnx
+from .gate import accuracy_gate, check_max_drop
 from .optimize import op_counts
 from .outputs import check_dir, output_dir
-from .predict import Classifier, classify
-from .prepare import label_indices
+from .synthetic import mark_synthetic, synthetic_classifier
 
 QUANTIZATION_SOURCE = str(Path(onnxruntime.quantization.__file__).parent)
 WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -153,53 +151,25 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | Path
     return manifest
 
 
-def check_max_drop(max_accuracy_drop: float) -> None:
-    """A negative allowed drop would demand a gain no quantization can promise: refused before any work."""
-    if not max_accuracy_drop >= 0:
-        raise RobertaInferError(f"--max-accuracy-drop must be ≥ 0 percentage points, got {max_accuracy_drop:g}")
+def ort_int8_bundle(classifier: RobertaClassifier, fp32: Path, out: Path, *, data: Path | None = None,
+                    max_accuracy_drop: float = 0.3, threads: int | None = None, progress=print) -> dict:
+    """ONNX Runtime int8 from a PyTorch model, the one recipe (`run`'s fast row and `compare` use it): `classifier`
+    exported fp32 with a dynamic shape into the bundle directory `fp32` (marked synthetic if the model is), then its
+    unfused re-export dynamically quantized into the bundle directory `out` behind the SST-2 dev gate
+    (`quantize_bundle` with `source=classifier`). Both directories are replaced if there.
 
-
-def accuracy_gate(reference: Classifier, candidate: Classifier, *, data: Path | None = None, max_accuracy_drop: float = 0.3,
-                  names: tuple[str, str] = ("fp32", "int8"), progress=print) -> dict:
-    """SST-2 dev accuracy of `reference` and `candidate` (`predict.classify`, each tokenising with its own encoder);
-    raises RobertaInferError when the candidate loses more than `max_accuracy_drop` percentage points.
-
-    Returns the gate record: data (path, sha256, samples), accuracy_{names}, accuracy_drop_pp, max_accuracy_drop_pp,
-    label_agreement (fraction of texts whose argmax agrees), max_abs_logit_diff, seconds_{names} (wall time of each
-    pass) and threads. The caller writes nothing when this raises.
+    Returns `out`'s manifest; raises RobertaInferError when the export's checks or the gate refuse (`out` is then
+    not written).
     """
-    check_max_drop(max_accuracy_drop)
-    split = read_sst2(sst2_file(data, "dev"))
-    gold = label_indices(split.labels, reference.class_names)
-    progress(f"gate: SST-2 dev ({len(split.sentences)} sentences) on {names[0]} and {names[1]}")
-    logits, seconds = {}, {}
-    for name, model in zip(names, (reference, candidate)):
-        start = time.perf_counter()
-        logits[name] = classify(model, split.sentences)
-        seconds[name] = time.perf_counter() - start
-    scores = {name: accuracy(logits[name], reference.class_names, gold, reference.class_names)["accuracy"] for name in names}
-    drop = 100 * (scores[names[0]] - scores[names[1]])
-    agreement = float(np.mean(logits[names[0]].argmax(1) == logits[names[1]].argmax(1)))
-    gate = {"data": {"path": str(split.path), "sha256": sha256_file(split.path), "samples": len(gold)},
-            "label_agreement": agreement, **{f"accuracy_{name}": scores[name] for name in names}, "accuracy_drop_pp": drop,
-            "max_accuracy_drop_pp": max_accuracy_drop,
-            "max_abs_logit_diff": float(np.abs(logits[names[0]] - logits[names[1]]).max()),
-            **{f"seconds_{name}": seconds[name] for name in names}, "threads": getattr(candidate, "threads", None)}
-    progress(f"label agreement {100 * agreement:.2f} %, accuracy {names[0]} {100 * scores[names[0]]:.2f} % → {names[1]} "
-             f"{100 * scores[names[1]]:.2f} % ({-drop:+.2f} pp), dev time {seconds[names[0]]:.2f} s → {seconds[names[1]]:.2f} s")
-    if drop > max_accuracy_drop:
-        raise RobertaInferError(f"{names[1]} loses {drop:.2f} accuracy points on SST-2 dev ({100 * scores[names[0]]:.2f} % → "
-                                f"{100 * scores[names[1]]:.2f} %, label agreement {100 * agreement:.2f} %), "
-                                f"more than --max-accuracy-drop {max_accuracy_drop:g}: nothing written")
-    return gate
+    mark_synthetic(build_bundle(classifier, fp32, threads=threads, progress=progress, force=True), fp32)
+    return quantize_bundle(fp32, out, source=classifier, data=data, max_accuracy_drop=max_accuracy_drop, threads=threads,
+                           progress=progress, force=True)
 
 
 def source_classifier(recorded: dict) -> RobertaClassifier | None:
     """The model a bundle's manifest names as its source: a synthetic one rebuilt from its seed, else re-loaded
     (None when it is not where the manifest says)."""
     if recorded.get("kind") == "synthetic":
-        from .synthetic import synthetic_classifier
-
         return synthetic_classifier(recorded["name"], seed=recorded["seed"])
     path = recorded.get("path")
     if not path or not Path(path).exists():

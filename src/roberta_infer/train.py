@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -35,6 +34,7 @@ from .checkpoint import RobertaClassifier, load_classifier
 from .data import bpe_dir as gpt2_bpe_dir
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
+from .hardware import cpu_name
 from .outputs import check_dir, output_dir
 from .predict import classify
 from .prepare import label_indices
@@ -465,14 +465,3 @@ def save_model(classifier: RobertaClassifier, out: Path, record: dict, *, dtype:
         classifier.model.float()
         classifier.encoder.save(tmp, include_bpe=classifier.encoder.id_map is None)
         (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, for the record of where training time was measured."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

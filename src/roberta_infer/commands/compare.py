@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    from ..compare import caption, check_settings, compare, default_models, html_report, parse_modes, rows, summary
+    from ..compare import check_settings, compare, default_models, parse_modes
+    from ..compare_report import caption, html_report, rows, summary
     from ..outputs import check_file, check_location, describe, kind_of, write_json
     from ..report import write_report
 

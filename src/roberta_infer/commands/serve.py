@@ -52,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
+    """`serve.serve(...)` with the parsed options: the size and wait limits as its Limits, the rest as they are."""
     from ..serve import Limits, serve
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,

@@ -1,7 +1,8 @@
 """The Open Inference Protocol (KServe v2, what Triton and KServe clients speak) for `serve`, over HTTP/REST.
 
-Only the wire format lives here: a v2 infer request → the texts to classify, and their results → a v2 infer
-response. The texts then go through `serve`'s one queue and batcher, with /v1/classify's limits and errors.
+Only the wire format lives here: the routes' paths and the model's name, a v2 infer request → the texts to
+classify, and their results → a v2 infer response. The texts then go through `serve`'s one queue and batcher, with
+/v1/classify's limits and errors.
 
 The model takes one input, `text` (BYTES, shape [N], or [N, 1] as Triton's clients often send), and gives three
 outputs: `label` (BYTES [N], the class name), `score` (FP32 [N], its softmax probability) and `logits` (FP32
@@ -21,6 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import RobertaInferError
+
+V2_MODELS, V2_INFER = "/v2/models/", "/infer"  # POST V2_MODELS + name + V2_INFER
+DEFAULT_NAME = "roberta"  # the model's name on the /v2 routes (`serve --name`)
+MODEL_VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "text"
 OUTPUT_NAMES = ("label", "score", "logits")
@@ -37,6 +43,12 @@ class InferRequest:
     texts: list
     id: str | None
     outputs: dict[str, bool]  # output name → as binary data
+
+
+def check_name(name: str) -> None:
+    """A model name usable as one path segment of the /v2 routes, else RobertaInferError naming `--name`."""
+    if not name or any(c in name for c in "/?#% ") or not name.isprintable():
+        raise RobertaInferError(f"--name {name!r}: give a non-empty name without '/', '?', '#', '%' or spaces")
 
 
 def model_metadata(name: str, version: str, classes: int) -> dict:

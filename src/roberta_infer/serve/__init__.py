@@ -1,0 +1,23 @@
+"""`roberta-infer serve`: classify texts over HTTP with one session of the bundle's engine and dynamic batching.
+
+Every request puts its texts on one queue; one worker turns them into length-sorted model calls (`batcher`), so
+results equal `roberta-infer predict`'s. The queue is bounded in texts: beyond --max-queue a request gets 503 with
+Retry-After rather than waiting without limit. The same queue serves /v1/classify (`v1`) and the Open Inference
+Protocol (KServe v2: `/v2/health/*`, `/v2`, `/v2/models/{name}[/ready|/infer]`, `v2`), so Triton's and KServe's
+clients get the same batching, limits and errors.
+
+- `limits`: the Limits (`serve`'s size and wait options);
+- `batcher`: the queue and its worker (no HTTP); `call_cost`: a model call's fixed cost, timed at start-up;
+- `metrics`: Prometheus metrics and the log;
+- `requests`: what both protocols share (ApiError, body size, text checks); `v1` and `v2`: their wire formats;
+- `service`: the model's life (loading → ready → draining) and each protocol's infer request answered;
+- `app`: the routes (`create_app`) and the ASGI shim that sends the infer routes past FastAPI;
+- `server`: the process (`serve`: socket, uvicorn, signals, gc.freeze).
+"""
+
+from .app import create_app
+from .call_cost import WARMUP_TEXT, call_cost_tokens
+from .limits import Limits
+from .server import listen, serve
+
+__all__ = ["WARMUP_TEXT", "Limits", "call_cost_tokens", "create_app", "listen", "serve"]

@@ -1,0 +1,168 @@
+"""The HTTP API: FastAPI's routes over one `Service`, and the ASGI shim that sends the two infer routes past FastAPI.
+
+POST /v1/classify and POST /v2/models/{name}/infer reach the service directly (`ClassifyFirst`); FastAPI serves the
+rest: health, metadata, metrics, the OpenAPI schema (which documents the infer routes too) and 404/405 errors.
+Every handler finds the service in `app.state.service`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from .. import __version__
+from ..runtime import BundleClassifier
+from . import v2
+from .limits import Limits
+from .requests import ErrorResponse
+from .service import Service
+from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
+from .v2 import DEFAULT_NAME, V2_INFER, V2_MODELS
+
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
+    (400, "body is not UTF-8 or not JSON"), (413, "too many texts, a text too long, or a body too large"),
+    (422, "wrong fields or types, or an empty list"), (503, "loading, overloaded or shutting down (see Retry-After)"))}
+router = APIRouter()
+
+
+class ClassifyFirst:
+    """POST /v1/classify and the v2 infer route go straight to the service; everything else, their OpenAPI entries
+    included, is FastAPI's (`app`).
+
+    The service reads, limits, parses and answers the request itself, errors included, so the route needs none of
+    FastAPI's middleware and routing, which cost 50 to 70 µs of CPU per request here: 30 to 40 % of the serving
+    stack's own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
+    """
+
+    def __init__(self, app: FastAPI, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == CLASSIFY_PATH:
+                response = await self.service.classify(Request(scope, receive))
+                return await response(scope, receive, send)
+            if path.startswith(V2_MODELS) and path.endswith(V2_INFER) and "/" not in path[len(V2_MODELS):-len(V2_INFER)]:
+                response = await self.service.infer_v2(Request(scope, receive), path[len(V2_MODELS):-len(V2_INFER)])
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
+               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME) -> ClassifyFirst:
+    """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads).
+
+    The model is served under `name` on the Open Inference Protocol's /v2 routes; `on_load_error` is told if `load`
+    fails. Raises RobertaInferError for `limits` that fail `Limits.check` or a name `v2.check_name` refuses.
+    """
+    limits.check()
+    v2.check_name(name)
+    app = FastAPI(title="roberta-infer", summary="RoBERTa sentence classification with dynamic batching",
+                  lifespan=lifespan)
+    app.state.service = Service(load, limits, on_load_error, name)
+    app.add_exception_handler(HTTPException, http_error)
+    app.include_router(router)
+    return ClassifyFirst(app, app.state.service)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The model loads in the background from startup; shutdown waits for it, then drains the queue."""
+    service: Service = app.state.service
+    loading = asyncio.create_task(service.start())
+    yield
+    await loading
+    await service.stop()
+
+
+async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+    """404, 405 and the like: the same `{"error"}` shape as every other refusal."""
+    return JSONResponse({"error": str(e.detail)}, e.status_code, headers=e.headers)
+
+
+@router.post(CLASSIFY_PATH, response_model=ClassifyResponse, responses=ERRORS, openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}}}})
+async def classify_texts(request: Request) -> Response:
+    """Classify texts: labels, scores and logits in request order, batched with other requests' texts."""
+    return await request.app.state.service.classify(request)  # reached when this FastAPI app is mounted without ClassifyFirst
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up (the model may still be loading)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
+async def readyz(request: Request) -> JSONResponse:
+    """200 once the model is loaded and warmed up, with what it is; 503 before that and while shutting down."""
+    service: Service = request.app.state.service
+    if service.ready:
+        return JSONResponse({"status": "ready", "model": service.model})
+    error = service.unready_error()
+    return JSONResponse({"status": service.status, "error": error.message}, 503, headers=error.headers)
+
+
+# The Open Inference Protocol (KServe v2): health, metadata and infer, as Triton's and KServe's clients call them.
+@router.get("/v2/health/live")
+async def v2_live() -> dict:
+    """The server is up."""
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", responses={503: {"description": "loading or shutting down"}})
+async def v2_ready(request: Request) -> JSONResponse:
+    """The model is loaded and warm."""
+    ready = request.app.state.service.ready
+    return JSONResponse({"ready": ready}, 200 if ready else 503)
+
+
+@router.get("/v2")
+async def v2_server() -> dict:
+    """Server metadata."""
+    return {"name": "roberta-infer", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+
+@router.get(V2_MODELS + "{model_name}")
+async def v2_model(model_name: str, request: Request) -> JSONResponse:
+    """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out."""
+    service = served(request, model_name)
+    if not service.ready:
+        error = service.unready_error()
+        return JSONResponse({"error": error.message}, 503, headers=error.headers)
+    return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(service.model["class_names"])))
+
+
+@router.get(V2_MODELS + "{model_name}/ready")
+async def v2_model_ready(model_name: str, request: Request) -> JSONResponse:
+    """200 once the model is loaded and warm, else 503."""
+    service = served(request, model_name)
+    return JSONResponse({"name": service.name, "ready": service.ready}, 200 if service.ready else 503)
+
+
+@router.post(V2_MODELS + "{model_name}" + V2_INFER, responses=ERRORS)
+async def v2_infer(model_name: str, request: Request) -> Response:
+    """Classify the BYTES tensor `text` (JSON or binary tensor data), batched with every other request's texts."""
+    return await request.app.state.service.infer_v2(request, model_name)  # reached when mounted without ClassifyFirst
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(request.app.state.service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def served(request: Request, model_name: str) -> Service:
+    """The app's service, if it serves `model_name`; else HTTPException 404 (answered as `{"error": ...}`)."""
+    service: Service = request.app.state.service
+    if model_name != service.name:
+        raise HTTPException(404, f"unknown model {model_name!r}: this server serves {service.name!r}")
+    return service

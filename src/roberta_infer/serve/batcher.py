@@ -1,0 +1,191 @@
+"""Dynamic batching: one queue of texts from every request, one worker turning them into model calls.
+
+It knows nothing of HTTP (as text-embeddings-inference's batcher): callers hand it texts and await their results;
+a queue that will not take them raises `Refused`, which the service answers as it sees fit.
+
+A single worker runs the queued texts as soon as the model is idle; while a call runs, it waits until
+max_batch_size texts are queued, or at most max_wait_ms after the oldest arrived, so a lone request is never held
+back for company that cannot come. It takes up to LOOKAHEAD batches' worth, tokenises them together, sorts them by
+length in tokens and cuts them where padding would cost more than another call (`predict.planned_batches`, with
+the call's fixed cost from `call_cost.call_cost_tokens`) into model calls of at most max_batch_size texts,
+parallel_calls at a time on the one session, each in an executor thread (so the event loop keeps serving).
+Tokenising, padding and truncation are `predict`'s own functions, so results equal `roberta-infer predict`. Each
+text's result goes back to its caller through a future. The queue is bounded in texts (max_queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..predict import batch_logits, encode, labelled, length_batches, planned_batches
+from ..runtime import BundleClassifier
+from .limits import Limits
+from .metrics import Metrics, log
+
+# A full queue is taken up to this many batches at a time, tokenised together and split into batches of similar
+# length in tokens: padding each to its own longest text wastes far less work than arrival order would.
+LOOKAHEAD = 8
+
+
+class Refused(Exception):
+    """The queue will not take the texts: the message says why; `reason` ("shutting_down", "failed" or
+    "overloaded") is how /metrics counts it, `retry` whether the same texts may be taken later."""
+
+    def __init__(self, message: str, reason: str, *, retry: bool):
+        super().__init__(message)
+        self.reason, self.retry = reason, retry
+
+
+@dataclass
+class _Item:
+    text: str
+    future: asyncio.Future
+    enqueued: float
+
+
+class Batcher:
+    """One queue of texts from all callers, one worker turning them into model calls of up to max_batch_size.
+
+    Made inside a running event loop (its worker is a task of that loop); `executor` runs the tokenising and the
+    model calls, `call_cost` is a model call's fixed cost in padded tokens (`call_cost.call_cost_tokens`; None for
+    a static-shape bundle).
+    """
+
+    def __init__(self, classifier: BundleClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
+                 call_cost: float | None):
+        self.classifier, self.limits, self.metrics, self.executor = classifier, limits, metrics, executor
+        self.call_cost = call_cost
+        self.pending: deque[_Item] = deque()
+        self.wakeup = asyncio.Event()
+        self.closing = False
+        self.slots = asyncio.Semaphore(limits.parallel_calls)
+        self.running: set[asyncio.Task] = set()
+        self.failure: BaseException | None = None  # why the worker stopped, if it did not stop by `close`
+        self.worker = asyncio.create_task(self._work())
+        self.worker.add_done_callback(self._worker_stopped)
+
+    def _worker_stopped(self, worker: asyncio.Task) -> None:
+        """A worker that died of a bug fails the queued texts and sets `failure` (the server is then unready)."""
+        if worker.cancelled() or worker.exception() is None:
+            return
+        self.failure = worker.exception()
+        log.error("the batching worker stopped", exc_info=self.failure)
+        self._fail(list(self.pending), self.failure)
+        self.pending.clear()
+
+    async def classify(self, texts: list[str]) -> list[dict]:
+        """Queue the texts (all or none) and wait for their results, in order: `{"label": str, "score": float
+        (softmax probability), "logits": [float] * classes}` each.
+
+        Raises Refused while closing, after the worker stopped, or when the texts would overfill the queue; the
+        exception of a failed tokenisation or model call (logged) for its texts only.
+        """
+        if self.closing:
+            raise Refused("the server is shutting down", "shutting_down", retry=True)
+        if self.failure is not None:
+            raise Refused("the server cannot classify: its batching worker stopped (see the server log)", "failed",
+                          retry=False)
+        if len(self.pending) + len(texts) > self.limits.max_queue:
+            raise Refused(f"overloaded: {len(self.pending)} texts are waiting and the queue holds "
+                          f"{self.limits.max_queue}; retry later", "overloaded", retry=True)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        items = [_Item(text, loop.create_future(), now) for text in texts]
+        self.pending.extend(items)
+        self.metrics.queued.set(len(self.pending))
+        self.wakeup.set()
+        return list(await asyncio.gather(*(item.future for item in items)))
+
+    async def close(self) -> None:
+        """Refuse new texts, run the queued ones, stop the worker."""
+        self.closing = True
+        self.wakeup.set()
+        await self.worker
+        await asyncio.gather(*self.running)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait, size = self.limits.max_wait_ms / 1000, self.limits.max_batch_size
+        while True:
+            while not self.pending:
+                if self.closing:
+                    return
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            # Texts queue up while every call slot is busy: closing a batch that cannot start would only shrink it.
+            await self.slots.acquire()
+            # With a slot free, a batch waits for company only while another call keeps the model busy, and at most
+            # max-wait after its oldest text: an idle model runs what is queued at once.
+            deadline = self.pending[0].enqueued + wait
+            while len(self.pending) < size and self.running and not self.closing and deadline > loop.time():
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
+            window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
+            self.metrics.queued.set(len(self.pending))
+            window = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            rows: list[list[int]] = []
+            batches: list[np.ndarray] = []
+            try:
+                if window:
+                    rows, batches = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
+            except Exception as e:
+                self._fail(window, e)
+            if not batches:
+                self.slots.release()
+            for n, batch in enumerate(batches):
+                if n:  # the first holds the slot taken above
+                    await self.slots.acquire()
+                call = asyncio.create_task(self._run([window[i] for i in batch], [rows[i] for i in batch]))
+                self.running.add(call)
+                call.add_done_callback(self._finished)
+
+    def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+        """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
+        text), then cut it into the batches that cost the model least."""
+        rows, size = encode(self.classifier, texts), self.limits.max_batch_size
+        lengths = [len(row) for row in rows]
+        if self.call_cost is None:  # a static-shape bundle: each call costs one full fixed-shape batch
+            return rows, length_batches(lengths, size)
+        return rows, planned_batches(lengths, size, self.call_cost)
+
+    def _finished(self, call: asyncio.Task) -> None:
+        self.running.discard(call)
+        self.slots.release()
+        self.wakeup.set()  # the model may now be idle: queued texts need not wait longer
+
+    @staticmethod
+    def _fail(items: list[_Item], error: Exception) -> None:
+        """A failed tokenisation or model call fails its own texts only; the worker carries on."""
+        log.error("classifying %d texts failed", len(items), exc_info=error)
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    async def _run(self, batch: list[_Item], rows: list[list[int]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for item in batch:
+            self.metrics.queue_seconds.observe(started - item.enqueued)
+        self.metrics.batch_size.observe(len(batch))
+        try:
+            results = await loop.run_in_executor(self.executor, self._infer, rows)
+        except Exception as e:
+            self._fail(batch, e)
+            return
+        self.metrics.inference_seconds.observe(loop.time() - started)
+        self.metrics.texts.inc(len(batch))
+        for item, result in zip(batch, results):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    def _infer(self, rows: list[list[int]]) -> list[dict]:
+        """One model call (in the executor thread), padded and cut as `predict` does, so results equal its."""
+        return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)

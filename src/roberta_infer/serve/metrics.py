@@ -1,0 +1,32 @@
+"""What the server reports about itself: Prometheus metrics (/metrics) and its log."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines share its format and level
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the app's own, so several apps in one process do not collide.
+
+    Batch sizes are bucketed at the powers of two below `max_batch_size` and at it; times in seconds.
+    """
+
+    def __init__(self, max_batch_size: int):
+        self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_resident_memory_bytes etc., for loadtest's memory figures
+        sizes = sorted({2**i for i in range(max_batch_size.bit_length()) if 2**i < max_batch_size} | {max_batch_size})
+        self.requests = Counter("roberta_infer_requests", "classify requests answered, by HTTP status", ["status"], registry=r)
+        self.errors = Counter("roberta_infer_errors", "classify requests refused or failed, by reason", ["reason"], registry=r)
+        self.texts = Counter("roberta_infer_texts", "texts classified", registry=r)
+        self.batch_size = Histogram("roberta_infer_batch_size", "texts per model call", buckets=sizes, registry=r)
+        self.queue_seconds = Histogram("roberta_infer_queue_seconds", "time a text waited for its model call",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_seconds = Histogram("roberta_infer_inference_seconds", "time of one model call (pad + run)",
+                                           buckets=LATENCY_BUCKETS, registry=r)
+        self.queued = Gauge("roberta_infer_queued_texts", "texts waiting for a model call", registry=r)
+        self.in_flight = Gauge("roberta_infer_requests_in_flight", "classify requests being handled", registry=r)

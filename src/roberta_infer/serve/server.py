@@ -1,0 +1,80 @@
+"""The `serve` process: its socket, uvicorn, the stop signals and the model load's place in memory (gc.freeze)."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from ..bundle import load_bundle
+from ..default import default_bundle
+from ..errors import RobertaInferError
+from ..runtime import BundleClassifier
+from .app import create_app
+from .limits import Limits
+from .metrics import log
+from .v2 import DEFAULT_NAME, check_name
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (0: any free port), not yet listening. Bound here rather than in uvicorn, so
+    a busy port is a one-line RobertaInferError instead of uvicorn's exit (also for a port outside 0–65535).
+
+    The socket's protocol must be IPPROTO_TCP (as getaddrinfo gives it): asyncio turns Nagle off only on such
+    sockets, and with Nagle on every keep-alive response waits ~40 ms for the client's delayed ACK.
+    """
+    if not 0 <= port <= 65535:
+        raise RobertaInferError(f"--port {port} is not a TCP port: give 0 to 65535 (0: any free port)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        raise RobertaInferError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME) -> None:
+    """Serve the bundle `model` over HTTP until SIGINT/SIGTERM, then finish in-flight requests and return.
+
+    Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
+    are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request. Raises
+    RobertaInferError for bad limits, name or port, a port that cannot be bound, or a model that cannot load.
+    """
+    failures: list[BaseException] = []
+
+    def load() -> BundleClassifier:
+        classifier = load_bundle(default_bundle(progress=log.info) if model is None else model, threads=threads,
+                                 provider=provider, spin=False)
+        # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
+        # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
+        gc.collect()
+        gc.freeze()
+        return classifier
+
+    def stop_on_failure(error: BaseException) -> None:
+        failures.append(error)
+        server.should_exit = True
+
+    check_name(name)
+    sock = listen(host, port)
+    app = create_app(load, limits, on_load_error=stop_on_failure, name=name)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", access_log=access_log,
+                                           log_level="info", timeout_graceful_shutdown=None))
+    log.info("serving on http://%s:%d (/readyz answers 200 once the model is warm; SIGTERM or Ctrl+C to stop)",
+             f"[{host}]" if ":" in host else host, sock.getsockname()[1])
+    # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler makes that a normal return (exit 0).
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failures:
+        error = failures[0]
+        raise error if isinstance(error, RobertaInferError) else RobertaInferError(f"cannot load the model: {error}")

@@ -1,0 +1,139 @@
+"""The model's life in the app, and the two protocols' infer requests answered around the one batcher."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+
+from ..errors import RobertaInferError
+from ..predict import classify
+from ..runtime import BundleClassifier
+from . import v2
+from .batcher import Batcher, Refused
+from .call_cost import WARMUP_TEXT, call_cost_tokens
+from .limits import Limits
+from .metrics import Metrics, log
+from .requests import RETRY_AFTER, ApiError, check_texts, read_body
+from .v1 import parse_texts
+
+
+class Service:
+    """The model's life in the app: loading (in the executor) → warm and ready → draining on shutdown.
+
+    `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when it fails;
+    `name` is the model's name on the /v2 routes.
+    """
+
+    def __init__(self, load: Callable[[], BundleClassifier], limits: Limits,
+                 on_load_error: Callable[[BaseException], None] | None, name: str):
+        self.load, self.limits, self.on_load_error, self.name = load, limits, on_load_error, name
+        self.metrics = Metrics(limits.max_batch_size)
+        self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
+        self.batcher: Batcher | None = None
+        self.load_failure: str | None = None
+        self.model: dict = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def status(self) -> str:
+        """loading → ready → shutting down; or failed (the model did not load, or the batching worker stopped)."""
+        if self.load_failure is not None or self.batcher is not None and self.batcher.failure is not None:
+            return "failed"
+        if self.batcher is None:
+            return "loading"
+        return "shutting down" if self.batcher.closing else "ready"
+
+    def unready_error(self) -> ApiError:
+        """What a request or a readiness probe is told while the service is not ready."""
+        if self.status == "failed":
+            why = self.load_failure or "its batching worker stopped"
+            return ApiError(503, f"the server cannot classify: {why} (see the server log)", "failed")
+        message = "the model is still loading" if self.status == "loading" else "the server is shutting down"
+        return ApiError(503, message, "not_ready", RETRY_AFTER)
+
+    async def start(self) -> None:
+        """Load and warm the model, then start batching; a failure is recorded (status "failed") and reported."""
+        try:
+            classifier, call_cost = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
+        except Exception as e:  # a model that cannot load stops `serve`; an app without that hook reports failed
+            self.load_failure = (str(e) if isinstance(e, RobertaInferError) else
+                                 f"the model cannot be loaded ({type(e).__name__})")
+            log.error("the model cannot be loaded", exc_info=e)
+            if self.on_load_error is not None:
+                self.on_load_error(e)
+            return
+        self.model = {"class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
+                      "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
+                      "threads": classifier.threads, "provider": classifier.provider,
+                      "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
+                      "parallel_calls": self.limits.parallel_calls, "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
+        self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
+        log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
+
+    def _load_and_warm(self) -> tuple[BundleClassifier, float | None]:
+        """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""
+        classifier = self.load()
+        classify(classifier, [WARMUP_TEXT] * self.limits.max_batch_size, batch_size=self.limits.max_batch_size)
+        return classifier, call_cost_tokens(classifier, self.limits.max_batch_size)
+
+    async def stop(self) -> None:
+        """Run what is queued, then let the executor go."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def classify(self, request: Request) -> Response:
+        """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
+        async def answer(body: bytes) -> Response:
+            return JSONResponse({"results": await self.queue(parse_texts(body, self.limits))})
+
+        return await self.handle(request, answer)
+
+    async def infer_v2(self, request: Request, model_name: str) -> Response:
+        """POST /v2/models/{name}/infer: the Open Inference Protocol's request and response around the same queue."""
+        async def answer(body: bytes) -> Response:
+            if model_name != self.name:
+                raise ApiError(404, f"unknown model {model_name!r}: this server serves {self.name!r}", "unknown_model")
+            try:
+                parsed = v2.parse_infer_request(body, request.headers.get(v2.HEADER_LENGTH))
+            except v2.ProtocolError as e:
+                raise ApiError(400, str(e), "bad_request") from None
+            texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
+            content, headers = v2.infer_response(parsed, await self.queue(texts), model_name=self.name,
+                                                 model_version=v2.MODEL_VERSION)
+            return Response(content, headers=headers,
+                            media_type="application/octet-stream" if headers else "application/json")
+
+        return await self.handle(request, answer)
+
+    async def queue(self, texts: list[str]) -> list[dict]:
+        """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed)."""
+        try:
+            return await self.batcher.classify(texts)
+        except Refused as e:
+            raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
+
+    async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
+        """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""
+        self.metrics.in_flight.inc()
+        try:
+            if not self.ready:
+                raise self.unready_error()
+            response = await answer(await read_body(request, self.limits.max_body_bytes))
+        except ApiError as e:
+            self.metrics.errors.labels(e.reason).inc()
+            response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
+        except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
+            self.metrics.errors.labels("internal").inc()
+            response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.requests.labels(str(response.status_code)).inc()
+        return response
