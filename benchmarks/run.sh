@@ -2,7 +2,7 @@
 # The performance benchmark, for a quiet machine: `compare` (peers as their users run them, the same engines with our
 # batching, and ours, end to end on SST-2 dev), the int8 gates on the default model (ONNX Runtime dynamic, OpenVINO +
 # NNCF static), and `bench` grids of a synthetic roberta-base on each engine and precision. Writes benchmarks/results/
-# and then README's performance section (benchmarks/update_readme.py). About 40 minutes on 2 cores.
+# and then benchmarks/README.md's performance section (benchmarks/update_readme.py). About 40 minutes on 2 cores.
 #   bash benchmarks/run.sh                 # everything
 #   LIMIT=64 OUT=/tmp/r README=/tmp/r/README.md bash benchmarks/run.sh   # a quick check: 64 texts, one bench cell each
 # SST-2 and gpt2_bpe/ are read from $ROBERTA_INFER_DATA (or ./data).
@@ -47,4 +47,4 @@ for form in "${FORMS[@]}"; do
   for ext in json md png; do cp "$WORK/bench-$form/bench.$ext" "$OUT/${name//-/_}.$ext"; done
 done
 
-python benchmarks/update_readme.py --results "$OUT" --readme "${README:-README.md}"
+python benchmarks/update_readme.py --results "$OUT" --readme "${README:-benchmarks/README.md}"

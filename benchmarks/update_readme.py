@@ -1,4 +1,4 @@
-"""Regenerate README.md's performance section from measured results, so no figure there is typed by hand.
+"""Regenerate benchmarks/README.md's performance section from measured results, so no figure there is typed by hand.
 
     python benchmarks/update_readme.py [--results DIR] [--compare F] [--bench F …] [--quantize MANIFEST …] [--readme README.md]
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="bench JSON files, in table order (a .png of the same name beside one is shown); "
                              "default: RESULTS/bench*.json, fp32 first")
     parser.add_argument("--quantize", type=Path, nargs="*", help="int8 bundles' manifest.json (default: RESULTS/*int8_manifest.json)")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "benchmarks" / "README.md")
     args = parser.parse_args(argv)
     results = args.results
     compare = args.compare or (results / "compare.json" if (results / "compare.json").is_file() else None)
