@@ -216,7 +216,7 @@ def sweep(classifier: RobertaClassifier, split: Sst2Split, work_dir: Path, bundl
 def by_batch_size(grid: dict, seq_len: int, batch_sizes: list[int]) -> list[dict]:
     """Table 1: one row per batch size at `seq_len`: {"batch_size", "seq_len", "fp32", "fast" (each {"bundle",
     "sentences_per_s", "results"}, or None where not measured), "reference_sentences_per_s" (the guide's, or None)}.
-    Accuracy does not depend on the batch size: it is by_seq_len's row for `seq_len`."""
+    Accuracy is measured once per bundle: by_seq_len's row for `seq_len` (with its range over the batch sizes)."""
     cells = cell_index(grid)
     return [{"batch_size": batch_size, "seq_len": seq_len,
              **{row: speed_of(cells.get((row, seq_len, batch_size))) for row in ROWS},
