@@ -38,9 +38,9 @@ from .report import Table as ReportTable
 
 DYNAMIC_BUNDLE = "bundle-fp32-dynamic"  # the fp32 export the grid pads to each length, and ort-int8 quantizes
 ROWS = {"fp32": "fp32, the reference's way", "fast": "fastest gated"}
-ACCURACY_NOTE = ("Fixed padding gives the same labels at any batch; where a bundle's move with the batch (ONNX Runtime's "
-                 "dynamic int8 scales each call's activations over the whole batch), the range over the batch sizes "
-                 "follows in parentheses.")
+ACCURACY_NOTE = ("fp32 with fixed padding gives the same labels at any batch; where a bundle's labels move with the batch "
+                 "(int8 rounds differently with the batch's shape and, quantized dynamically, with its other sentences), "
+                 "the range over the batch sizes follows in parentheses.")
 
 
 def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | None = None, bpe_dir: Path | None = None,
@@ -215,7 +215,7 @@ def sweep(classifier: RobertaClassifier, split: Sst2Split, work_dir: Path, bundl
 def by_batch_size(grid: dict, seq_len: int, batch_sizes: list[int]) -> list[dict]:
     """Table 1: one row per batch size at `seq_len`: {"batch_size", "seq_len", "fp32", "fast" (each {"bundle",
     "sentences_per_s", "results"}, or None where not measured), "reference_sentences_per_s" (the guide's, or None)}.
-    Accuracy does not depend on the batch size: it is by_seq_len's row for `seq_len`."""
+    Accuracy is measured once per bundle: by_seq_len's row for `seq_len` (with its range over the batch sizes)."""
     cells = cell_index(grid)
     return [{"batch_size": batch_size, "seq_len": seq_len,
              **{row: speed_of(cells.get((row, seq_len, batch_size))) for row in ROWS},
@@ -226,7 +226,7 @@ def by_seq_len(grid: dict, batch_sizes: list[int]) -> list[dict]:
     """Table 2: one row per sequence length: {"seq_len", "truncated" (sentences cut to it), "accuracy_batch_size",
     "fp32", "fast" (each None where not measured, else {"bundle", "accuracy" (a fraction, at accuracy_batch_size),
     "correct", "accuracy_range" ([lowest, highest] over every batch size measured: equal unless the bundle's labels
-    move with the batch, as dynamic int8's do), "smallest_batch", "best_batch" (each {"batch_size", "sentences_per_s"},
+    move with the batch, as int8 labels may), "smallest_batch", "best_batch" (each {"batch_size", "sentences_per_s"},
     over `batch_sizes`)}),
     "reference" (the guide's table-2 row: {"accuracy": {"baseline", "npu"}, "batch_1_sentences_per_s",
     "best_sentences_per_s"}, or None where it has none)}."""
@@ -278,7 +278,7 @@ def batch_size_cells(report: dict) -> tuple[str, list[str], list[list[str]], str
             for row in report["by_batch_size"]]
     rows.append(["accuracy, every batch", accuracy_cell(length["fp32"]), accuracy_cell(length["fast"]),
                  reference_accuracy_cell(reference_accuracy(seq_len))])
-    note = (f"Accuracy: one figure per column, at batch {length['accuracy_batch_size']}, for every batch size. "
+    note = (f"Accuracy: one figure per column, measured at batch {length['accuracy_batch_size']}, for every batch size: "
             f"{ACCURACY_NOTE} The reference's: baseline / NPU. {grid_note(report)}")
     return f"Table 1: SST-2 dev at {seq_len} ids, by batch size", header, rows, note
 
@@ -298,7 +298,7 @@ def seq_len_cells(report: dict) -> tuple[str, list[str], list[list[str]], str]:
                      published(reference.get("batch_1_sentences_per_s") if smallest == 1 else None),
                      *(best_cell(row[name]) for name in ROWS), published(reference.get("best_sentences_per_s"))])
     note = (f"cut: sentences longer than the length, truncated with </s> kept last. Accuracy at batch "
-            f"{report['grid']['accuracy_batch_size']} (the reference's at batch 1). {ACCURACY_NOTE} Best batch: the fastest of "
+            f"{report['grid']['accuracy_batch_size']} (the reference's at batch 1): {ACCURACY_NOTE} Best batch: the fastest of "
             f"{', '.join(map(str, report['grid']['batch_sizes']))}, in parentheses. The reference's table 2 has no row for "
             f"{FIGURES['by_batch_size']['seq_len']} (see table 1). {grid_note(report)}")
     return "Table 2: SST-2 dev by sequence length", header, rows, note
