@@ -144,19 +144,29 @@ def search_float_nodes(groups: dict[str, list[str]], sizes: dict[str, int], meas
 
 
 class RevertedOps(logging.Handler):
-    """Collects the operations nncf.quantize_with_accuracy_control reports reverting to floating point (its log)."""
+    """Collects from nncf.quantize_with_accuracy_control's log the operations it left in floating point: its final
+    report's list ("N out of M were reverted back to the floating-point precision"), else (where it reverted every
+    group it ranked and wrote no such report) every operation it reverted on the way; and its summary lines."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.names: list[str] = []
+        self.tried: list[str] = []
+        self.final: list[str] | None = None
         self.messages: list[str] = []
+
+    @property
+    def names(self) -> list[str]:
+        return self.final if self.final is not None else list(dict.fromkeys(self.tried))
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("Reverted ") or "reverted back to the floating-point" in message or message.startswith("Algorithm"):
+        lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+        if message.startswith("Reverted "):
+            self.tried += lines
+        elif "reverted back to the floating-point" in message:
+            self.final = lines
+        if "reverted back" in message or message.startswith(("Algorithm", "All layers", "The algorithm", "Accuracy drop:")):
             self.messages.append(message.splitlines()[0])
-            if message.startswith("Reverted "):
-                self.names += [line.strip() for line in message.splitlines()[1:] if line.strip()]
 
 
 def nncf_validation(heldout: HeldOut, classifier: Classifier, batch_size: int, seq_len: int | None,
