@@ -108,3 +108,32 @@ def make_hf_model(directory: Path, shared: Path, *, num_labels: int = 2, layers:
 @pytest.fixture(scope="session")
 def hf_model(tmp_path_factory, shared_data) -> Path:
     return make_hf_model(tmp_path_factory.mktemp("hf") / "model", shared_data)
+
+
+def make_int8_fragile_model(directory: Path, shared: Path, *, layer: int = 1) -> Path:
+    """`make_hf_model`, then one FFN neuron of `layer` made dead (input weights 0, bias -1000: GELU gives exactly 0)
+    with output weights of 1e4: fp32 is unchanged, but int8's per-channel scales grow so that every other weight of
+    that FFN output rounds to 0, which breaks the layer on any CPU. Leaving that MatMul fp32 repairs it."""
+    make_hf_model(directory, shared, seed=7)
+    model = RobertaForSequenceClassification.from_pretrained(directory)
+    ffn = model.roberta.encoder.layer[layer]
+    with torch.no_grad():
+        ffn.intermediate.dense.weight[0] = 0
+        ffn.intermediate.dense.bias[0] = -1000
+        ffn.output.dense.weight[:, 0] = 1e4
+    model.save_pretrained(directory)
+    return directory
+
+
+def self_labelled_data(directory: Path, shared: Path, labels_from, *, rows: int = 300) -> Path:
+    """SST-2 train.tsv and dev.tsv of `rows` sentences each (dev's first, train's longest), labelled with the
+    predictions of `labels_from` (texts → logits [N, 2]): fp32 scores 100 %, so every label int8 flips is lost."""
+    from roberta_infer.data import read_sst2
+
+    directory.mkdir(parents=True, exist_ok=True)
+    dev = read_sst2(shared / "SST-2" / "dev.tsv").sentences[:rows]
+    train = sorted(read_sst2(shared / "SST-2" / "train.tsv").sentences[:20000], key=lambda s: -len(s))[:rows]
+    for name, texts in (("dev", dev), ("train", train)):
+        predicted = labels_from(texts).argmax(1)
+        (directory / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{p}\n" for s, p in zip(texts, predicted)))
+    return directory

@@ -64,11 +64,13 @@ def test_gate_refuses_a_bundle_that_loses_accuracy(fp32_bundle, shared_data, tmp
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{p}\n" for s, p in zip(sentences, predicted)))
     out = tmp_path / "int8"
-    assert main(["quantize", "--model", str(fp32_bundle), "--out", str(out), "--data", str(tmp_path / "data")]) == 2
+    assert main(["quantize", "--model", str(fp32_bundle), "--out", str(out), "--data", str(tmp_path / "data"),
+                 "--no-accuracy-aware"]) == 2
     err = capsys.readouterr().err
     assert "accuracy points on SST-2 dev (100.00 % →" in err and "more than --max-accuracy-drop 0.3: nothing written" in err
     assert not out.exists()
-    gate = quantize_bundle(fp32_bundle, out, data=tmp_path / "data", max_accuracy_drop=100, progress=lambda _: None)["quantization"]["gate"]
+    gate = quantize_bundle(fp32_bundle, out, data=tmp_path / "data", max_accuracy_drop=100, accuracy_aware=False,
+                           progress=lambda _: None)["quantization"]["gate"]
     assert gate["accuracy_fp32"] == 1 and gate["accuracy_int8"] == gate["label_agreement"] < 0.997, "the refused loss is real"
 
 

@@ -98,7 +98,8 @@ def test_bf16_and_int8_manifests(ov_bundles, shared_data):
         assert "no bf16" in bf16["bf16"]["note"]
     int8 = json.loads((ov_bundles["int8"] / "manifest.json").read_text())
     q = int8["quantization"]
-    assert int8["precision"] == "int8" and q["method"] == "nncf.quantize" and q["nncf"]
+    assert int8["precision"] == "int8" and q["method"] == "nncf.quantize_with_accuracy_control" and q["nncf"]
+    assert q["accuracy_aware"]["max_drop_pp"] == 100 and isinstance(q["float_nodes"], list), "accuracy-aware by default"
     calibration = q["calibration"]
     assert calibration["path"].endswith("train.tsv") and calibration["sentences"] == 64 and calibration["seed"] == 0
     assert q["gate"]["data"]["path"].endswith("dev.tsv") and q["gate"]["data"]["samples"] == 872
@@ -176,7 +177,8 @@ def test_int8_export_that_loses_accuracy_writes_nothing(tmp_path, shared_data):
     (tmp_path / "data" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{p}\n" for s, p in zip(dev, predicted)))
     out = tmp_path / "int8"
     with pytest.raises(RobertaInferError, match="more than --max-accuracy-drop 0.3: nothing written"):
-        build_bundle(classifier, out, engine="openvino", precision="int8", data=tmp_path / "data", calibration_size=64, **QUIET)
+        build_bundle(classifier, out, engine="openvino", precision="int8", data=tmp_path / "data", calibration_size=64,
+                     accuracy_aware=False, **QUIET)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]
 
 

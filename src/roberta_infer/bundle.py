@@ -21,7 +21,8 @@ from . import __version__
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir
-from .predict import encode, length_batches, pad_batch
+from .accuracy_aware import RevertedOps, heldout_measure, heldout_set, nncf_validation
+from .predict import classify, encode, length_batches, pad_batch
 from .engines import make_session, openvino_session
 from .gate import accuracy_gate, check_max_drop
 from .hardware import cpu_isa
@@ -55,7 +56,7 @@ CALIBRATION_BATCH = 8
 def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | None = None, seq_len: int | None = None,
                  opset: int = 17, engine: str = "onnxruntime", precision: str = "fp32", data: Path | None = None,
                  max_accuracy_drop: float = 0.3, calibration_size: int = 300, threads: int | None = None, progress=print,
-                 force: bool = False) -> dict:
+                 force: bool = False, accuracy_aware: bool = True, heldout_max_drop: float | None = None) -> dict:
     """Export `classifier` to the bundle directory `out` for `engine` at `precision`; returns the manifest.
 
     onnxruntime (fp32 only; int8 is `quantize`'s): export, fusion, simplification. openvino: IR from the same
@@ -64,9 +65,14 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
     below the fp32 IR). Raises RobertaInferError, having written nothing, if fusion is incomplete, the fp32 logits
     drift above 1e-4 from PyTorch, or the int8 gate fails. `out` is written through `outputs.output_dir` (an
     existing bundle is replaced only with `force`).
+
+    int8 `accuracy_aware` (the default): NNCF's `quantize_with_accuracy_control` reverts the most sensitive ops to
+    floating point until at most `heldout_max_drop` points (default `max_accuracy_drop`) are lost on held-out SST-2
+    train (`accuracy_aware.heldout_set`: not the calibration sentences, never dev); then the same dev gate.
     """
     check_build_options(batch_size=batch_size, seq_len=seq_len, engine=engine, precision=precision, data=data,
-                        max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size)
+                        max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
+                        heldout_max_drop=heldout_max_drop)
     if seq_len is not None and seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
     from .export import OnnxSpec
@@ -87,7 +93,8 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
         }
         build = build_onnx if engine == "onnxruntime" else build_openvino
         manifest |= build(classifier, tmp, spec, manifest, precision=precision, data=data, max_accuracy_drop=max_accuracy_drop,
-                          calibration_size=calibration_size, threads=threads, progress=progress)
+                          calibration_size=calibration_size, threads=threads, progress=progress, accuracy_aware=accuracy_aware,
+                          heldout_max_drop=max_accuracy_drop if heldout_max_drop is None else heldout_max_drop)
         manifest["model_sha256"] = model_sha256(tmp, engine)
         classifier.encoder.save(tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -114,7 +121,8 @@ def build_onnx(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifes
 
 
 def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, *, precision: str, data: Path | None,
-                   max_accuracy_drop: float, calibration_size: int, threads: int | None, progress) -> dict:
+                   max_accuracy_drop: float, calibration_size: int, threads: int | None, progress, accuracy_aware: bool,
+                   heldout_max_drop: float) -> dict:
     """model.xml + model.bin in `tmp`: OpenVINO IR of the fp32 model, checked ≤ 1e-4 vs PyTorch with the f32 hint;
     bf16 records its deviation from PyTorch; int8 is NNCF-quantized and must pass the accuracy gate."""
     from .export import deviation, export_openvino
@@ -140,14 +148,18 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
                  f"label agreement {100 * part['bf16']['label_agreement']:.1f} % of {part['bf16']['rows']} rows")
     if precision == "int8":
         part["quantization"] = quantize_openvino(classifier, tmp, spec, manifest, fp32, data=data, max_accuracy_drop=max_accuracy_drop,
-                                                 calibration_size=calibration_size, threads=threads, progress=progress)
+                                                 calibration_size=calibration_size, threads=threads, progress=progress,
+                                                 accuracy_aware=accuracy_aware, heldout_max_drop=heldout_max_drop)
         part["openvino"]["inference_precision"] = part["quantization"].pop("inference_precision")
     return part
 
 
 def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, fp32, *, data: Path | None,
-                      max_accuracy_drop: float, calibration_size: int, threads: int | None, progress) -> dict:
-    """Replace tmp's fp32 IR by NNCF's static int8 (calibrated on SST-2 train), if it passes the SST-2 dev gate."""
+                      max_accuracy_drop: float, calibration_size: int, threads: int | None, progress, accuracy_aware: bool,
+                      heldout_max_drop: float) -> dict:
+    """Replace tmp's fp32 IR by NNCF's static int8 (calibrated on SST-2 train), if it passes the SST-2 dev gate;
+    `accuracy_aware`: through `nncf.quantize_with_accuracy_control` on held-out SST-2 train (`heldout_max_drop`
+    points), the operations it reverted to floating point recorded as `float_nodes`."""
     import nncf
     import openvino as ov
 
@@ -160,22 +172,42 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
         feeds.append(fill_batch(tokens, spec.batch_size, classifier.encoder) if spec.batch_size else tokens)
     progress(f"quantizing with NNCF {nncf.__version__}: static int8, calibrated on {len(sentences)} SST-2 train sentences "
              f"({len(feeds)} batches)")
-    log = logging.getLogger("nncf")
+    reference = BundleClassifier(fp32, classifier.encoder, classifier.class_names, manifest)
+    log, reverted = logging.getLogger("nncf"), RevertedOps()
     level = log.level
     log.setLevel(logging.WARNING)  # its INFO lines restate what the line above says
     try:
-        quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds),
-                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+        if accuracy_aware:
+            heldout = heldout_set(reference, data, exclude=set(sentences))
+            items, validate = nncf_validation(heldout, classifier, spec.batch_size or CALIBRATION_BATCH, spec.seq_len,
+                                              lambda t: fill_batch(t, spec.batch_size, classifier.encoder) if spec.batch_size else t)
+            progress(f"accuracy-aware: NNCF reverts the most sensitive ops to floating point until at most {heldout_max_drop:g} "
+                     f"points are lost on {len(heldout.sentences)} held-out SST-2 train sentences fp32 gets right")
+            log.setLevel(logging.INFO)
+            log.addHandler(reverted)
+            quantized = nncf.quantize_with_accuracy_control(
+                ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds), nncf.Dataset(items, lambda item: item[0]),
+                validate, max_drop=heldout_max_drop / 100, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+        else:
+            quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds),
+                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
     finally:
         log.setLevel(level)
+        log.removeHandler(reverted)
     for name in ("model.xml", "model.bin"):  # unlinked first: the fp32 session may still map the old weights
         (tmp / name).unlink()
     ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
     int8 = openvino_session(tmp / "model.xml", threads=threads, precision="int8")
-    reference, candidate = (BundleClassifier(session, classifier.encoder, classifier.class_names, manifest)
-                            for session in (fp32, int8))
+    candidate = BundleClassifier(int8, classifier.encoder, classifier.class_names, manifest)
     gate = accuracy_gate(reference, candidate, data=data, max_accuracy_drop=max_accuracy_drop, progress=progress)
-    return {"method": "nncf.quantize", "nncf": nncf.__version__, "model_type": "transformer", "subset_size": len(feeds),
+    aware = None
+    if accuracy_aware:
+        measured = heldout_measure(heldout, classify(reference, heldout.sentences), classify(candidate, heldout.sentences))
+        aware = {"max_drop_pp": heldout_max_drop, "heldout_drop_pp": measured["lost_pp"], **measured,
+                 "float_nodes": reverted.names, "nncf_log": reverted.messages, "heldout": heldout.record}
+        progress(f"accuracy-aware: {len(reverted.names)} ops left in floating point, held-out loss {measured['lost_pp']:.2f} points")
+    return {"method": "nncf.quantize_with_accuracy_control" if accuracy_aware else "nncf.quantize", "nncf": nncf.__version__,
+            "float_nodes": reverted.names, "accuracy_aware": aware, "model_type": "transformer", "subset_size": len(feeds),
             "inference_precision": int8.inference_precision,
             "calibration": {"path": str(train.path), "sha256": sha256_file(train.path), "sentences": len(sentences),
                             "seed": CALIBRATION_SEED, "batches": len(feeds)},
@@ -183,7 +215,7 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
 
 
 def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: str, precision: str, data: Path | None,
-                        max_accuracy_drop: float, calibration_size: int) -> None:
+                        max_accuracy_drop: float, calibration_size: int, heldout_max_drop: float | None = None) -> None:
     """`build_bundle`'s options that need no model, checked before one is loaded (RobertaInferError): a static
     shape needs both sizes, an engine and precision it exports, and for int8 a gate, a calibration size and SST-2
     train.tsv and dev.tsv in `data`."""
@@ -199,6 +231,7 @@ def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: 
                                 + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))
     if precision == "int8":
         check_max_drop(max_accuracy_drop)
+        check_max_drop(max_accuracy_drop if heldout_max_drop is None else heldout_max_drop)
         if calibration_size < 1:
             raise RobertaInferError(f"--calibration-size must be positive, got {calibration_size}")
         sst2_file(data, "train"), sst2_file(data, "dev")  # both found before any work is done

@@ -37,13 +37,15 @@ from .gate import accuracy_gate, check_max_drop
 from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
-from .quantize import comparable, ort_int8_bundle
+from .quantize import QuantSettings, comparable, ort_int8_bundle
 from .synthetic import mark_synthetic, model_label
 
 BATCH_SIZE = 32
 FIXED_LEN = 70
 # Bundles are built ungated (their accuracy is in the table); ours is chosen among those whose gate, run on the
-# accuracy model at their build, passed (by default at `quantize`'s 0.3 SST-2 dev percentage points).
+# accuracy model at their build, passed (by default at `quantize`'s 0.3 SST-2 dev percentage points). int8 bundles
+# of the accuracy model are built accuracy-aware against that limit on held-out SST-2 train; the speed model's ORT
+# int8 leaves the same MatMuls fp32 (its OpenVINO int8 is plain NNCF int8: its reverted ops are not carried over).
 NO_GATE = 100.0
 
 
@@ -63,9 +65,9 @@ ENGINES = {
     "hf-fp32": Engine("pytorch", "fp32", "Hugging Face transformers eager fp32", "torch"),
     "torch-bf16": Engine("pytorch", "bf16", 'PyTorch bf16 autocast (torch.autocast("cpu", torch.bfloat16))', "torch-bf16"),
     "torch-int8": Engine("pytorch", "int8", "PyTorch dynamic int8 (torch.ao quantize_dynamic, Linear)", "torch-int8"),
-    "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8", "ort-int8"),
+    "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8 (accuracy-aware)", "ort-int8"),
     "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 where the CPU has it)", "ov:ov-fp32"),
-    "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8", "ov:ov-int8"),
+    "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8 (accuracy-aware)", "ov:ov-int8"),
 }
 BASELINE = "peer:hf-fp32-fixed70"
 # Mode name → (group, engine key). The baseline is the only fixed-length row.
@@ -127,11 +129,17 @@ class OpenVinoPeer:
 
 
 class Models:
-    """One model in every form the modes run, made on first use; bundles cached in `work_dir` per model."""
+    """One model in every form the modes run, made on first use; bundles cached in `work_dir` per model.
+
+    int8 bundles are accuracy-aware (at most `max_drop` points lost on held-out SST-2 train) where `search`, else
+    plain; with `float_like` (the accuracy model's Models) ORT int8 leaves fp32 the MatMuls that model's does.
+    """
 
     def __init__(self, classifier: RobertaClassifier, work_dir: Path, *, data: Path | None, threads: int,
-                 progress: Callable[[str], None]) -> None:
+                 progress: Callable[[str], None], max_drop: float = 0.3, search: bool = True,
+                 float_like: Models | None = None) -> None:
         self.classifier, self.work_dir, self.data, self.threads, self.progress = classifier, Path(work_dir), data, threads, progress
+        self.max_drop, self.search, self.float_like = max_drop, search, float_like
         self.forms: dict[str, Classifier] = {}
         self.checked: set[str] = set()  # bundles found current or built by this object: not loaded again to check
 
@@ -141,14 +149,20 @@ class Models:
         directory = self.work_dir / name
         if name in self.checked:
             return directory
-        if not current(directory, self.classifier.source, engine, precision):
+        aware = {"accuracy_aware": self.search, "heldout_max_drop": self.max_drop}
+        if name == "ort-int8" and self.float_like is not None:
+            float_nodes = load_bundle(self.float_like.bundle(name)).manifest["quantization"]["float_nodes"]
+            aware["settings"] = replace(QuantSettings(), float_nodes=tuple(float_nodes))
+        if not current(directory, self.classifier.source, engine, precision, aware):
             self.progress(f"building {directory} ({engine} {precision})")
             if name == "ort-int8":
                 ort_int8_bundle(self.classifier, self.work_dir / "ort-fp32", directory, data=self.data, max_accuracy_drop=NO_GATE,
-                                threads=self.threads, progress=self.progress)
+                                threads=self.threads, progress=self.progress, **aware)
             else:
+                options = {key: value for key, value in aware.items() if key != "settings"} if precision == "int8" else {}
                 mark_synthetic(build_bundle(self.classifier, directory, engine=engine, precision=precision, data=self.data,
-                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True),
+                                            max_accuracy_drop=NO_GATE, threads=self.threads, progress=self.progress, force=True,
+                                            **options),
                               directory)
         self.checked.add(name)
         return directory
@@ -189,13 +203,22 @@ class Models:
         return model_label({"source": self.classifier.source, "synthetic": self.classifier.source.get("kind") == "synthetic"})
 
 
-def current(bundle: Path, source: dict, engine: str, precision: str) -> bool:
-    """Whether `bundle` loads and was made from `source` as `engine` / `precision` (else it is rebuilt)."""
+def current(bundle: Path, source: dict, engine: str, precision: str, aware: dict | None = None) -> bool:
+    """Whether `bundle` loads and was made from `source` as `engine` / `precision` (else it is rebuilt); for int8,
+    also as `aware` asks (`Models.bundle`: accuracy-aware at the same held-out limit, or the same fp32 MatMuls)."""
     try:
         loaded = load_bundle(bundle)
     except (RobertaInferError, KeyError):
         return False
-    return comparable(loaded.manifest["source"]) == comparable(source) and (loaded.engine, loaded.precision) == (engine, precision)
+    same = comparable(loaded.manifest["source"]) == comparable(source) and (loaded.engine, loaded.precision) == (engine, precision)
+    if not same or precision != "int8" or aware is None:
+        return same
+    quantization = loaded.manifest.get("quantization", {})
+    search = quantization.get("accuracy_aware")
+    if not aware["accuracy_aware"]:
+        wanted = aware["settings"].float_nodes if "settings" in aware else ()
+        return search is None and tuple(quantization.get("float_nodes", ())) == tuple(wanted)
+    return search is not None and search.get("max_drop_pp") == aware["heldout_max_drop"]
 
 
 class Recorder:
@@ -304,11 +327,13 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     split = read_sst2(sst2_file(data, "dev"))
     texts, raw_labels = split.sentences[:limit], split.labels[:limit]
     threads = threads or physical_cores()
-    speed = Models(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress)
     trained = None
-    if accuracy_model is not None:
-        trained = speed if accuracy_model is speed_model else Models(accuracy_model, Path(work_dir) / "accuracy", data=data,
-                                                                     threads=threads, progress=progress)
+    if accuracy_model is not None and accuracy_model is not speed_model:
+        trained = Models(accuracy_model, Path(work_dir) / "accuracy", data=data, threads=threads, progress=progress,
+                         max_drop=max_accuracy_drop)
+    speed = Models(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress,
+                   max_drop=max_accuracy_drop, search=accuracy_model is speed_model, float_like=trained)
+    trained = speed if accuracy_model is speed_model else trained
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(threads)  # the PyTorch modes and the GEMM peak get the cores the other engines get
     try:
