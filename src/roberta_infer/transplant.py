@@ -20,7 +20,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders
 from transformers import BertModel, RobertaConfig, RobertaForSequenceClassification
