@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import roberta_infer
@@ -316,7 +317,8 @@ def test_data_prepared_for_another_vocabulary_is_refused_naming_both(pairs, hf_m
 
 
 def test_ids_beyond_the_models_vocabulary_are_refused_before_the_engine_sees_them(pairs, tmp_path, capsys):
-    """A prepared folder from before vocabularies were recorded: its ids alone show it is not the small model's."""
+    """A prepared folder from before vocabularies were recorded: its ids alone show it is not the bundle's model's
+    (one id past the model's vocabulary, as a larger model's data would hold)."""
     import shutil
 
     old = tmp_path / "old-prepared"
@@ -324,10 +326,13 @@ def test_ids_beyond_the_models_vocabulary_are_refused_before_the_engine_sees_the
     meta = json.loads((old / "meta.json").read_text())
     del meta["vocab"]["vocab_sha256"]
     (old / "meta.json").write_text(json.dumps(meta))
+    size = json.loads((pairs / "default-bundle" / "manifest.json").read_text())["architecture"]["vocab"]
+    tokens = np.load(old / "src_tokens.npy")
+    tokens[2, 1] = size + 7
+    np.save(old / "src_tokens.npy", tokens)
     capsys.readouterr()
     line = run_failing(["infer", "--model", str(pairs / "default-bundle"), "--input", str(old), "--out", str(tmp_path / "r")],
                        capsys)
-    size = json.loads((pairs / "default-bundle" / "manifest.json").read_text())["architecture"]["vocab"]
     assert f"beyond the {size} tokens of the bundle's model" in line and not (tmp_path / "r").exists()
 
 
