@@ -103,8 +103,9 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
 
 
 def test_ours_only_from_bundles_that_kept_accuracy(model, shared_data, work, small_peak):
-    compare(model, model, work_dir=work, modes=["ours"], data=shared_data, limit=8, threads=1, ours_from=("ort-int8",),
-            max_accuracy_drop=100, progress=lambda _: None)
+    # built as the calls below want it (accuracy-aware within 1 point), without choosing ours yet
+    compare(model, model, work_dir=work, modes=["engine:ort-int8"], data=shared_data, limit=8, threads=1,
+            max_accuracy_drop=1, progress=lambda _: None)
     manifest_path = work / "speed" / "ort-int8" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["quantization"]["gate"]["accuracy_drop_pp"] = 5.0  # as if int8 had lost 5 points on the accuracy model
@@ -187,7 +188,7 @@ def test_readme_section_is_generated(model, shared_data, work, tmp_path, small_p
     update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize", str(work / "speed" / "ort-int8" / "manifest.json"),
                         "--bench", "--readme", str(readme)])
     text = readme.read_text()
-    assert "Not measured yet" not in text and "| peer | ONNX Runtime dynamic int8, arrival order" in text and "int8 gate (hf80" in text
+    assert "Not measured yet" not in text and "| peer | ONNX Runtime dynamic int8 (accuracy-aware), arrival order" in text and "int8 gate (hf80" in text
     assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n") and text.endswith("<!-- performance:end -->\n\nrest\n")
     assert result["machine"]["cpu"] in text and "Ours is" in text
 
@@ -208,4 +209,6 @@ def test_openvino_rows_and_ours_chosen_among_every_engine(model, shared_data, wo
     assert by_candidate[ours["candidate"]] == max(by_candidate.values()) == ours["sentences_per_s"]
     assert (ours["engine"], ours["precision"]) == {"ort-int8": ("onnxruntime", "int8"), "ov-int8": ("openvino", "int8"),
                                                    "ov-bf16": ("openvino", "bf16")}[ours["candidate"]]
-    assert json.loads((work / "speed" / "ov-int8" / "manifest.json").read_text())["quantization"]["method"] == "nncf.quantize"
+    # speed and accuracy model are one here, so its int8 bundles are accuracy-aware
+    method = json.loads((work / "speed" / "ov-int8" / "manifest.json").read_text())["quantization"]["method"]
+    assert method == "nncf.quantize_with_accuracy_control"
