@@ -11,7 +11,8 @@ import pytest
 from conftest import FIXTURES
 
 from roberta_infer.cli import main
-from roberta_infer.data import read_binarised, read_indexed_dataset, read_sst2, sst2_file
+from roberta_infer.binarised import read_binarised, read_indexed_dataset
+from roberta_infer.data import read_sst2, sst2_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.prepare import check_vocabulary, label_indices, load_prepared, prepare
 from roberta_infer.tokenise import FairseqDictionary, TextEncoder, pad_to

@@ -17,7 +17,8 @@ from roberta_infer.cli import main
 from roberta_infer.data import read_sst2, sha256_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import classify
-from roberta_infer.train import TrainState, split_by_sentence, train
+from roberta_infer.fit import TrainState
+from roberta_infer.train import split_by_sentence, train
 
 TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "max_len": 16, "batch_size": 16, "lr": 3e-3, "threads": 1,
         "holdout": 0.2, "show_progress": False}

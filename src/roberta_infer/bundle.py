@@ -26,6 +26,7 @@ from .predict import classify, encode, length_batches, pad_batch
 from .engines import make_session, openvino_session
 from .gate import accuracy_gate, check_max_drop
 from .hardware import cpu_isa
+from .optimize import inspect_onnx, optimize_onnx
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
 
@@ -75,7 +76,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
                         heldout_max_drop=heldout_max_drop)
     if seq_len is not None and seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
-    from .export import OnnxSpec
+    from .export import OnnxSpec  # deferred (as export_onnx, check_fidelity…): export imports torch, loading a bundle does not
 
     spec = OnnxSpec(batch_size, seq_len, opset)
     with output_dir(out, "bundle", force=force) as tmp:
@@ -103,8 +104,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
 
 def build_onnx(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, *, progress, **_) -> dict:
     """model.onnx in `tmp`: export, fuse (every layer's attention or fail), slim, check ≤ 1e-4 vs PyTorch."""
-    from .export import export_onnx
-    from .optimize import optimize_onnx
+    from .export import export_onnx  # deferred: torch
 
     config = classifier.model.config
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
@@ -125,7 +125,7 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
                    heldout_max_drop: float) -> dict:
     """model.xml + model.bin in `tmp`: OpenVINO IR of the fp32 model, checked ≤ 1e-4 vs PyTorch with the f32 hint;
     bf16 records its deviation from PyTorch; int8 is NNCF-quantized and must pass the accuracy gate."""
-    from .export import deviation, export_openvino
+    from .export import deviation, export_openvino  # deferred: torch
 
     import openvino as ov
 
@@ -246,7 +246,7 @@ def fidelity_shapes(classifier: RobertaClassifier, spec: OnnxSpec) -> list[tuple
 
 def fidelity_check(classifier: RobertaClassifier, session, spec: OnnxSpec, progress) -> dict:
     """`check_fidelity` at `fidelity_shapes` plus the real CHECK_TEXTS, within TOLERANCE (or RobertaInferError)."""
-    from .export import check_fidelity
+    from .export import check_fidelity  # deferred: torch
 
     real = real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens))
     fidelity = check_fidelity(classifier.model, classifier.encoder.pad, session, fidelity_shapes(classifier, spec),
@@ -310,8 +310,6 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         session = openvino_session(directory / "model.xml", threads=threads, precision=precision,
                                    streams=streams)
     else:
-        from .optimize import inspect_onnx
-
         inspect_onnx(directory / "model.onnx")
         session = make_session(directory / "model.onnx", threads=threads, provider=provider, spin=spin)
     return BundleClassifier(session, TextEncoder.load(directory), manifest["class_names"], manifest)
@@ -322,7 +320,7 @@ def open_model(path: Path, *, threads: int | None = None, provider: str = "cpu",
 
     `checkpoint_options` (fairseq_data, bpe_dir, head, class_names) go to `checkpoint.load_classifier`.
     """
-    from .checkpoint import load_classifier
+    from .checkpoint import load_classifier  # deferred: torch
 
     if (Path(path) / "manifest.json").is_file():
         return load_bundle(path, threads=threads, provider=provider)

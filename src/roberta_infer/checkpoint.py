@@ -24,9 +24,9 @@ from transformers.utils import logging as hf_logging
 from .data import bpe_dir as default_bpe_dir
 from .data import read_utf8, sha256_file
 from .errors import RobertaInferError
+from .outputs import FAIRSEQ_CHECKPOINTS, HF_WEIGHTS, describe, kind_of
 from .tokenise import FairseqDictionary, TextEncoder, label_symbols
 
-FAIRSEQ_CHECKPOINT_NAMES = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 # Non-tensor types a genuine fairseq checkpoint pickles (2019 `args`, numpy scalars in `extra_state`).
 # numpy 1.x pickles name its scalar reconstructor `numpy.core.…`, numpy 2 `numpy._core.…`: allow both spellings.
 _DTYPES = [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
@@ -40,7 +40,6 @@ SAFE_GLOBALS = [
 ]
 ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new", "relu": "relu", "tanh": "tanh"}
 HEAD_PREFIX = "classification_heads."
-HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 HF_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -88,32 +87,20 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
             raise RobertaInferError(f"--head chooses a fairseq classification head; {path} is a Hugging Face model with one classifier")
         return load_huggingface(path, bpe_dir=bpe_dir, class_names=class_names)
     if path.is_dir():
-        found = [path / n for n in FAIRSEQ_CHECKPOINT_NAMES if (path / n).is_file()]
+        found = [path / n for n in FAIRSEQ_CHECKPOINTS if (path / n).is_file()]
         if not found:
-            from .outputs import describe, kind_of
-
             kind = kind_of(path)
             if kind is not None:  # another stage's output where a checkpoint belongs: name what it is
                 raise RobertaInferError(f"{path} is {describe(kind)}, not a checkpoint: give the fairseq checkpoint or "
                                         "Hugging Face folder it came from (`roberta-infer info` names a bundle's source)")
             raise RobertaInferError(
                 f"{path} is neither a Hugging Face model (config.json) nor a folder with a fairseq "
-                f"{' / '.join(FAIRSEQ_CHECKPOINT_NAMES)}"
+                f"{' / '.join(FAIRSEQ_CHECKPOINTS)}"
             )
         path = found[0]
     if not path.is_file():
         raise RobertaInferError(f"model {path} not found")
     return load_fairseq(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir, head=head, class_names=class_names)
-
-
-def parse_class_names(text: str | None) -> list[str] | None:
-    """`--class-names a,b,…` → ["a", "b", …] (None stays None); empty or repeated names are refused."""
-    if text is None:
-        return None
-    names = [name.strip() for name in text.split(",")]
-    if not all(names) or len(set(names)) != len(names):
-        raise RobertaInferError(f"--class-names {text!r}: expected distinct, non-empty names separated by commas")
-    return names
 
 
 def named_classes(found: list[str], given: list[str] | None, where: Path) -> list[str]:

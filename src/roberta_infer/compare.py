@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from .bundle import build_bundle, load_bundle
-from .checkpoint import RobertaClassifier
+from .checkpoint import RobertaClassifier, load_classifier
 from .data import read_sst2, sst2_file
+from .default import default_model_dir
 from .engines import compile_openvino
 from .errors import RobertaInferError
 from .evaluate import accuracy
@@ -38,7 +39,7 @@ from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import QuantSettings, comparable, ort_int8_bundle
-from .synthetic import mark_synthetic, model_label
+from .synthetic import mark_synthetic, model_label, synthetic_classifier
 
 BATCH_SIZE = 32
 FIXED_LEN = 70
@@ -290,10 +291,6 @@ def gemm_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
 
 def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str | None]:
     """Synthetic roberta-base for speed; the shipped trained model for accuracy, or None and why."""
-    from .checkpoint import load_classifier
-    from .default import default_model_dir
-    from .synthetic import synthetic_classifier
-
     try:
         trained, note = load_classifier(default_model_dir()), None
     except RobertaInferError as e:

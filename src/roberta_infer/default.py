@@ -6,15 +6,17 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .bundle import build_bundle
+from .data import sha256_file
 from .errors import RobertaInferError
+from .outputs import HF_WEIGHTS
 
 DEFAULT_MODEL = Path(__file__).parent / "default_model"
-WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 def default_model_dir() -> Path:
     """The shipped Hugging Face folder (trained by `roberta-infer train`), used when no --model is given."""
-    if not (DEFAULT_MODEL / "config.json").is_file() or not any((DEFAULT_MODEL / name).is_file() for name in WEIGHTS):
+    if not (DEFAULT_MODEL / "config.json").is_file() or not any((DEFAULT_MODEL / name).is_file() for name in HF_WEIGHTS):
         raise RobertaInferError(
             f"the default model is missing ({DEFAULT_MODEL} has no config.json + weights): "
             f"reinstall roberta-infer, or pass --model PATH"
@@ -29,12 +31,10 @@ def cache_root() -> Path:
 
 def default_bundle(progress: Callable[[str], None] = print) -> Path:
     """The default model as a dynamic-shape bundle under `cache_root()/<sha256 of its weights>`, exported on first use."""
-    from .bundle import build_bundle
-    from .checkpoint import load_classifier
-    from .data import sha256_file
+    from .checkpoint import load_classifier  # deferred: torch, needed only on first use
 
     model = default_model_dir()
-    weights = next(model / name for name in WEIGHTS if (model / name).is_file())
+    weights = next(model / name for name in HF_WEIGHTS if (model / name).is_file())
     target = cache_root() / sha256_file(weights)
     if not (target / "manifest.json").is_file():
         progress(f"exporting the default model to {target} (first use only)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import RobertaInferError
+from .predict import labelled
 
 
 def accuracy(logits: np.ndarray, class_names: list[str], labels: np.ndarray, label_names: list[str]) -> dict:
@@ -45,8 +46,6 @@ def misclassified(logits: np.ndarray, class_names: list[str], labels: np.ndarray
                   texts: list[str]) -> list[dict]:
     """`{"index", "text", "gold", "predicted", "score"}` for each sample the model got wrong, in data order; the
     score is the softmax probability of the predicted class (as `predict` and `serve` report it)."""
-    from .predict import labelled
-
     if len(texts) != len(logits):
         raise RobertaInferError(f"{len(texts)} texts but {len(logits)} results: they are not from the same data")
     gold = gold_classes(logits, class_names, labels, label_names)

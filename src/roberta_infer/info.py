@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .errors import RobertaInferError
+from .runtime import engine_and_precision
 
 
 def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None) -> dict:
@@ -22,7 +23,7 @@ def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | No
         raise RobertaInferError(f"{path} not found")
     if (path / "manifest.json").is_file():
         return describe_bundle(path)
-    from .checkpoint import load_classifier
+    from .checkpoint import load_classifier  # deferred: torch, needed for a checkpoint only
 
     classifier = load_classifier(path, fairseq_data=fairseq_data, bpe_dir=bpe_dir)
     return {"kind": classifier.source.get("kind"), "path": str(path), "source": classifier.source,
@@ -36,8 +37,6 @@ def describe_bundle(directory: Path) -> dict:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RobertaInferError(f"{directory / 'manifest.json'} is not valid JSON: {e}") from None
-    from .runtime import engine_and_precision
-
     engine, precision = engine_and_precision(manifest)
     quantization = manifest.get("quantization") or {}
     gate = manifest.get("gate") or quantization.get("gate")

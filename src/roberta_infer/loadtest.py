@@ -28,8 +28,11 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
+from .data import read_sst2, sst2_file
 from .errors import RobertaInferError
+from .hardware import machine
 from .outputs import check_file, write_json
+from .readers import read_texts
 
 # Used when the SST-2 dev file is not found: a mix of lengths, punctuation and non-ASCII.
 BUILTIN_TEXTS = [
@@ -68,8 +71,6 @@ def check_loopback(url: str) -> str:
 
 def sample_texts() -> tuple[list[str], str]:
     """SST-2 dev sentences when the data are found, else a few built-in ones; and where they came from."""
-    from .data import read_sst2, sst2_file
-
     try:
         path = sst2_file(None, "dev")
         return read_sst2(path).sentences, f"SST-2 dev ({path})"
@@ -258,9 +259,6 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     Texts come from `texts_file` (one per line), else SST-2 dev, else built-in sentences. Raises RobertaInferError
     for bad settings, a URL off this machine, no server there, or a level where every request failed.
     """
-    from .hardware import machine
-    from .readers import read_texts
-
     url = check_loopback(url)
     if not concurrency or min(concurrency) <= 0 or requests <= 0 or texts_per_request <= 0:
         raise RobertaInferError("--concurrency levels, --requests and --texts-per-request must be positive")

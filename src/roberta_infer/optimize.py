@@ -11,9 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
-import onnxslim
-from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
-from onnxruntime.transformers.optimizer import optimize_model
 
 from .errors import RobertaInferError
 from .engines import INPUT_NAME, OUTPUT_NAME
@@ -27,6 +24,8 @@ def optimize_onnx(src: Path, dst: Path, *, num_heads: int, hidden_size: int, num
     """Fuse then slim `src` into `dst`; returns op counts and refuses a result with unfused attention layers."""
     if num_heads < 1 or hidden_size % num_heads:
         raise RobertaInferError(f"hidden size {hidden_size} is not divisible into {num_heads} attention heads")
+    import onnxslim  # deferred (as `fuse`'s optimizer, ~0.4 s): building a bundle needs them, loading one does not
+
     model = onnxslim.slim(fuse(inspect_onnx(src), num_heads, hidden_size))
     counts = op_counts(model)
     fused = counts["Attention"] + counts["MultiHeadAttention"]
@@ -44,6 +43,9 @@ def fuse(model: onnx.ModelProto, num_heads: int, hidden_size: int) -> onnx.Model
     opt_level 1 would first run ONNX Runtime's own basic passes, whose constant folding and MatMul+Add→Gemm
     rewrite of a static-shape export hide the attention pattern too (0 of 3 layers fused on a tiny model).
     """
+    from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions  # deferred: ~0.4 s
+    from onnxruntime.transformers.optimizer import optimize_model
+
     options = FusionOptions("bert")
     # Keep the raw 0/1 padding mask: the default 1-D "mask index" is only exact when padding is on the right.
     options.attention_mask_format = AttentionMaskFormat.AttentionMask

@@ -35,7 +35,11 @@ KINDS = {
     "model": ("training.json", "a trained model (written by `train`)"),
     "checkpoint": ("config.json", "a checkpoint folder"),
 }
-CHECKPOINT_FILES = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "model.safetensors", "pytorch_model.bin")
+# The weights files a checkpoint folder holds, named once: fairseq's checkpoint names (`checkpoint.load_classifier`
+# takes the first found), Hugging Face's single-file weights (safetensors preferred); a folder with any is "checkpoint".
+FAIRSEQ_CHECKPOINTS = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+CHECKPOINT_FILES = FAIRSEQ_CHECKPOINTS + HF_WEIGHTS
 # `--input`/`--output` name for standard input and output, as Unix tools spell it.
 STDIO = "-"
 

@@ -31,6 +31,7 @@ from .outputs import write_json
 from .prepare import Prepared, load_prepared, prepare
 from .quantize import quantize_bundle
 from .reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, FIGURES, MODEL, cell_sentences_per_s
+from .reference import DEVICE as REFERENCE_DEVICE
 from .reference import NAME as REFERENCE_NAME
 from .report import Report, latency_histogram, score_tables, write_report
 from .report import Table as ReportTable
@@ -288,9 +289,9 @@ def batch_size_cells(report: dict) -> tuple[str, list[str], list[list[str]], str
 def seq_len_cells(report: dict) -> tuple[str, list[str], list[list[str]], str]:
     """Table 2 for the terminal and report.html: title, header, rows (one per sequence length), note."""
     smallest = report["grid"]["batch_sizes"][0]
-    header = ["seq", "cut", "accuracy\nfp32", "accuracy\nfastest gated", "accuracy 310P3\nbaseline / NPU",
-              f"sentences/s\nbatch {smallest}\nfp32", f"sentences/s\nbatch {smallest}\nfastest gated", "sentences/s\nbatch 1\n310P3",
-              "sentences/s\nbest batch\nfp32", "sentences/s\nbest batch\nfastest gated", "sentences/s\nbest batch\n310P3"]
+    header = ["seq", "cut", "accuracy\nfp32", "accuracy\nfastest gated", f"accuracy {REFERENCE_DEVICE}\nbaseline / NPU",
+              f"sentences/s\nbatch {smallest}\nfp32", f"sentences/s\nbatch {smallest}\nfastest gated", f"sentences/s\nbatch 1\n{REFERENCE_DEVICE}",
+              "sentences/s\nbest batch\nfp32", "sentences/s\nbest batch\nfastest gated", f"sentences/s\nbest batch\n{REFERENCE_DEVICE}"]
     rows = []
     for row in report["by_seq_len"]:
         reference = row["reference"] or {}

@@ -1,7 +1,7 @@
 """The reference's RoBERTa_preprocess.py: an SST-2 split → fixed-length `<s> … </s> <pad>…` id rows + labels.
 
 The split is GLUE's TSV (tokenised here) or, as the reference reads it, fairseq-preprocess's binarised output
-(`SST-2-bin`, already ids: see `data.read_binarised`).
+(`SST-2-bin`, already ids: see `binarised.read_binarised`).
 
 A prepared directory holds `meta.json`, `labels.npy` (class indices, absent for the unlabelled test
 split) and the ids, either as one `src_tokens.npy` [N, L] (`array`) or one raw int64 file per sample,
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import SST2_LABEL_ALIASES, BinarisedSplit, Sst2Split, numbered_files, sha256_file
+from .binarised import BinarisedSplit
+from .data import SST2_LABEL_ALIASES, Sst2Split, numbered_files, sha256_file
 from .errors import RobertaInferError
 from .outputs import output_dir
 from .tokenise import FairseqDictionary, TextEncoder, label_symbols, pad_to, warn_truncated

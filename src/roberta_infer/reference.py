@@ -7,7 +7,8 @@ by sequence length). Throughputs are sentences/s, accuracies fractions of SST-2 
 
 from __future__ import annotations
 
-NAME = "Ascend 310P3 (reference guide)"
+DEVICE = "310P3"  # how table headers name it
+NAME = f"Ascend {DEVICE} (reference guide)"
 MODEL = "roberta-base"
 # The guide's grid: its table 1's batch sizes, its table 2's sequence lengths and table 1's length (70).
 DEFAULT_BATCH_SIZES = [1, 4, 8, 16, 32, 64]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import RobertaInferError
+from ..outputs import describe, kind_of
+
 # Tables printed into a pipe or file are not cut to the 80 columns Rich assumes there.
 PIPED_WIDTH = 250
 
@@ -52,10 +55,18 @@ def checkpoint_args(p: argparse.ArgumentParser) -> None:
                                                            "(default: the label dictionary / id2label; else 0, 1, …)")
 
 
+def parse_class_names(text: str | None) -> list[str] | None:
+    """`--class-names a,b,…` → ["a", "b", …] (None stays None); empty or repeated names are refused."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise RobertaInferError(f"--class-names {text!r}: expected distinct, non-empty names separated by commas")
+    return names
+
+
 def checkpoint_options(args: argparse.Namespace) -> dict:
     """load_classifier's keyword arguments from --fairseq-data, --bpe-dir, --head, --class-names."""
-    from ..checkpoint import parse_class_names
-
     return dict(fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, head=args.head, class_names=parse_class_names(args.class_names))
 
 
@@ -104,7 +115,7 @@ def int_list(item):
 
 def opset(text: str) -> int:
     """An argparse type: an ONNX opset the installed exporter and onnx package support (`export.supported_opsets`)."""
-    from ..export import supported_opsets
+    from ..export import supported_opsets  # deferred: export imports torch, which `--help` should not wait for
 
     supported = supported_opsets()
     return ranged(int, supported.start, supported.stop - 1)(text)
@@ -144,8 +155,6 @@ def existing(role: str, *, missing_ok: bool = False, stdio: bool = False):
 
 def bundle_dir(text: str) -> Path:
     """An argparse type: a bundle folder (found, a folder, with manifest.json); a checkpoint points to `export`."""
-    from ..outputs import describe, kind_of
-
     path = existing("dir")(text)
     kind = kind_of(path)
     if kind in ("checkpoint", "model"):
@@ -188,13 +197,13 @@ def runtime_args(p: argparse.ArgumentParser) -> None:
 
 def model_path(args: argparse.Namespace) -> Path:
     """--model, else the default model shipped inside the package."""
-    from ..default import default_model_dir
+    from ..default import default_model_dir  # deferred: default imports bundle (onnx, ONNX Runtime)
 
     return args.model if args.model is not None else default_model_dir()
 
 
 def load_model(args: argparse.Namespace, *, threads: int | None = None, provider: str = "cpu"):
     """The model named by --model, whatever its kind: bundle (ONNX Runtime or OpenVINO) or checkpoint (PyTorch)."""
-    from ..bundle import open_model
+    from ..bundle import open_model  # deferred: bundle imports onnx and ONNX Runtime
 
     return open_model(model_path(args), threads=threads, provider=provider, **checkpoint_options(args))

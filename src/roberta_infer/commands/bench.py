@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..outputs import check_dir
 from ..reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 from .args import BATCH, COUNT, SECONDS, SEQ_LEN, bundle_dir, force_arg, formatter, int_list, output, runtime_args
 
@@ -35,9 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..bench import bench
+    from ..bench import bench  # deferred (as bundle): they import torch, onnx and ONNX Runtime
     from ..bundle import load_bundle
-    from ..outputs import check_dir
 
     check_dir(args.out, "bench", force=args.force)
     result = bench(load_bundle(args.model, threads=args.threads, provider=args.provider), args.batch_sizes, args.seq_lens, args.out,

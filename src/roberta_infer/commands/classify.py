@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..outputs import check_location
 from .args import BATCH, THREADS, formatter, model_args, output, positive_int
 
 
@@ -59,8 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..classify import classify_collection
-    from ..outputs import check_location
+    from ..classify import classify_collection  # deferred: it imports pyarrow and ONNX Runtime
 
     check_location(args.output, "--output")
     summary = classify_collection(args.model, args.input, args.output, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,

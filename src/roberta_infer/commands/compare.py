@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..compare_report import caption, html_report, rows, summary
 from ..errors import RobertaInferError
+from ..outputs import check_file, check_location, describe, kind_of, write_json
+from ..report import write_report
 from .args import DIR, DROP_PP, OUT_FILE, THREADS, TIMES, console, force_arg, formatter, output, positive_int
 
 
@@ -49,10 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    from ..compare import check_settings, compare, default_models, parse_modes
-    from ..compare_report import caption, html_report, rows, summary
-    from ..outputs import check_file, check_location, describe, kind_of, write_json
-    from ..report import write_report
+    from ..compare import check_settings, compare, default_models, parse_modes  # deferred: it imports torch
 
     # the HTML report: beside --json (replaced only with --force, as the JSON is), else in the work dir, compare's own cache
     report, replace_report = ((args.json.with_suffix(".html"), args.force) if args.json

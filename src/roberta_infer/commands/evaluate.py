@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data import read_sst2, sha256_file
 from ..errors import RobertaInferError
-from .args import DIR, FILE, OUT_FILE, PATH, console, force_arg, formatter
+from ..evaluate import accuracy, misclassified
+from ..outputs import check_file, write_json
+from ..predict import write_jsonl
+from ..prepare import label_indices, load_prepared, read_reference_labels
+from ..tokenise import label_symbols
+from .args import DIR, FILE, OUT_FILE, PATH, console, force_arg, formatter, parse_class_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,12 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..checkpoint import parse_class_names
-    from ..evaluate import accuracy
-    from ..infer import read_outputs
-    from ..outputs import check_file, write_json
-    from ..prepare import label_indices, load_prepared, read_reference_labels
-    from ..tokenise import label_symbols
+    from ..infer import read_outputs  # deferred: infer imports ONNX Runtime
 
     for target in (args.json, args.errors):
         if target is not None:
@@ -75,9 +76,6 @@ def execute(args: argparse.Namespace) -> None:
         gold, gold_names = label_indices(read_reference_labels(args.labels, args.label_dict), class_names), class_names
     result = accuracy(logits, class_names, gold, gold_names)
     if args.errors is not None:
-        from ..evaluate import misclassified
-        from ..predict import write_jsonl
-
         if not args.labels.is_dir():
             raise RobertaInferError("--errors needs the texts: give --labels a prepared directory (the reference's label "
                                     "file holds shuffled rows without them)")
@@ -94,8 +92,6 @@ def execute(args: argparse.Namespace) -> None:
 
 def prepared_texts(prepared) -> list[str]:
     """The sentences a prepared directory was made from, if its SST-2 TSV is still there unchanged."""
-    from ..data import read_sst2, sha256_file
-
     source = Path(prepared.meta["source"]["path"])
     if source.is_dir():
         raise RobertaInferError(f"--errors needs the texts, but {source} holds fairseq's binarised ids, not texts")

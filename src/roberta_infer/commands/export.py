@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import RobertaInferError
+from ..outputs import check_dir
 from .args import BATCH, DIR, DROP_PP, SEQ_LEN, THREADS, checkpoint_options, force_arg, formatter, model_args, model_path, opset, output, ranged
 
 
@@ -59,9 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..bundle import build_bundle, check_build_options
+    from ..bundle import build_bundle, check_build_options  # deferred: these import torch, onnx and ONNX Runtime
     from ..checkpoint import load_classifier
-    from ..outputs import check_dir
 
     if args.model is not None and args.synthetic is not None:
         raise RobertaInferError("give either --model PATH or --synthetic NAME, not both")
@@ -73,7 +73,7 @@ def execute(args: argparse.Namespace) -> None:
                    calibration_size=args.calibration_size, threads=args.threads, accuracy_aware=args.accuracy_aware,
                    progress=lambda message: print(f"· {message}", file=sys.stderr))
     if args.synthetic:
-        from ..synthetic import export_synthetic
+        from ..synthetic import export_synthetic  # deferred: torch
 
         manifest = export_synthetic(args.synthetic, args.out, **options)
     else:

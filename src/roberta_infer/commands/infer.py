@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from ..errors import RobertaInferError
+from ..outputs import check_dir
+from ..prepare import load_prepared
 from .args import BATCH, COUNT, DEFAULT_BATCH, DIR, SEQ_LEN, TIMES, bundle_dir, force_arg, formatter, output, runtime_args
 
 
@@ -41,10 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..bundle import load_bundle
+    from ..bundle import load_bundle  # deferred: these import onnx and ONNX Runtime
     from ..infer import infer
-    from ..outputs import check_dir
-    from ..prepare import load_prepared
 
     check_dir(args.out, "results", force=args.force)
     bundle = load_bundle(args.model, threads=args.threads, provider=args.provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from .args import DIR, PATH, formatter
 
@@ -26,9 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    import json
-
-    from ..info import as_text, describe
+    from ..info import as_text, describe  # deferred: info imports ONNX Runtime (and torch for a checkpoint)
 
     info = describe(args.path, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir)
     print(json.dumps(info, indent=2) if args.json else as_text(info))

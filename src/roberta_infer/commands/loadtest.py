@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> None:
 
-    from ..loadtest import loadtest, summary_table
+    from ..loadtest import loadtest, summary_table  # deferred: it imports aiohttp and ONNX Runtime
 
     summary = loadtest(args.url, concurrency=args.concurrency, requests=args.requests, texts_per_request=args.texts_per_request,
                        rate=args.rate, duration=args.duration, texts_file=args.texts, json_out=args.json, force=args.force)

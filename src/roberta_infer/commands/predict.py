@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..outputs import STDIO, check_file
+from ..predict import predict, write_jsonl
 from .args import BATCH, existing, force_arg, formatter, load_model, model_args, output, runtime_args
 
 
@@ -36,9 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..outputs import STDIO, check_file
-    from ..predict import predict, write_jsonl
-    from ..readers import read_texts
+    from ..readers import read_texts  # deferred: readers import pyarrow
 
     if args.output != STDIO:
         check_file(args.output, force=args.force, flag="--output")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..binarised import is_binarised, read_binarised
+from ..data import OFFICIAL_HOST, bpe_dir, data_root, download, read_sst2, sha256_file, sst2_file
 from ..errors import RobertaInferError
+from ..outputs import check_dir
+from ..prepare import check_vocabulary, prepare
+from ..tokenise import FairseqDictionary, TextEncoder
 from .args import DIR, FILE, PATH, SEQ_LEN, checkpoint_args, existing, force_arg, formatter, load_model, model_path, output, url
 
 
@@ -50,11 +55,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..data import OFFICIAL_HOST, bpe_dir, data_root, download, is_binarised, read_binarised, read_sst2, sha256_file, sst2_file
-    from ..outputs import check_dir
-    from ..prepare import check_vocabulary, prepare
-    from ..tokenise import FairseqDictionary, TextEncoder
-
     check_dir(args.out, "prepared", force=args.force)
     if args.download:
         target = data_root(args.data)

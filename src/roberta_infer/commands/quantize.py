@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..outputs import check_dir
 from .args import DIR, DROP_PP, PATH, THREADS, bundle_dir, force_arg, formatter, output
 
 
@@ -55,8 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from ..outputs import check_dir
-    from ..quantize import QuantSettings, quantize_bundle
+    from ..quantize import QuantSettings, quantize_bundle  # deferred: it imports torch, onnx and ONNX Runtime
 
     check_dir(args.out, "bundle", force=args.force)
     chosen = {"weight_type": args.weight_type, "per_channel": args.per_channel, "reduce_range": args.reduce_range}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..outputs import check_dir
 from ..reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 from .args import (BATCH, COUNT, DIR, SEQ_LEN, TIMES, checkpoint_options, console, force_arg, formatter, int_list, model_args,
                    model_path, output, runtime_args)
@@ -46,8 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> None:
 
-    from ..outputs import check_dir
-    from ..pipeline import report_tables, run
+    from ..pipeline import report_tables, run  # deferred: it imports torch, onnx and ONNX Runtime
 
     check_dir(args.work_dir, "run", force=args.force, flag="--work-dir")
     report = run(model_path(args), data=args.data, work_dir=args.work_dir, **checkpoint_options(args),

@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> None:
     """`serve.serve(...)` with the parsed options: the size and wait limits as its Limits, the rest as they are."""
-    from ..serve import Limits, serve
+    from ..serve import Limits, serve  # deferred: it imports FastAPI, onnx and ONNX Runtime
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,

@@ -71,7 +71,7 @@ def init_model(text: str) -> Path | str:
 
 
 def execute(args: argparse.Namespace) -> None:
-    from ..train import train
+    from ..train import train  # deferred: it imports torch
 
     record = train(args.data, args.out, init=args.init, fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir,
                    layers=args.layers, hidden=args.hidden, heads=args.heads, ffn=args.ffn, max_len=args.max_len,
