@@ -110,6 +110,18 @@ def hf_model(tmp_path_factory, shared_data) -> Path:
     return make_hf_model(tmp_path_factory.mktemp("hf") / "model", shared_data)
 
 
+@pytest.fixture(scope="session")
+def hf_bundle(tmp_path_factory, hf_model) -> Path:
+    """`hf_model` exported as a dynamic-shape fp32 ONNX Runtime bundle (`build_bundle`'s defaults), once per session:
+    for tests that only read it."""
+    from roberta_infer.bundle import build_bundle
+    from roberta_infer.checkpoint import load_classifier
+
+    out = tmp_path_factory.mktemp("hf-bundle") / "bundle"
+    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
+    return out
+
+
 def make_int8_fragile_model(directory: Path, shared: Path, *, layer: int = 1) -> Path:
     """`make_hf_model`, then one FFN neuron of `layer` made dead (input weights 0, bias -1000: GELU gives exactly 0)
     with output weights of 1e4: fp32 is unchanged, but int8's per-channel scales grow so that every other weight of

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
 from .outputs import describe, kind_of, output_dir

@@ -9,7 +9,7 @@ import os
 import sys
 import traceback
 import warnings
-from . import __version__
+from .version import __version__
 from .commands import COMMANDS
 from .commands.args import formatter
 from .errors import RobertaInferError

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .outputs import write_text
 
 # Packages whose versions decide the figures; those not installed are left out.

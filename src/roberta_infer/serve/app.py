@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from .. import __version__
+from ..version import __version__
 from ..runtime import BundleClassifier
 from . import v2
 from .limits import Limits
