@@ -86,6 +86,7 @@ def test_accuracy_aware_needs_train_up_front(fragile, tmp_path, capsys):
     assert "train.tsv not found" in capsys.readouterr().err and not (tmp_path / "q").exists()
 
 
+@pytest.mark.openvino
 def test_openvino_accuracy_control_passes_and_records_reverted_ops(fragile, tmp_path):
     pytest.importorskip("openvino")
     root, classifier, data = fragile

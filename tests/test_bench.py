@@ -82,6 +82,7 @@ def test_static_bundle_is_one_cell_at_its_shape(tmp_path, model_80, capsys):
     assert "1 cells" in capsys.readouterr().out
 
 
+@pytest.mark.openvino
 def test_bench_cli_refusals_and_precisions_side_by_side(tmp_path, model_80, dynamic, shared_data, capsys):
     assert main(["bench", "--model", str(dynamic), "--batch-sizes", "2", "--seq-lens", "8,100", "--out", str(tmp_path / "o")]) == 2
     assert "seq len 100 exceeds the model's 80 positions" in capsys.readouterr().err

@@ -19,10 +19,8 @@ TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but 
 
 
 @pytest.fixture(scope="module")
-def dynamic_bundle(tmp_path_factory, hf_model):
-    out = tmp_path_factory.mktemp("bundle") / "dyn"
-    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
-    return out
+def dynamic_bundle(hf_bundle):
+    return hf_bundle
 
 
 def test_manifest_records_fusion_and_fidelity(dynamic_bundle, hf_model):

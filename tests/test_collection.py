@@ -129,6 +129,7 @@ def assert_matches(rows: list[dict], expected: dict[str, str], reference: dict[s
         assert row["score"] == pytest.approx(softmax(row["logits"]).max(), abs=1e-12)
 
 
+@pytest.mark.ray
 def test_ray_cluster_matches_predict(ray_output, collection, reference):
     out, manifest = ray_output
     rows = read_rows(out)
@@ -141,6 +142,7 @@ def test_ray_cluster_matches_predict(ray_output, collection, reference):
     assert not list(out.glob(".*"))
 
 
+@pytest.mark.ray
 def test_local_engine_equals_ray(tmp_path, bundle, collection, ray_output):
     out = tmp_path / "out"
     manifest = classify_collection(bundle, [str(collection[0])], out, shard_size=SHARD, threads=1)
@@ -168,6 +170,7 @@ class DiesOnce(ShardWorker):
         return super().run(shard)
 
 
+@pytest.mark.ray
 def test_killed_actor_is_replaced_and_its_shard_rerun(tmp_path, bundle, collection, reference, ray_cluster):
     import ray.cloudpickle
 
@@ -192,6 +195,7 @@ def fingerprint(path: Path) -> tuple:
     return stat.st_ino, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.ray
 def test_resume_finishes_an_interrupted_job_on_either_engine(tmp_path, bundle, collection, reference, ray_cluster, capsys):
     out = tmp_path / "out"
     common = ["--model", str(bundle), "--input", str(collection[0]), "--output", str(out), "--shard-size", str(SHARD),

@@ -193,6 +193,7 @@ def test_readme_section_is_generated(model, shared_data, work, tmp_path, small_p
     assert result["machine"]["cpu"] in text and "Ours is" in text
 
 
+@pytest.mark.openvino
 def test_openvino_rows_and_ours_chosen_among_every_engine(model, shared_data, work, small_peak):
     openvino = pytest.importorskip("openvino")
     modes = ["peer:ov-default", "peer:ov-int8", "engine:ov-int8", "ours"]

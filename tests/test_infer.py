@@ -101,10 +101,9 @@ def test_length_batches_cover_every_row_once_shortest_first():
     assert flat == sorted(lengths) and batches[0].tolist() == [5, 1, 3], "stable: equal lengths keep input order"
 
 
-def test_length_aware_equals_fixed_padding_in_input_order(tmp_path, prepared_and_bundle, hf_model, monkeypatch):
+def test_length_aware_equals_fixed_padding_in_input_order(tmp_path, prepared_and_bundle, hf_model, hf_bundle, monkeypatch):
     prep, _ = prepared_and_bundle
-    build_bundle(load_classifier(hf_model), tmp_path / "dyn", progress=lambda _: None)
-    bundle = load_bundle(tmp_path / "dyn")
+    bundle = load_bundle(hf_bundle)
     prepared = load_prepared(prep)
     widths = []
     real_run = bundle.run
@@ -150,11 +149,10 @@ def _reference_batches(directory, rows, batch):
     return directory
 
 
-def test_reference_batch_files(tmp_path, hf_model, capsys):
+def test_reference_batch_files(tmp_path, hf_model, hf_bundle, capsys):
     """infer reads batch_size_B/roberta_base_bin/src_tokens_{i}.bin; evaluate scores it with roberta_base.label."""
-    build_bundle(load_classifier(hf_model), tmp_path / "dyn", progress=lambda _: None)
     src = _reference_batches(tmp_path / "batch_size_2" / "roberta_base_bin", REFERENCE_ROWS, batch=2)
-    assert main(["infer", "--model", str(tmp_path / "dyn"), "--input", str(src), "--out", str(tmp_path / "res"),
+    assert main(["infer", "--model", str(hf_bundle), "--input", str(src), "--out", str(tmp_path / "res"),
                  "--seq-len", "8", "--warmup", "0"]) == 0
     logits, summary = read_outputs(tmp_path / "res")
     expected = load_classifier(hf_model).logits(np.array(REFERENCE_ROWS))  # transformers on the same rows

@@ -8,16 +8,12 @@ import json
 import pytest
 
 from roberta_infer import __version__
-from roberta_infer.bundle import build_bundle
-from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, hf_model):
-    out = tmp_path_factory.mktemp("info") / "bundle"
-    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
-    return out
+def bundle(hf_bundle):
+    return hf_bundle
 
 
 def test_info_on_a_bundle_matches_its_files(bundle, hf_model, capsys):

@@ -21,17 +21,16 @@ from roberta_infer.quantize import quantize_bundle
 
 
 @pytest.fixture(scope="module")
-def fp32_bundle(tmp_path_factory, hf_model):
-    out = tmp_path_factory.mktemp("quantize") / "fp32"
-    build_bundle(load_classifier(hf_model), out, progress=lambda _: None)
-    return out
+def fp32_bundle(hf_bundle):
+    return hf_bundle
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(fp32_bundle, shared_data):
+def int8_bundle(fp32_bundle, shared_data, tmp_path_factory):
     # A random model's accuracy is chance: the gate is opened wide here and tested for refusal below.
-    quantize_bundle(fp32_bundle, fp32_bundle.parent / "int8", data=shared_data, max_accuracy_drop=100, progress=lambda _: None)
-    return fp32_bundle.parent / "int8"
+    out = tmp_path_factory.mktemp("quantize") / "int8"
+    quantize_bundle(fp32_bundle, out, data=shared_data, max_accuracy_drop=100, progress=lambda _: None)
+    return out
 
 
 def test_int8_bundle_is_a_normal_bundle(int8_bundle, fp32_bundle, hf_model, shared_data, tmp_path):

@@ -59,6 +59,7 @@ def browser(profile) -> list[str]:
             f"--user-data-dir={profile}"]
 
 
+@pytest.mark.browser
 @needs_browser
 def test_a_headless_browser_renders_the_tables_and_images(tmp_path):
     path = example(tmp_path)

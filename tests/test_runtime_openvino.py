@@ -57,6 +57,7 @@ def ov_bundles(tmp_path_factory, hf_model, shared_data) -> dict[str, Path]:
     return {name: root / name for name in ("fp32", "bf16", "int8")}
 
 
+@pytest.mark.openvino
 def test_fp32_dynamic_bundle_equals_transformers(ov_bundles, hf_model):
     bundle = load_bundle(ov_bundles["fp32"], threads=1)
     assert (bundle.engine, bundle.precision, bundle.provider) == ("openvino", "fp32", "CPU")
@@ -71,6 +72,7 @@ def test_fp32_dynamic_bundle_equals_transformers(ov_bundles, hf_model):
     assert len(manifest["fidelity"]["cases"]) >= 4, "several shapes, random and real inputs"
 
 
+@pytest.mark.openvino
 def test_streams_split_a_batch_without_changing_it(ov_bundles, hf_model):
     bundle = load_bundle(ov_bundles["fp32"], threads=2, streams=2)
     assert (bundle.session.streams, bundle.threads) == (2, 2)
@@ -80,6 +82,7 @@ def test_streams_split_a_batch_without_changing_it(ov_bundles, hf_model):
     assert load_bundle(ov_bundles["fp32"], threads=2, streams=1).session.streams == 1
 
 
+@pytest.mark.openvino
 def test_fp32_static_bundle_equals_transformers(tmp_path, hf_model):
     manifest = build_bundle(load_classifier(hf_model), tmp_path / "static", batch_size=4, seq_len=16, engine="openvino", **QUIET)
     assert manifest["input"]["shape"] == [4, 16] and manifest["engine"] == "openvino"
@@ -90,6 +93,7 @@ def test_fp32_static_bundle_equals_transformers(tmp_path, hf_model):
         bundle.logits(padded_rows(np.random.default_rng(3), 2, 20))
 
 
+@pytest.mark.openvino
 def test_bf16_and_int8_manifests(ov_bundles, shared_data):
     bf16 = json.loads((ov_bundles["bf16"] / "manifest.json").read_text())
     assert bf16["precision"] == "bf16" and bf16["bf16"]["rows"] >= 20 and 0 <= bf16["bf16"]["label_agreement"] <= 1
@@ -108,6 +112,7 @@ def test_bf16_and_int8_manifests(ov_bundles, shared_data):
         assert sorted(p.name for p in ov_bundles[name].iterdir() if p.name.startswith("model.")) == ["model.bin", "model.xml"]
 
 
+@pytest.mark.openvino
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model, shared_data, tmp_path, capsys):
     bundle = ov_bundles[precision]
@@ -135,6 +140,7 @@ def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model,
     assert err.startswith("error: --provider cuda is ONNX Runtime's") and err.count("\n") == 1
 
 
+@pytest.mark.openvino
 def test_serve_answers_from_an_openvino_bundle(ov_bundles):
     from test_serve import running, wait_ready
 
@@ -159,6 +165,7 @@ def test_gate_refuses_constructed_logits(shared_data, monkeypatch):
         accuracy_gate(perfect, perfect, data=shared_data, max_accuracy_drop=-0.1, **QUIET)
 
 
+@pytest.mark.openvino
 def test_int8_export_that_loses_accuracy_writes_nothing(tmp_path, shared_data):
     # The two classes' weight rows differ by 1e-4, far below int8's resolution: int8 cannot tell them apart, so on a
     # dev set labelled with the fp32 model's own predictions it must lose about half the points.
@@ -193,6 +200,7 @@ def test_refused_up_front(tmp_path, hf_model, shared_data, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.openvino
 def test_openvino_bundle_checks(ov_bundles, tmp_path, shared_data):
     copy = tmp_path / "copy"
     shutil.copytree(ov_bundles["fp32"], copy)
