@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(VENV)/bin/roberta-infer run $(GRID) $(ARGS)
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/pytest -q $(ARGS)
 
 # Debian's chromium renders report.html in a test; where it cannot be installed (no root, no apt), that test is

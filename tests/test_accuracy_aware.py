@@ -55,7 +55,8 @@ def test_search_picks_the_cheapest_passing_group_then_greedy():
     lost = {(): 5.0, ("a0", "a1"): 2.0, ("a0", "b0"): 0.2, ("b0", "b1"): 0.1, ("a0", "a1", "b0", "b1"): 0.0}
 
     def measure(nodes):
-        return {"lost_pp": lost.get(tuple(sorted(nodes)), 3.0), "flips": 0, "mean_abs_logit_diff": lost.get(tuple(sorted(nodes)), 3.0)}
+        return {"lost_pp": lost.get(tuple(sorted(nodes)), 3.0), "flips": 0,
+                "mean_abs_logit_diff": lost.get(tuple(sorted(nodes)), 3.0)}
 
     chosen = search_float_nodes(groups, sizes, measure, max_drop=0.3, **QUIET)
     assert chosen["float_groups"] == ["layer:0"] and chosen["float_nodes"] == ["a0", "b0"], "both pass; layer:0 has fewer weights"
@@ -82,7 +83,8 @@ def test_accuracy_aware_needs_train_up_front(fragile, tmp_path, capsys):
     root, _, data = fragile
     (tmp_path / "dev-only").mkdir()
     (tmp_path / "dev-only" / "dev.tsv").write_text((data / "dev.tsv").read_text())
-    assert main(["quantize", "--model", str(root / "fp32"), "--data", str(tmp_path / "dev-only"), "--out", str(tmp_path / "q")]) == 2
+    assert main(["quantize", "--model", str(root / "fp32"), "--data", str(tmp_path / "dev-only"), "--out",
+                 str(tmp_path / "q")]) == 2
     assert "train.tsv not found" in capsys.readouterr().err and not (tmp_path / "q").exists()
 
 

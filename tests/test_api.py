@@ -65,7 +65,7 @@ def test_a_fairseq_checkpoint_predicts_as_fairseq(shared_data):
 
 def test_no_path_loads_the_default_bundle(monkeypatch, hf_bundle):
     """None: the bundle `default.default_bundle` gives (classify's and serve's default model)."""
-    monkeypatch.setattr(roberta_infer.api, "default_bundle", lambda progress: hf_bundle)
+    monkeypatch.setattr("roberta_infer.api.default_bundle", lambda progress: hf_bundle)
     assert roberta_infer.load().path == hf_bundle
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_report import assert_report_renders
 from conftest import make_hf_model
+from test_report import assert_report_renders
 
 from roberta_infer.bench import bench, side_by_side
 from roberta_infer.bundle import build_bundle, load_bundle
@@ -84,7 +84,8 @@ def test_static_bundle_is_one_cell_at_its_shape(tmp_path, model_80, capsys):
 
 @pytest.mark.openvino
 def test_bench_cli_refusals_and_precisions_side_by_side(tmp_path, model_80, dynamic, shared_data, capsys):
-    assert main(["bench", "--model", str(dynamic), "--batch-sizes", "2", "--seq-lens", "8,100", "--out", str(tmp_path / "o")]) == 2
+    assert main(["bench", "--model", str(dynamic), "--batch-sizes", "2", "--seq-lens", "8,100", "--out",
+                 str(tmp_path / "o")]) == 2
     assert "seq len 100 exceeds the model's 80 positions" in capsys.readouterr().err
     quantize_bundle(dynamic, tmp_path / "int8", source=model_80, data=shared_data, max_accuracy_drop=100, progress=lambda _: None)
     build_bundle(model_80, tmp_path / "bf16", engine="openvino", precision="bf16", progress=lambda _: None)
@@ -93,9 +94,12 @@ def test_bench_cli_refusals_and_precisions_side_by_side(tmp_path, model_80, dyna
         assert main(["bench", "--model", str(bundle), "--batch-sizes", "1,2", "--seq-lens", "8" if name == "fp32" else "8,16",
                      "--warmup", "0", "--min-time", "0", "--threads", "1", "--out", str(tmp_path / f"bench-{name}")]) == 0
         results.append(json.loads((tmp_path / f"bench-{name}" / "bench.json").read_text()))
-    assert [(r["engine"], r["precision"]) for r in results] == [("onnxruntime", "fp32"), ("openvino", "bf16"), ("onnxruntime", "int8")]
-    assert "2 cells" in capsys.readouterr().out and ", OpenVINO " in (tmp_path / "bench-bf16" / "bench.md").read_text().splitlines()[0]
+    assert [(r["engine"], r["precision"]) for r in results] == [("onnxruntime", "fp32"), ("openvino", "bf16"),
+                                                                ("onnxruntime", "int8")]
+    assert "2 cells" in capsys.readouterr().out
+    assert ", OpenVINO " in (tmp_path / "bench-bf16" / "bench.md").read_text().splitlines()[0]
     table = side_by_side(results).splitlines()
     assert table[0].startswith("| batch | seq | ONNX Runtime ") and " fp32 seq/s | OpenVINO " in table[0]
-    assert table[0].endswith(" bf16 seq/s | ONNX Runtime " + results[2]["engine_version"] + " int8 seq/s |") and len(table) == 2 + 4
+    assert table[0].endswith(" bf16 seq/s | ONNX Runtime " + results[2]["engine_version"] + " int8 seq/s |")
+    assert len(table) == 2 + 4
     assert table[4].startswith("| 1 | 16 | — | ") and table[2].startswith("| 1 | 8 | ")

@@ -44,7 +44,8 @@ def test_static_bundle_from_fairseq_checkpoint(tmp_path):
     fixture = FIXTURES / "fairseq" / "tiny"
     classifier = load_classifier(fixture / "checkpoint.pt")
     manifest = build_bundle(classifier, tmp_path / "static", batch_size=4, seq_len=16, progress=lambda _: None)
-    assert manifest["input"]["shape"] == [4, 16] and manifest["fused_ops"]["Attention"] == classifier.model.config.num_hidden_layers
+    assert manifest["input"]["shape"] == [4, 16]
+    assert manifest["fused_ops"]["Attention"] == classifier.model.config.num_hidden_layers
     bundle = load_bundle(tmp_path / "static")
     texts = ["short", "", "a few more words here", "café 😀", "one more", "and another"]  # batches of 4 and 2, all < 16 ids
     assert np.abs(classify(classifier, texts) - classify(bundle, texts)).max() < 1e-4
@@ -68,8 +69,10 @@ def test_prepare_with_a_bundle_as_vocabulary(tmp_path, shared_data, dynamic_bund
     from roberta_infer.cli import main
     from roberta_infer.prepare import load_prepared
 
-    assert main(["prepare", "--data", str(shared_data), "--model", str(dynamic_bundle), "--seq-len", "32", "--out", str(tmp_path / "b")]) == 0
-    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "32", "--out", str(tmp_path / "h")]) == 0
+    assert main(["prepare", "--data", str(shared_data), "--model", str(dynamic_bundle), "--seq-len", "32", "--out",
+                 str(tmp_path / "b")]) == 0
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "32", "--out",
+                 str(tmp_path / "h")]) == 0
     assert (load_prepared(tmp_path / "b").tokens == load_prepared(tmp_path / "h").tokens).all()
 
 

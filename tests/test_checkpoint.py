@@ -175,7 +175,8 @@ def _shard_as_pytorch_bin(model_dir: Path, shards: int) -> None:
         torch.save(part, model_dir / shard)
         weight_map.update(dict.fromkeys(part, shard))
         total += sum(t.numel() * t.element_size() for t in part.values())
-    (model_dir / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    (model_dir / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                        "weight_map": weight_map}))
     (model_dir / "model.safetensors").unlink()
 
 
@@ -278,7 +279,8 @@ def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys)
     path = _two_heads(tmp_path, names=("sst2", "mnli"))
     texts = tmp_path / "t.txt"
     texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
-    common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir", str(shared_data / "gpt2_bpe"),
+    common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir",
+              str(shared_data / "gpt2_bpe"),
               "--input", str(texts), "--output", str(tmp_path / "o.jsonl"), "--force"]
     assert main(common) == 2
     assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err

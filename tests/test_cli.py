@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAVED_ENV
 
 from roberta_infer.cli import build_parser, main
 from roberta_infer.default import cache_root
-
-from conftest import SAVED_ENV
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 
@@ -70,12 +69,15 @@ def test_bad_inputs_give_one_line_errors(tmp_path, shared_data, hf_model, capsys
     texts.write_text("fine\n")
     assert main(["predict", "--model", str(tmp_path / "missing"), "--input", str(texts), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in _error_line(capsys)
-    args = ["prepare", "--data", str(shared_data), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out", str(tmp_path / "p")]
+    args = ["prepare", "--data", str(shared_data), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out",
+            str(tmp_path / "p")]
     assert main([*args, "--seq-len", "1"]) == 2
     assert "argument --seq-len: must be in [2, 65536], got 1" in _error_line(capsys)
-    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "500", "--out", str(tmp_path / "p2")]) == 2
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "500", "--out",
+                 str(tmp_path / "p2")]) == 2
     assert "exceeds the model's 64 positions" in _error_line(capsys)
-    assert main(["prepare", "--data", str(tmp_path), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out", str(tmp_path / "p3")]) == 2
+    assert main(["prepare", "--data", str(tmp_path), "--dict", str(shared_data / "gpt2_bpe" / "dict.txt"), "--out",
+                 str(tmp_path / "p3")]) == 2
     assert "dev.tsv not found" in _error_line(capsys)
 
 
@@ -109,7 +111,8 @@ def test_a_table_into_a_closed_pipe_ends_it_quietly(tmp_path, hf_model, shared_d
     assert main(["prepare", "--data", str(shared_data), "--split", "dev", "--seq-len", "32",
                  "--model", str(hf_model), "--out", str(tmp_path / "prep")]) == 0
     assert main(["export", "--model", str(hf_model), "--out", str(tmp_path / "bundle")]) == 0
-    assert main(["infer", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "prep"), "--out", str(tmp_path / "res")]) == 0
+    assert main(["infer", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "prep"), "--out",
+                 str(tmp_path / "res")]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "roberta_infer.cli", "evaluate", "--results", str(tmp_path / "res"),
                              "--labels", str(tmp_path / "prep")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # before it writes anything: its first write meets a closed pipe

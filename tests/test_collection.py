@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_hf_model
 
 from roberta_infer import cli
 from roberta_infer.bundle import build_bundle, load_bundle
@@ -26,8 +27,6 @@ from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import predict
 from roberta_infer.readers import read_texts
-
-from conftest import make_hf_model
 
 SHARD = 500  # records per shard: ~10 shards over the mixed input
 MB = 1 << 20
@@ -269,7 +268,8 @@ def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bu
     bad = [row for row in rows if row["error"] is not None]
     assert len(bad) == 1 and message in bad[0]["error"]
     assert bad[0]["label"] is None and bad[0]["logits"] is None and bad[0]["id"].endswith(message.split(" ")[2].rstrip(":"))
-    assert all(row["label"] is not None for row in rows if row["error"] is None) and len(rows) == content.count(b"\n") - name.endswith(("csv", "tsv"))
+    assert all(row["label"] is not None for row in rows if row["error"] is None)
+    assert len(rows) == content.count(b"\n") - name.endswith(("csv", "tsv"))
 
 
 @pytest.mark.parametrize("make, message", [

@@ -8,8 +8,8 @@ import json
 from functools import partial
 
 import pytest
-from test_report import assert_report_renders
 from conftest import REPO, make_hf_model
+from test_report import assert_report_renders
 from transformers import AutoTokenizer
 
 import roberta_infer.compare as compare_module
@@ -79,7 +79,8 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
         assert m["sentences_per_s"] == pytest.approx(LIMIT / m["seconds"]) and 0 <= m["accuracy"] <= 1
         assert m["ratio_to_baseline"] == pytest.approx(m["sentences_per_s"] / modes[BASELINE]["sentences_per_s"])
         assert m["latency_ms"]["p99"] >= m["latency_ms"]["p50"] > 0 and 0 <= m["agreement_with_baseline"] <= 1
-    assert (modes["ours"]["engine"], modes["ours"]["precision"], modes["ours"]["candidate"]) == ("onnxruntime", "int8", "ort-int8")
+    assert (modes["ours"]["engine"], modes["ours"]["precision"], modes["ours"]["candidate"]) == ("onnxruntime", "int8",
+                                                                                                 "ort-int8")
     # shapes, against a brute-force batching of transformers' token counts
     assert modes[BASELINE]["batch_shapes"] == [[32, 70], [32, 70]]
     arrival = [[len(chunk), max(chunk)] for chunk in chunks(lengths)]
@@ -126,7 +127,8 @@ def test_cli_reuses_bundles_and_writes_json(model, shared_data, work, tmp_path, 
     monkeypatch.setattr(compare_module, "default_models", lambda: (model, None, "no trained default model"))
     monkeypatch.setenv("COLUMNS", "160")  # a terminal wide enough for the table's cells unwrapped
     assert main(["compare", "--modes", "engine:ort-int8,ours", "--ours-from", "ort-int8", "--limit", str(LIMIT), "--threads",
-                 "1", "--repeats", "2", "--data", str(shared_data), "--work-dir", str(work), "--json", str(tmp_path / "c.json")]) == 0
+                 "1", "--repeats", "2", "--data", str(shared_data), "--work-dir", str(work), "--json",
+                 str(tmp_path / "c.json")]) == 0
     assert {p: p.stat().st_mtime_ns for p in work.glob("speed/*/model.onnx")} == stamps and len(stamps) == 2, "bundles reused"
     result = json.loads((tmp_path / "c.json").read_text())
     assert {"machine", "peak_gflops", "modes", "ratios"} <= set(result) and result["accuracy_note"] == "no trained default model"
@@ -185,11 +187,14 @@ def test_readme_section_is_generated(model, shared_data, work, tmp_path, small_p
     (tmp_path / "compare.json").write_text(json.dumps(result))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- performance:start (generated) -->\nNot measured yet.\n<!-- performance:end -->\n\nrest\n")
-    update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize", str(work / "speed" / "ort-int8" / "manifest.json"),
+    update_readme.main(["--compare", str(tmp_path / "compare.json"), "--quantize",
+                        str(work / "speed" / "ort-int8" / "manifest.json"),
                         "--bench", "--readme", str(readme)])
     text = readme.read_text()
-    assert "Not measured yet" not in text and "| peer | ONNX Runtime dynamic int8 (accuracy-aware), arrival order" in text and "int8 gate (hf80" in text
-    assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n") and text.endswith("<!-- performance:end -->\n\nrest\n")
+    assert "Not measured yet" not in text and "int8 gate (hf80" in text
+    assert "| peer | ONNX Runtime dynamic int8 (accuracy-aware), arrival order" in text
+    assert text.startswith("# x\n\n<!-- performance:start (generated) -->\n")
+    assert text.endswith("<!-- performance:end -->\n\nrest\n")
     assert result["machine"]["cpu"] in text and "Ours is" in text
 
 
@@ -201,7 +206,8 @@ def test_openvino_rows_and_ours_chosen_among_every_engine(model, shared_data, wo
                      ours_from=("ort-int8", "ov-int8", "ov-bf16"), max_accuracy_drop=100, progress=lambda _: None)
     rows = {m["mode"]: m for m in result["modes"]}
     default_hint = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-    assert (rows["peer:ov-default"]["engine"], rows["peer:ov-default"]["precision"]) == ("openvino", f"{default_hint} (default hint)")
+    assert (rows["peer:ov-default"]["engine"], rows["peer:ov-default"]["precision"]) == ("openvino",
+                                                                                         f"{default_hint} (default hint)")
     assert (rows["peer:ov-int8"]["engine"], rows["peer:ov-int8"]["precision"]) == ("openvino", "int8")
     assert rows["peer:ov-int8"]["batch_shapes"] != rows["engine:ov-int8"]["batch_shapes"], "arrival order vs length-aware"
     ours = rows["ours"]

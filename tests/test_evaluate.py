@@ -76,7 +76,8 @@ def _reference_files(tmp_path, *, tool: str, batch: int):
     np.array(GOLD, dtype=np.int64).tofile(tmp_path / "roberta_base.label")
     out = tmp_path / "out"
     out.mkdir()
-    name = {"ais_bench": "src_tokens_{}_0.bin", "ais_bench npy": "src_tokens_{}_0.npy", "msame": "src_tokens_{}_output_0.bin"}[tool]
+    name = {"ais_bench": "src_tokens_{}_0.bin", "ais_bench npy": "src_tokens_{}_0.npy",
+            "msame": "src_tokens_{}_output_0.bin"}[tool]
     for i in range(len(GOLD) // batch):
         rows = LOGITS[i * batch : (i + 1) * batch]
         np.save(out / name.format(i), rows) if name.endswith(".npy") else rows.tofile(out / name.format(i))
@@ -136,7 +137,8 @@ def test_evaluate_scores_and_errors_file_from_a_prepared_split(tmp_path, hf_mode
     (data / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
     classifier = load_classifier(hf_model)
     build_bundle(classifier, tmp_path / "bundle", progress=lambda _: None)
-    assert main(["prepare", "--data", str(data), "--model", str(hf_model), "--seq-len", "32", "--out", str(tmp_path / "prep")]) == 0
+    assert main(["prepare", "--data", str(data), "--model", str(hf_model), "--seq-len", "32", "--out",
+                 str(tmp_path / "prep")]) == 0
     assert main(["infer", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "prep"), "--out",
                  str(tmp_path / "res"), "--batch-size", "4"]) == 0
     capsys.readouterr()

@@ -12,9 +12,9 @@ import torch
 from conftest import tiny_classifier
 from transformers import RobertaForSequenceClassification
 
+from roberta_infer.engines import make_session
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.export import check_fidelity, deviation, export_onnx
-from roberta_infer.engines import make_session
 
 PAD = 1
 

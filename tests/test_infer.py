@@ -162,7 +162,8 @@ def test_reference_batch_files(tmp_path, hf_model, hf_bundle, capsys):
     gold = np.array([0, 1, 1, 0, 1, 0], dtype=np.int64)
     gold.tofile(tmp_path / "batch_size_2" / "roberta_base.label")
     (tmp_path / "dict.txt").write_text("1 36\n0 28\n")
-    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels", str(tmp_path / "batch_size_2" / "roberta_base.label"),
+    assert main(["evaluate", "--results", str(tmp_path / "res"), "--labels",
+                 str(tmp_path / "batch_size_2" / "roberta_base.label"),
                  "--label-dict", str(tmp_path / "dict.txt")]) == 0
     positive = expected.argmax(1) == 1  # the test model's classes are negative, positive
     assert json.loads((tmp_path / "res" / "evaluation.json").read_text())["correct"] == int((positive == (gold == 0)).sum())

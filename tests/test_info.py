@@ -46,7 +46,8 @@ def test_info_on_a_checkpoint_counts_its_parameters(hf_model, capsys):
 
 def test_info_on_nothing_is_a_one_line_error(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err == f"error: argument BUNDLE|CHECKPOINT: {tmp_path / 'nope'} not found (see `roberta-infer info --help`)\n"
+    expected = f"error: argument BUNDLE|CHECKPOINT: {tmp_path / 'nope'} not found (see `roberta-infer info --help`)\n"
+    assert capsys.readouterr().err == expected
 
 
 def test_version(capsys):

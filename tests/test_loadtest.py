@@ -7,12 +7,11 @@ import json
 import pytest
 from test_serve import cached_bundle, running, wait_ready
 
-from roberta_infer.serve import Limits, listen
-
 from roberta_infer.bundle import load_bundle
 from roberta_infer.cli import main
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.loadtest import BUILTIN_TEXTS, check_loopback, sample_texts
+from roberta_infer.serve import Limits, listen
 
 
 def test_loadtest_reports_each_level(tmp_path_factory, hf_model, shared_data, monkeypatch, tmp_path, capsys):

@@ -8,14 +8,14 @@ import numpy as np
 import onnx
 import onnxslim
 import pytest
-from onnx import TensorProto, helper
 from conftest import tiny_classifier
+from onnx import TensorProto, helper
 from transformers import RobertaForSequenceClassification
 
+from roberta_infer.engines import make_session
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.export import deviation, export_onnx
 from roberta_infer.optimize import inspect_onnx, optimize_onnx
-from roberta_infer.engines import make_session
 
 PAD = 1
 HEADS, HIDDEN = 4, 32

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from roberta_infer.cli import main
 from roberta_infer.binarised import read_binarised, read_indexed_dataset
+from roberta_infer.cli import main
 from roberta_infer.data import read_sst2, sst2_file
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.prepare import check_vocabulary, label_indices, load_prepared, prepare
@@ -83,7 +83,8 @@ def test_binarised_ids_equal_the_tsv_path(tmp_path, shared_data, split, seq_len)
     """`prepare --data SST-2-bin` gives the ids (and labels) `prepare` makes from the same sentences' TSV."""
     dictionary = BIN / "SST-2-bin" / "input0" / "dict.txt"
     common = ["--split", split, "--seq-len", str(seq_len), "--bpe-dir", str(shared_data / "gpt2_bpe")]
-    assert main(["prepare", "--data", str(BIN / "SST-2"), "--dict", str(dictionary), "--out", str(tmp_path / "tsv"), *common]) == 0
+    assert main(["prepare", "--data", str(BIN / "SST-2"), "--dict", str(dictionary), "--out", str(tmp_path / "tsv"),
+                 *common]) == 0
     assert main(["prepare", "--data", str(BIN / "SST-2-bin"), "--out", str(tmp_path / "bin"), *common]) == 0
     tsv, binarised = load_prepared(tmp_path / "tsv"), load_prepared(tmp_path / "bin")
     assert np.array_equal(tsv.tokens, binarised.tokens)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import shutil
 
 import numpy as np
@@ -51,7 +50,8 @@ def test_int8_bundle_is_a_normal_bundle(int8_bundle, fp32_bundle, hf_model, shar
     texts = read_sst2(shared_data / "SST-2" / "dev.tsv").sentences[:50]
     assert np.abs(classify(int8, texts) - classify(fp32, texts)).max() < 0.5, "close to fp32, not equal"
     assert len(predict(int8, texts)) == 50
-    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "64", "--out", str(tmp_path / "p")]) == 0
+    assert main(["prepare", "--data", str(shared_data), "--model", str(hf_model), "--seq-len", "64", "--out",
+                 str(tmp_path / "p")]) == 0
     assert main(["infer", "--model", str(int8_bundle), "--input", str(tmp_path / "p"), "--out", str(tmp_path / "r"),
                  "--batch-size", "32"]) == 0
 

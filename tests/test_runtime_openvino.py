@@ -20,8 +20,8 @@ from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
 from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.predict import classify
 from roberta_infer.gate import accuracy_gate
+from roberta_infer.predict import classify
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
@@ -122,7 +122,8 @@ def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model,
                  "--threads", "1"]) == 0
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == TEXTS and all(r["label"] in names and len(r["logits"]) == 2 for r in records)
-    assert main(["prepare", "--data", str(shared_data), "--model", str(bundle), "--seq-len", "64", "--out", str(tmp_path / "prep")]) == 0
+    assert main(["prepare", "--data", str(shared_data), "--model", str(bundle), "--seq-len", "64", "--out",
+                 str(tmp_path / "prep")]) == 0
     for layout_args in ([], ["--no-length-aware"]):
         assert main(["infer", "--model", str(bundle), "--input", str(tmp_path / "prep"), "--out", str(tmp_path / "r"),
                      "--batch-size", "32", "--warmup", "1", "--force", *layout_args]) == 0

@@ -211,7 +211,8 @@ def test_a_failed_model_call_fails_its_own_request_with_a_500_and_the_server_car
         fail_next.set()
         failed = httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30)
         # the client is told it failed, not the server's internals (those go to the server's log)
-        assert failed.status_code == 500 and failed.json() == {"error": "internal error: the model call failed (see the server log)"}
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error: the model call failed (see the server log)"}
         assert httpx.post(f"{base}/v1/classify", json={"text": TEXTS[0]}, timeout=30).status_code == 200
         assert 'roberta_infer_errors_total{reason="internal"} 1.0' in httpx.get(f"{base}/metrics").text
 
@@ -372,7 +373,8 @@ def test_not_ready_then_overloaded(bundle):
         async def burst() -> list[httpx.Response]:
             """12 requests at a model held busy: released only once each request is either refused or waiting."""
             async with httpx.AsyncClient(timeout=30) as http:
-                refused_before = sample((await http.get(f"{base}/metrics")).text, "roberta_infer_errors_total", reason="overloaded")
+                refused_before = sample((await http.get(f"{base}/metrics")).text, "roberta_infer_errors_total",
+                                        reason="overloaded")
                 sent = asyncio.gather(*(http.post(f"{base}/v1/classify", json={"texts": [f"t{i}", "u"]}) for i in range(12)))
                 deadline = time.monotonic() + 30
                 while True:  # one request in the held call and two in the 4-text queue at most: the rest refused

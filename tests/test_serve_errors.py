@@ -11,11 +11,10 @@ from typing import Iterator
 
 import httpx
 import pytest
+from test_serve import cached_bundle, running, wait_ready
 
 from roberta_infer.bundle import load_bundle
 from roberta_infer.serve import Limits
-
-from test_serve import cached_bundle, running, wait_ready
 
 LIMITS = Limits(max_texts_per_request=4, max_text_chars=50)
 

@@ -12,13 +12,12 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from test_serve import cached_bundle, running, softmax, wait_ready
 from tritonclient.utils import InferenceServerException
 
 from roberta_infer.bundle import load_bundle
 from roberta_infer.predict import predict
 from roberta_infer.serve import Limits
-
-from test_serve import cached_bundle, running, softmax, wait_ready
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]

@@ -16,8 +16,8 @@ from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
 from roberta_infer.data import read_sst2, sha256_file
 from roberta_infer.errors import RobertaInferError
-from roberta_infer.predict import classify
 from roberta_infer.fit import TrainState
+from roberta_infer.predict import classify
 from roberta_infer.train import split_by_sentence, train
 
 TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "max_len": 16, "batch_size": 16, "lr": 3e-3, "threads": 1,
@@ -44,7 +44,8 @@ def tiny_model(tmp_path_factory, short_rows) -> tuple[Path, dict]:
 
 def test_tiny_run_learns_and_loads(tiny_model, short_rows):
     out, record = tiny_model
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "id_map.npy", "special_ids.json", "training.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "id_map.npy", "special_ids.json",
+                                               "training.json"}
     assert json.loads((out / "training.json").read_text()) == record
     classifier = load_classifier(out)
     assert classifier.class_names == ["negative", "positive"] and classifier.model.config.num_hidden_layers == 1
@@ -186,9 +187,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, short_ro
     monkeypatch.setattr(TrainState, "save", real_save)
     assert (tmp_path / "resumed.train-state.pt").is_file() and not (tmp_path / "resumed").exists()
     resumed = train(short_rows, tmp_path / "resumed", **args)
-    assert load_file(tmp_path / "resumed" / "model.safetensors").keys() == load_file(tmp_path / "whole" / "model.safetensors").keys()
+    resumed_weights = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert resumed_weights.keys() == load_file(tmp_path / "whole" / "model.safetensors").keys()
     for name, weights in load_file(tmp_path / "whole" / "model.safetensors").items():
-        np.testing.assert_array_equal(load_file(tmp_path / "resumed" / "model.safetensors")[name], weights, err_msg=name)
+        np.testing.assert_array_equal(resumed_weights[name], weights, err_msg=name)
     assert resumed["epochs"] == whole["epochs"]
     assert not (tmp_path / "resumed.train-state.pt").exists()
     saves.clear()

@@ -19,9 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import RobertaInferError
 from .outputs import check_dir, output_dir
-from .reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
+from .reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, cell_sentences_per_s
 from .reference import NAME as REFERENCE_NAME
-from .reference import cell_sentences_per_s
 from .reference import cells as reference_cells
 from .report import Figure, Report, Table, figure_png, pyplot, write_report
 from .runtime import BundleClassifier, machine
@@ -54,7 +53,8 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
     if max(seq_lens) > classifier.max_tokens:
         raise RobertaInferError(f"seq len {max(seq_lens)} exceeds the model's {classifier.max_tokens} positions")
     if warmup < 0 or min_time < 0 or min_iterations < 1:
-        raise RobertaInferError(f"warmup and min time must be ≥ 0, min iterations ≥ 1 (got {warmup}, {min_time}, {min_iterations})")
+        raise RobertaInferError(f"warmup and min time must be ≥ 0, min iterations ≥ 1 (got {warmup}, {min_time}, "
+                                f"{min_iterations})")
     check_dir(out, "bench", force=force)
     load_before = os.getloadavg()
     rng = np.random.default_rng(seed)
@@ -140,7 +140,8 @@ def side_by_side(results: list[dict]) -> str:
     cells = [{(c["batch_size"], c["seq_len"]): c for c in result["cells"]} for result in results]
     shapes = sorted(set().union(*cells), key=lambda shape: (shape[1], shape[0]))
     reference = all(result["reference"] for result in results)
-    header = ["batch", "seq", *(f"{label(result)} seq/s" for result in results), *([f"{REFERENCE_NAME} seq/s"] if reference else [])]
+    header = ["batch", "seq", *(f"{label(result)} seq/s" for result in results),
+              *([f"{REFERENCE_NAME} seq/s"] if reference else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for batch, seq in shapes:
         measured = [f"{by_shape[batch, seq]['sentences_per_s']:.1f}" if (batch, seq) in by_shape else "—" for by_shape in cells]

@@ -72,7 +72,10 @@ class BinarisedSplit:
 
 def is_binarised(directory: Path | None) -> bool:
     """Whether `directory` is fairseq-preprocess output (input0/dict.txt with .idx files beside it)."""
-    return directory is not None and (Path(directory) / "input0" / "dict.txt").is_file() and any((Path(directory) / "input0").glob("*.idx"))
+    if directory is None:
+        return False
+    input0 = Path(directory) / "input0"
+    return (input0 / "dict.txt").is_file() and any(input0.glob("*.idx"))
 
 
 def read_binarised(directory: Path, split: str) -> BinarisedSplit:
@@ -87,7 +90,8 @@ def read_binarised(directory: Path, split: str) -> BinarisedSplit:
     rows = read_indexed_dataset(directory / "input0" / prefix)
     bad = next((i for i, row in enumerate(rows) if not len(row) or row[-1] != eos), None)
     if bad is not None:
-        raise RobertaInferError(f"{directory / 'input0' / prefix}.bin row {bad} does not end with </s> ({eos}): not fairseq-preprocess output")
+        raise RobertaInferError(f"{directory / 'input0' / prefix}.bin row {bad} does not end with </s> ({eos}): not "
+                                "fairseq-preprocess output")
     labels = names = None
     if (directory / "label" / f"{prefix}.idx").is_file():
         symbols = FairseqDictionary.load(directory / "label" / "dict.txt", add_mask=False).symbols

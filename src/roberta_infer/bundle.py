@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .version import __version__
-from .data import read_sst2, sha256_file, sst2_file
-from .errors import RobertaInferError
-from .outputs import describe, kind_of, output_dir
 from .accuracy_aware import RevertedOps, heldout_measure, heldout_set, nncf_validation
-from .predict import classify, encode, length_batches, pad_batch
+from .data import read_sst2, sha256_file, sst2_file
 from .engines import make_session, openvino_session
+from .errors import RobertaInferError
 from .gate import accuracy_gate, check_max_drop
 from .hardware import cpu_isa
 from .optimize import inspect_onnx, optimize_onnx
+from .outputs import describe, kind_of, output_dir
+from .predict import classify, encode, length_batches, pad_batch
 from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
+from .version import __version__
 
 if TYPE_CHECKING:  # building a bundle needs PyTorch; loading one must not pay for importing it (Ray actors, servers)
     from .checkpoint import RobertaClassifier
@@ -125,9 +125,9 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
                    heldout_max_drop: float) -> dict:
     """model.xml + model.bin in `tmp`: OpenVINO IR of the fp32 model, checked ≤ 1e-4 vs PyTorch with the f32 hint;
     bf16 records its deviation from PyTorch; int8 is NNCF-quantized and must pass the accuracy gate."""
-    from .export import deviation, export_openvino  # deferred: torch
-
     import openvino as ov
+
+    from .export import deviation, export_openvino  # deferred: torch
 
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
     progress(f"converting to OpenVINO IR {ov.__version__.split('-')[0]} ({shape} shape, fp32 weights)")
@@ -140,14 +140,16 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
     if precision == "bf16":
         bf16 = openvino_session(tmp / "model.xml", threads=threads, precision="bf16")
         part["bf16"] = deviation(classifier.model, classifier.encoder.pad, bf16, fidelity_shapes(classifier, spec),
-                                 real_inputs=real_inputs(classifier.encoder, spec.batch_size, spec.seq_len or min(64, classifier.max_tokens)))
+                                 real_inputs=real_inputs(classifier.encoder, spec.batch_size,
+                                                         spec.seq_len or min(64, classifier.max_tokens)))
         part["openvino"]["inference_precision"] = bf16.inference_precision
         if "BF16" not in capabilities:
             part["bf16"]["note"] = "this CPU has no bf16 instructions: OpenVINO runs this bundle in f32"
         progress(f"bf16 vs PyTorch fp32: max |Δlogit| = {part['bf16']['max_abs_diff']:.2e}, "
                  f"label agreement {100 * part['bf16']['label_agreement']:.1f} % of {part['bf16']['rows']} rows")
     if precision == "int8":
-        part["quantization"] = quantize_openvino(classifier, tmp, spec, manifest, fp32, data=data, max_accuracy_drop=max_accuracy_drop,
+        part["quantization"] = quantize_openvino(classifier, tmp, spec, manifest, fp32, data=data,
+                                                 max_accuracy_drop=max_accuracy_drop,
                                                  calibration_size=calibration_size, threads=threads, progress=progress,
                                                  accuracy_aware=accuracy_aware, heldout_max_drop=heldout_max_drop)
         part["openvino"]["inference_precision"] = part["quantization"].pop("inference_precision")
@@ -180,7 +182,8 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
         if accuracy_aware:
             heldout = heldout_set(reference, data, exclude=set(sentences))
             items, validate = nncf_validation(heldout, classifier, spec.batch_size or CALIBRATION_BATCH, spec.seq_len,
-                                              lambda t: fill_batch(t, spec.batch_size, classifier.encoder) if spec.batch_size else t)
+                                              lambda t: fill_batch(t, spec.batch_size, classifier.encoder)
+                                              if spec.batch_size else t)
             progress(f"accuracy-aware: NNCF reverts the most sensitive ops to floating point until at most {heldout_max_drop:g} "
                      f"points are lost on {len(heldout.sentences)} held-out SST-2 train sentences fp32 gets right")
             log.setLevel(logging.INFO)
@@ -205,7 +208,8 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
         measured = heldout_measure(heldout, classify(reference, heldout.sentences), classify(candidate, heldout.sentences))
         aware = {"max_drop_pp": heldout_max_drop, "heldout_drop_pp": measured["lost_pp"], **measured,
                  "float_nodes": reverted.names, "nncf_log": reverted.messages, "heldout": heldout.record}
-        progress(f"accuracy-aware: {len(reverted.names)} ops left in floating point, held-out loss {measured['lost_pp']:.2f} points")
+        progress(f"accuracy-aware: {len(reverted.names)} ops left in floating point, held-out loss {measured['lost_pp']:.2f} "
+                 "points")
     return {"method": "nncf.quantize_with_accuracy_control" if accuracy_aware else "nncf.quantize", "nncf": nncf.__version__,
             "float_nodes": reverted.names, "accuracy_aware": aware, "model_type": "transformer", "subset_size": len(feeds),
             "inference_precision": int8.inference_precision,
@@ -297,7 +301,8 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         raise RobertaInferError(f"{directory} is not a roberta-infer bundle (format {manifest.get('format')!r})")
     engine, precision = engine_and_precision(manifest)
     if engine not in ENGINES:
-        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have ({', '.join(ENGINES)})")
+        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have "
+                                f"({', '.join(ENGINES)})")
     missing = [name for name in MODEL_FILES[engine] if not (directory / name).is_file()]
     if missing:
         raise RobertaInferError(f"bundle {directory} is missing {', '.join(missing)}: re-run `roberta-infer export`")
@@ -306,7 +311,8 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
                                 "the bundle was modified or is corrupt")
     if engine == "openvino":
         if provider != "cpu":
-            raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on the CPU")
+            raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on "
+                                    "the CPU")
         session = openvino_session(directory / "model.xml", threads=threads, precision=precision,
                                    streams=streams)
     else:

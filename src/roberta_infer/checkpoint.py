@@ -84,7 +84,8 @@ def load_classifier(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Pa
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
         if head is not None:
-            raise RobertaInferError(f"--head chooses a fairseq classification head; {path} is a Hugging Face model with one classifier")
+            raise RobertaInferError(f"--head chooses a fairseq classification head; {path} is a Hugging Face model with one "
+                                    "classifier")
         return load_huggingface(path, bpe_dir=bpe_dir, class_names=class_names)
     if path.is_dir():
         found = [path / n for n in FAIRSEQ_CHECKPOINTS if (path / n).is_file()]
@@ -147,7 +148,8 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None, class_name
             f"{model_dir}: the tokenizer has {encoder.vocab_size()} tokens but the model embeds only {cfg.vocab_size}"
         )
     names = named_classes([str(cfg.id2label[i]) for i in range(cfg.num_labels)], class_names, model_dir)
-    return RobertaClassifier(model, encoder, names, {"kind": "huggingface", "path": str(model_dir), "sha256": files_sha256(weights)})
+    return RobertaClassifier(model, encoder, names,
+                             {"kind": "huggingface", "path": str(model_dir), "sha256": files_sha256(weights)})
 
 
 def huggingface_weights(model_dir: Path) -> list[Path]:
@@ -208,7 +210,8 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
     elif label_path is not None:
         labels = label_symbols(label_path)  # class k is line k
         if num_classes > len(labels):
-            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only {len(labels)}")
+            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only "
+                                    f"{len(labels)}")
         names = labels[:num_classes]
     else:
         names = [str(i) for i in range(num_classes)]
@@ -226,7 +229,8 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
     if missing or unexpected:
         raise RobertaInferError(f"{path}: weights do not fit RoBERTa (missing {missing[:3]}, unexpected {unexpected[:3]})")
     encoder = TextEncoder.gpt2_fairseq(default_bpe_dir(bpe_dir), dictionary)
-    return RobertaClassifier(model, encoder, list(config.id2label.values()), {"kind": "fairseq", "path": str(path), "sha256": sha256_file(path)})
+    return RobertaClassifier(model, encoder, list(config.id2label.values()),
+                             {"kind": "fairseq", "path": str(path), "sha256": sha256_file(path)})
 
 
 def safe_torch_load(path: Path) -> dict:

@@ -9,10 +9,11 @@ import os
 import sys
 import traceback
 import warnings
-from .version import __version__
+
 from .commands import COMMANDS
 from .commands.args import formatter
 from .errors import RobertaInferError
+from .version import __version__
 
 REFERENCE = "Reproduces Huawei's Ascend ModelZoo RoBERTa/SST-2 inference guide on ONNX Runtime."
 

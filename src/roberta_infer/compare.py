@@ -120,7 +120,8 @@ class OpenVinoPeer:
 
     def __init__(self, bundle: Path, threads: int) -> None:
         ours = load_bundle(bundle, threads=threads)
-        self.encoder, self.class_names, self.max_tokens, self.manifest = ours.encoder, ours.class_names, ours.max_tokens, ours.manifest
+        self.encoder, self.class_names, self.max_tokens = ours.encoder, ours.class_names, ours.max_tokens
+        self.manifest = ours.manifest
         self.model = compile_openvino(Path(bundle) / IR_FILE, {"INFERENCE_NUM_THREADS": threads})
         self.precision = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
@@ -139,7 +140,8 @@ class Models:
     def __init__(self, classifier: RobertaClassifier, work_dir: Path, *, data: Path | None, threads: int,
                  progress: Callable[[str], None], max_drop: float = 0.3, search: bool = True,
                  float_like: Models | None = None) -> None:
-        self.classifier, self.work_dir, self.data, self.threads, self.progress = classifier, Path(work_dir), data, threads, progress
+        self.classifier, self.work_dir, self.data = classifier, Path(work_dir), data
+        self.threads, self.progress = threads, progress
         self.max_drop, self.search, self.float_like = max_drop, search, float_like
         self.forms: dict[str, Classifier] = {}
         self.checked: set[str] = set()  # bundles found current or built by this object: not loaded again to check
@@ -211,7 +213,8 @@ def current(bundle: Path, source: dict, engine: str, precision: str, aware: dict
         loaded = load_bundle(bundle)
     except (RobertaInferError, KeyError):
         return False
-    same = comparable(loaded.manifest["source"]) == comparable(source) and (loaded.engine, loaded.precision) == (engine, precision)
+    same = (comparable(loaded.manifest["source"]) == comparable(source)
+            and (loaded.engine, loaded.precision) == (engine, precision))
     if not same or precision != "int8" or aware is None:
         return same
     quantization = loaded.manifest.get("quantization", {})
@@ -346,7 +349,8 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     for result, mode_labels in zip(results, labels):
         result["agreement_with_baseline"] = float(np.mean(mode_labels == labels[0]))
         result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
-        result["gflops"] = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
+        flops = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"])
+        result["gflops"] = flops / result["seconds"] / 1e9
         result["percent_of_peak"] = 100 * result["gflops"] / max(peaks)
     return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
             "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": max(peaks),
@@ -427,4 +431,5 @@ def ratios(results: list[dict]) -> dict:
     if ours is None:
         return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
     return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": ours["sentences_per_s"] / fastest["sentences_per_s"],
-            "ours_vs_engine": {r["mode"]: ours["sentences_per_s"] / r["sentences_per_s"] for r in results if r["group"] == "engine"}}
+            "ours_vs_engine": {r["mode"]: ours["sentences_per_s"] / r["sentences_per_s"]
+                               for r in results if r["group"] == "engine"}}

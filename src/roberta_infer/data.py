@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-
 from .errors import RobertaInferError
 
 # The official files' sha256 (the same values as ../shared/data/SHA256SUMS): a download or a local copy

@@ -26,8 +26,8 @@ import torch
 from transformers import RobertaForSequenceClassification
 
 from .checkpoint import max_tokens
-from .errors import RobertaInferError, check_positive
 from .engines import INPUT_NAME, OUTPUT_NAME, OpenVinoSession, OrtSession
+from .errors import RobertaInferError, check_positive
 
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
@@ -119,7 +119,8 @@ def export_openvino(model: RobertaForSequenceClassification, pad_id: int, path: 
 
 
 @contextmanager
-def tracing(model: RobertaForSequenceClassification, pad_id: int, spec: OnnxSpec) -> Iterator[tuple[torch.nn.Module, torch.Tensor]]:
+def tracing(model: RobertaForSequenceClassification, pad_id: int,
+            spec: OnnxSpec) -> Iterator[tuple[torch.nn.Module, torch.Tensor]]:
     """The module every exporter traces (`TokensToLogits`, eager attention, no grad, the exporters' expected warnings
     silenced) and a random batch of `spec`'s trace shape; refuses sizes the model cannot take."""
     check_positive({"batch size": spec.batch_size, "sequence length": spec.seq_len})

@@ -217,7 +217,8 @@ def fit(classifier: RobertaClassifier, rows: list[list[int]], labels: np.ndarray
                            rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(), history=history,
                            snapshots=snapshots, best=best, epoch=epoch + 1, step=0, total=0.0, count=0)
     if average > 1 and len(snapshots) == average:
-        model.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype) for k, v in snapshots[-1].items()})
+        model.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype)
+                               for k, v in snapshots[-1].items()})
         accuracy = heldout_accuracy()
         history.append({"average_of_epochs": [epochs - average + 1, epochs], "heldout_accuracy": round(accuracy, 4)})
         console.print(f"mean of the last {average} epochs: held-out accuracy {100 * accuracy:.2f} %", highlight=False)

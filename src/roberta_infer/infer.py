@@ -49,8 +49,8 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
     if length_aware is None:
         length_aware = classifier.static_seq is None
     if length_aware and classifier.static_seq is not None:
-        raise RobertaInferError(f"length-aware batching needs a dynamic bundle, this one is fixed at {classifier.static_seq} ids: "
-                                "re-export with `roberta-infer export --dynamic`, or pass --no-length-aware")
+        raise RobertaInferError(f"length-aware batching needs a dynamic bundle, this one is fixed at {classifier.static_seq} "
+                                "ids: re-export with `roberta-infer export --dynamic`, or pass --no-length-aware")
     if length_aware:
         lengths = true_lengths(tokens, classifier.encoder.pad)
         batches = [(index, tokens[index, : max(1, int(lengths[index].max()))]) for index in length_batches(lengths, batch_size)]
@@ -110,8 +110,8 @@ def check_pairing(classifier: BundleClassifier, prepared: Prepared) -> None:
     source = classifier.manifest.get("source", {}).get("path") or "its source model"
     size = classifier.manifest.get("architecture", {}).get("vocab")
     if vocab.get("vocab_sha256") and vocab["vocab_sha256"] != classifier.encoder.vocab_sha256():
-        raise RobertaInferError(f"the data was prepared with the vocabulary of {made_for}, but the bundle (from {source}) numbers "
-                                "tokens differently: prepare it again with --model of this bundle's model")
+        raise RobertaInferError(f"the data was prepared with the vocabulary of {made_for}, but the bundle (from {source}) "
+                                "numbers tokens differently: prepare it again with --model of this bundle's model")
     pad = prepared.meta.get("pad_id")
     if pad is not None and pad != classifier.encoder.pad:
         raise RobertaInferError(f"the data was prepared with pad id {pad} (for {made_for}), the bundle (from {source}) pads "
@@ -119,7 +119,8 @@ def check_pairing(classifier: BundleClassifier, prepared: Prepared) -> None:
     highest = int(prepared.tokens.max())
     if size is not None and (highest >= size or int(prepared.tokens.min()) < 0):
         raise RobertaInferError(f"the data holds ids up to {highest}, beyond the {size} tokens of the bundle's model (from "
-                                f"{source}): it was prepared for {made_for}; prepare it again with --model of this bundle's model")
+                                f"{source}): it was prepared for {made_for}; prepare it again with --model of this "
+                                "bundle's model")
 
 
 def true_lengths(tokens: np.ndarray, pad: int) -> np.ndarray:

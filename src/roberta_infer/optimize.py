@@ -12,8 +12,8 @@ from pathlib import Path
 
 import onnx
 
-from .errors import RobertaInferError
 from .engines import INPUT_NAME, OUTPUT_NAME
+from .errors import RobertaInferError
 
 REPORTED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
                 "LayerNormalization", "BiasGelu", "FastGelu", "Gelu", "MatMul", "Gemm",

@@ -86,7 +86,8 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     logits, _ = read_outputs(work_dir / "results")
     scores = accuracy(logits, summary["class_names"], prepared.labels, prepared.meta["label_names"])
     report = {"model": str(model), "source": classifier.source, "split": "dev", "seq_len": seq_len, "batch_size": batch_size,
-              "accuracy": scores, "architecture": manifest["architecture"], "fused_ops": manifest["fused_ops"], "fidelity_max_abs_diff": manifest["fidelity"]["max_abs_diff"],
+              "accuracy": scores, "architecture": manifest["architecture"], "fused_ops": manifest["fused_ops"],
+              "fidelity_max_abs_diff": manifest["fidelity"]["max_abs_diff"],
               "infer": summary}
     say("fp32 with a dynamic shape: padded to each length of the grid, and the source of ONNX Runtime int8")
     build_bundle(classifier, work_dir / DYNAMIC_BUNDLE, threads=threads, progress=say, force=True)
@@ -96,7 +97,8 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     except RobertaInferError as e:  # a model whose int8 loses accuracy keeps its fp32 row, and says why there is no other
         say(f"no fast row: {e}")
         report["fast"] = {"error": str(e)}
-    bundles = {"fp32": work_dir / DYNAMIC_BUNDLE, **({} if "error" in report["fast"] else {"fast": Path(report["fast"]["bundle"])})}
+    bundles = {"fp32": work_dir / DYNAMIC_BUNDLE,
+               **({} if "error" in report["fast"] else {"fast": Path(report["fast"]["bundle"])})}
     grid = sweep(classifier, split, work_dir, bundles, vocab=prepared_vocab(model, classifier), batch_sizes=batch_sizes,
                  seq_lens=lengths, accuracy_batch_size=batch_size, warmup=warmup, loop=loop, threads=threads,
                  provider=provider, say=say)
@@ -193,7 +195,8 @@ def sweep(classifier: RobertaClassifier, split: Sst2Split, work_dir: Path, bundl
             warnings.filterwarnings("ignore", message=r"\d+ of \d+ texts were longer than")
             meta = prepare(split, classifier.encoder, seq_len=seq_len, out=work_dir / f"prepared-{seq_len}", layout="array",
                            class_names=classifier.class_names, vocab=vocab, force=True)
-        grid["prepared"].append({"seq_len": seq_len, "truncated": meta["truncated"], "path": str(work_dir / f"prepared-{seq_len}")})
+        grid["prepared"].append({"seq_len": seq_len, "truncated": meta["truncated"],
+                                 "path": str(work_dir / f"prepared-{seq_len}")})
         prepared = load_prepared(work_dir / f"prepared-{seq_len}")
         for row, bundle in loaded.items():
             cells = []
@@ -209,9 +212,10 @@ def sweep(classifier: RobertaClassifier, split: Sst2Split, work_dir: Path, bundl
                               "accuracy": scores["accuracy"], "correct": scores["correct"], "results": str(results)})
             grid["cells"] += cells
             scored = next(cell for cell in cells if cell["batch_size"] == accuracy_batch_size)
+            speeds = ", ".join(f"batch {cell['batch_size']} {cell['sentences_per_s']:.1f}"
+                               for cell in cells if cell["batch_size"] in batch_sizes)
             say(f"seq {seq_len} ({meta['truncated']} cut), {row} ({bundles[row].name}): accuracy "
-                f"{100 * scored['accuracy']:.2f} %, sentences/s " + ", ".join(
-                    f"batch {cell['batch_size']} {cell['sentences_per_s']:.1f}" for cell in cells if cell["batch_size"] in batch_sizes))
+                f"{100 * scored['accuracy']:.2f} %, sentences/s {speeds}")
     return grid
 
 
@@ -277,7 +281,8 @@ def batch_size_cells(report: dict) -> tuple[str, list[str], list[list[str]], str
     length = next(row for row in report["by_seq_len"] if row["seq_len"] == seq_len)
     header = ["batch", f"{ROWS['fp32']}\n(padded to {seq_len})\nsentences/s", f"{fast_label(report)}\nsentences/s",
               f"{REFERENCE_NAME}\nsentences/s"]
-    rows = [[str(row["batch_size"]), speed_cell(row["fp32"]), speed_cell(row["fast"]), published(row["reference_sentences_per_s"])]
+    rows = [[str(row["batch_size"]), speed_cell(row["fp32"]), speed_cell(row["fast"]),
+             published(row["reference_sentences_per_s"])]
             for row in report["by_batch_size"]]
     rows.append(["accuracy, every batch", accuracy_cell(length["fp32"]), accuracy_cell(length["fast"]),
                  reference_accuracy_cell(reference_accuracy(seq_len))])
@@ -290,8 +295,10 @@ def seq_len_cells(report: dict) -> tuple[str, list[str], list[list[str]], str]:
     """Table 2 for the terminal and report.html: title, header, rows (one per sequence length), note."""
     smallest = report["grid"]["batch_sizes"][0]
     header = ["seq", "cut", "accuracy\nfp32", "accuracy\nfastest gated", f"accuracy {REFERENCE_DEVICE}\nbaseline / NPU",
-              f"sentences/s\nbatch {smallest}\nfp32", f"sentences/s\nbatch {smallest}\nfastest gated", f"sentences/s\nbatch 1\n{REFERENCE_DEVICE}",
-              "sentences/s\nbest batch\nfp32", "sentences/s\nbest batch\nfastest gated", f"sentences/s\nbest batch\n{REFERENCE_DEVICE}"]
+              f"sentences/s\nbatch {smallest}\nfp32", f"sentences/s\nbatch {smallest}\nfastest gated",
+              f"sentences/s\nbatch 1\n{REFERENCE_DEVICE}",
+              "sentences/s\nbest batch\nfp32", "sentences/s\nbest batch\nfastest gated",
+              f"sentences/s\nbest batch\n{REFERENCE_DEVICE}"]
     rows = []
     for row in report["by_seq_len"]:
         reference = row["reference"] or {}
@@ -312,7 +319,8 @@ def grid_note(report: dict) -> str:
     fast = report["fast"]
     parts = ["sentences/s: SST-2 dev sentences per second of model calls; fp32: the dynamic fp32 bundle fed batches in "
              "order, padded to the length; fastest gated: " + ("none (" + fast["error"] + ")" if "error" in fast else
-                                                                 f"{fast['name']}, length-aware batches cut to their longest sentence") + "."]
+                                                                 f"{fast['name']}, length-aware batches cut to their longest "
+                                                                 "sentence") + "."]
     if not report["reference"]["same_shape"]:
         arch = report["architecture"]
         parts.append(f"{REFERENCE_NAME}: {MODEL} (12 layers, hidden 768) on an NPU; this model has {arch['layers']} layers, "

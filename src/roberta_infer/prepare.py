@@ -142,7 +142,8 @@ def load_prepared(directory: Path, *, seq_len: int | None = None) -> Prepared:
             raise RobertaInferError(f"{directory} is missing {len(missing)} sample files, e.g. {missing[0]}")
         tokens = np.stack([np.fromfile(f, dtype=np.int64) for f in files]) if files else np.zeros((0, seq_len), np.int64)
     if tokens.shape != (n, seq_len) or tokens.dtype != np.int64:
-        raise RobertaInferError(f"{directory}: ids have shape {tokens.shape} {tokens.dtype}, meta.json says ({n}, {seq_len}) int64")
+        raise RobertaInferError(f"{directory}: ids have shape {tokens.shape} {tokens.dtype}, meta.json says ({n}, {seq_len}) "
+                                "int64")
     labels = np.load(directory / "labels.npy") if (directory / "labels.npy").is_file() else None
     if labels is not None and labels.shape != (n,):
         raise RobertaInferError(f"{directory}: {labels.shape[0]} labels for {n} samples")
@@ -157,11 +158,12 @@ def reference_batches(directory: Path, files: list[Path], seq_len: int | None) -
     sizes = {f.stat().st_size for f in files}
     row_bytes = 8 * seq_len
     if len(sizes) != 1 or next(iter(sizes)) % row_bytes or not next(iter(sizes)):
-        raise RobertaInferError(f"{directory}: batch files of {sorted(sizes)[:3]} bytes are not whole rows of {seq_len} int64 ids "
-                                f"({row_bytes} bytes) all of one batch size: wrong --seq-len, or not the reference's files")
+        raise RobertaInferError(f"{directory}: batch files of {sorted(sizes)[:3]} bytes are not whole rows of {seq_len} int64 "
+                                f"ids ({row_bytes} bytes) all of one batch size: wrong --seq-len, or not the reference's files")
     batch_size = next(iter(sizes)) // row_bytes
     raw = b"".join(f.read_bytes() for f in files)
     tokens = np.frombuffer(raw, dtype=np.int64).reshape(-1, seq_len).copy()
-    meta = {"format": "reference RoBERTa_preprocess.py batches", "source": {"path": str(directory), "sha256": hashlib.sha256(raw).hexdigest()},
+    meta = {"format": "reference RoBERTa_preprocess.py batches",
+            "source": {"path": str(directory), "sha256": hashlib.sha256(raw).hexdigest()},
             "n": len(tokens), "seq_len": seq_len, "batch_size": batch_size, "layout": "reference", "pad_id": 1}
     return Prepared(tokens, None, meta)

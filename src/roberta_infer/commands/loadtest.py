@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", type=url, default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
     p.add_argument("--concurrency", type=int_list(ranged(int, 1, 100_000)), default=[1, 8, 64], metavar="C1,C2,...",
                    help="concurrent clients per level (default 1,8,64)")
-    p.add_argument("--requests", type=ranged(int, 1, 100_000_000), default=1000, metavar="N", help="requests per level (default 1000)")
+    p.add_argument("--requests", type=ranged(int, 1, 100_000_000), default=1000, metavar="N",
+                   help="requests per level (default 1000)")
     p.add_argument("--texts-per-request", type=ranged(int, 1, 100_000), default=1, metavar="K", help="default 1")
     p.add_argument("--rate", type=ranged(float, 0, 100_000, low_open=True), metavar="R",
                    help="open loop: requests per second (instead of --concurrency; default: closed loop)")

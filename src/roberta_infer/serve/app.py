@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from ..version import __version__
 from ..runtime import BundleClassifier
+from ..version import __version__
 from . import v2
 from .limits import Limits
 from .requests import ErrorResponse

@@ -73,7 +73,8 @@ class Service:
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
                       "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
-                      "parallel_calls": self.limits.parallel_calls, "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
+                      "parallel_calls": self.limits.parallel_calls,
+                      "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
         log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
 
