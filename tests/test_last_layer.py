@@ -4,6 +4,7 @@ layer at one position; the int8 search still finds the last layer's MatMuls by n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from transformers import RobertaForSequenceClassification
 from roberta_infer.accuracy_aware import matmul_groups
 from roberta_infer.bundle import build_bundle, check_build_options
 from roberta_infer.checkpoint import load_classifier
+from roberta_infer.cli import main
 from roberta_infer.engines import make_session, openvino_session
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.export import ClsOnlyModel, deviation, export_onnx, export_openvino
@@ -134,3 +136,9 @@ def test_unknown_last_layer_is_refused():
     with pytest.raises(RobertaInferError, match="unknown last-layer mode 'cls'"):
         check_build_options(batch_size=None, seq_len=None, engine="onnxruntime", precision="fp32", data=None,
                             max_accuracy_drop=0.3, calibration_size=1, last_layer="cls")
+
+
+def test_export_flag_turns_it_off(hf_model, tmp_path):
+    assert main(["export", "--model", str(hf_model), "--out", str(tmp_path / "full"), "--full-last-layer"]) == 0
+    manifest = json.loads((tmp_path / "full" / "manifest.json").read_text())
+    assert manifest["last_layer"] == "full" and manifest["fused_ops"]["Attention"] == 2
