@@ -58,8 +58,10 @@ def fused(raw) -> tuple[Path, dict[str, int]]:
     return path, optimize_onnx(raw, path, num_heads=HEADS, hidden_size=HIDDEN, num_layers=LAYERS, last_layer="cls-only")
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("tokens", [PADDED, PADDED[:1]], ids=["padded", "no padding"])
-def test_pytorch_module_gives_transformers_logits(model, tokens):
+def test_pytorch_module_gives_transformers_logits(tokens, attn):
+    model = tiny_classifier(num_labels=2, layers=LAYERS, seed=3, attn=attn)
     ids = torch.from_numpy(tokens)
     with torch.inference_mode():
         reduced = ClsOnlyModel(model)(ids, (ids != PAD).long()).numpy()

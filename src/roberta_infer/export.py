@@ -112,7 +112,8 @@ class ClsOnlyModel(torch.nn.Module):
 
 
 class _Roberta(torch.nn.Module):
-    """RobertaModel's embeddings and additive mask (made as RobertaModel.forward makes them), then `_Encoder`."""
+    """RobertaModel's embeddings and attention mask (made as RobertaModel.forward makes them, for the layers it runs
+    as they are), then `_Encoder`."""
 
     def __init__(self, roberta: torch.nn.Module) -> None:
         super().__init__()
@@ -123,23 +124,26 @@ class _Roberta(torch.nn.Module):
     def forward(self, src_tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         hidden = self.embeddings(input_ids=src_tokens)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=padding)
-        return self.encoder(hidden, mask)
+        # The last layer's own additive mask [batch, 1, 1, seq] (0 at tokens, the dtype's minimum at padding), whatever
+        # form the attention implementation's mask takes.
+        additive = (1 - padding[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        return self.encoder(hidden, mask, additive)
 
 
 class _Encoder(torch.nn.Module):
-    """Layers 0..L-2 as they are, then the last as `_ClsOnlyLayer`: hidden [batch, seq, hidden] and the additive
-    mask [batch, 1, seq, seq] (None: no padding) → position 0's output [batch, 1, hidden]."""
+    """Layers 0..L-2 as they are (with `mask`, their attention implementation's), then the last as `_ClsOnlyLayer`
+    (with the `additive` mask [batch, 1, 1, seq]): hidden [batch, seq, hidden] → position 0's output [batch, 1, hidden]."""
 
     def __init__(self, encoder: torch.nn.Module) -> None:
         super().__init__()
         *layers, last = encoder.layer
         self.layer = torch.nn.ModuleList([*layers, _ClsOnlyLayer(last)])
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None, additive: torch.Tensor) -> torch.Tensor:
         *layers, last = self.layer
         for layer in layers:
             hidden = layer(hidden, mask)
-        return last(hidden, None if mask is None else mask[:, :, :1])
+        return last(hidden, additive)
 
 
 class _ClsOnlyLayer(torch.nn.Module):
@@ -151,7 +155,7 @@ class _ClsOnlyLayer(torch.nn.Module):
         self.intermediate = layer.intermediate
         self.output = layer.output
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         attended = self.attention(hidden, mask)
         return self.output(self.intermediate(attended), attended)
 
@@ -165,7 +169,7 @@ class _ClsOnlyAttention(torch.nn.Module):
         self.self = _ClsOnlySelfAttention(attention.self)
         self.output = attention.output
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         first = hidden[:, :1]
         return self.output(self.self(first, hidden, mask), first)
 
@@ -173,7 +177,7 @@ class _ClsOnlyAttention(torch.nn.Module):
 class _ClsOnlySelfAttention(torch.nn.Module):
     """Eager scaled dot-product attention (transformers' eager_attention_forward) of one query position over all:
     query from `first` [batch, 1, hidden], keys and values from `hidden` [batch, seq, hidden], the additive `mask`
-    [batch, 1, 1, seq] (None: none) → [batch, 1, hidden]."""
+    [batch, 1, 1, seq] → [batch, 1, hidden]."""
 
     def __init__(self, attention: torch.nn.Module) -> None:
         super().__init__()
@@ -181,14 +185,12 @@ class _ClsOnlySelfAttention(torch.nn.Module):
         self.heads, self.head_size = attention.num_attention_heads, attention.attention_head_size
         self.scaling = attention.scaling
 
-    def forward(self, first: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, first: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch = hidden.shape[0]
         query = self.query(first).view(batch, 1, self.heads, self.head_size).transpose(1, 2)
         key = self.key(hidden).view(batch, -1, self.heads, self.head_size).transpose(1, 2)
         value = self.value(hidden).view(batch, -1, self.heads, self.head_size).transpose(1, 2)
-        scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling
-        if mask is not None:
-            scores = scores + mask
+        scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling + mask
         context = torch.matmul(torch.softmax(scores, dim=-1), value)
         return context.transpose(1, 2).reshape(batch, 1, self.heads * self.head_size)
 
