@@ -96,8 +96,8 @@ class ClsOnlyModel(torch.nn.Module):
     layer (Vaswani et al. 2017; RoBERTa's) position 0's output depends on the other positions only through the
     attention's keys and values. So layers 0..L-2 are the Hugging Face layers themselves (with eager attention: the
     pattern ONNX Runtime fuses), and the last layer computes keys and values at every position but its query,
-    attention, attention output, FFN and LayerNorms at position 0 only: one L-th of the encoder's per-token work
-    less about 10/12 of it. These wrappers share the model's weights and mirror its module tree
+    attention, attention output, FFN and LayerNorms at position 0 only, which saves about 10/12 of one layer's
+    per-token work (≈14 % of a 6-layer encoder's). These wrappers share the model's weights and mirror its module tree
     (roberta.encoder.layer.N.attention.self.query, …), so exported node names are the full model's.
     forward: src_tokens int64 [batch, seq] and the padding mask (1 = token) int64 [batch, seq] → logits [batch, classes].
     """

@@ -16,7 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Export a RoBERTa classifier to ONNX: one input src_tokens int64 [batch, seq] → output float32\n"
             "[batch, classes], the padding mask computed in the graph from the pad id. Then ONNX Runtime's\n"
-            "transformer fusion (Attention fused in every layer, or the export fails), then onnxslim.\n"
+            "transformer fusion (Attention fused in every layer but a <s>-only last one, or the export fails),\n"
+            "then onnxslim.\n"
+            "The last layer is computed for <s> alone, the only position the classifier reads (its keys and\n"
+            "values at every position; that layer's attention stays unfused): --full-last-layer computes it whole.\n"
             "The bundle (model.onnx, tokenizer, class names, manifest.json) is checked against PyTorch on\n"
             "real and random inputs at several shapes: export fails if any logit differs by more than 1e-4.\n\n"
             "--engine openvino writes OpenVINO IR (model.xml + model.bin, fp32 weights) from the same model,\n"
