@@ -25,7 +25,8 @@ def dynamic_bundle(hf_bundle):
 
 def test_manifest_records_fusion_and_fidelity(dynamic_bundle, hf_model):
     manifest = json.loads((dynamic_bundle / "manifest.json").read_text())
-    assert manifest["fused_ops"]["Attention"] == 2, "every layer's attention is fused"
+    assert manifest["last_layer"] == "cls-only", "the default: the last layer for <s> only"
+    assert manifest["fused_ops"]["Attention"] == 1, "every layer's attention is fused but the cls-only last's"
     # (its max_abs_diff ≤ 1e-4 is build_bundle's own refusal threshold; the logits are compared independently below)
     assert len(manifest["fidelity"]["cases"]) >= 4, "several shapes, random and real inputs"
     assert manifest["fidelity"]["max_abs_diff"] == max(manifest["fidelity"]["cases"].values())
@@ -45,7 +46,7 @@ def test_static_bundle_from_fairseq_checkpoint(tmp_path):
     classifier = load_classifier(fixture / "checkpoint.pt")
     manifest = build_bundle(classifier, tmp_path / "static", batch_size=4, seq_len=16, progress=lambda _: None)
     assert manifest["input"]["shape"] == [4, 16]
-    assert manifest["fused_ops"]["Attention"] == classifier.model.config.num_hidden_layers
+    assert manifest["fused_ops"]["Attention"] == classifier.model.config.num_hidden_layers - 1
     bundle = load_bundle(tmp_path / "static")
     texts = ["short", "", "a few more words here", "café 😀", "one more", "and another"]  # batches of 4 and 2, all < 16 ids
     assert np.abs(classify(classifier, texts) - classify(bundle, texts)).max() < 1e-4

@@ -27,10 +27,12 @@ def test_info_on_a_bundle_matches_its_files(bundle, hf_model, capsys):
     assert info["input"] == {"name": "src_tokens", "dtype": "int64", "shape": ["batch", "sequence"]}
     assert info["model_sha256"] == hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
     assert info["source"]["sha256"] == hashlib.sha256((hf_model / "model.safetensors").read_bytes()).hexdigest()
-    assert info["fused_ops"]["Attention"] == config["num_hidden_layers"]
+    assert info["last_layer"] == "cls-only"
+    assert info["fused_ops"]["Attention"] == config["num_hidden_layers"] - 1  # the last layer runs for <s> only, unfused
     assert main(["info", str(bundle)]) == 0
     text = capsys.readouterr().out
-    assert "engine         onnxruntime" in text and "Attention 2" in text and "negative, positive" in text
+    assert "engine         onnxruntime" in text and "Attention 1" in text and "negative, positive" in text
+    assert "last layer     cls-only" in text
 
 
 def test_info_on_a_checkpoint_counts_its_parameters(hf_model, capsys):

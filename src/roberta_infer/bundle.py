@@ -26,7 +26,7 @@ from .hardware import cpu_isa
 from .optimize import inspect_onnx, optimize_onnx
 from .outputs import describe, kind_of, output_dir
 from .predict import classify, encode, length_batches, pad_batch
-from .runtime import ENGINES, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
+from .runtime import ENGINES, LAST_LAYERS, PRECISIONS, BundleClassifier, engine_and_precision, fill_batch
 from .tokenise import TextEncoder, pad_to
 from .version import __version__
 
@@ -52,13 +52,20 @@ CHECK_TEXTS = [
 # NNCF calibration: SST-2 train sentences (never dev, which gates), drawn with this seed, fed in batches of this many.
 CALIBRATION_SEED = 0
 CALIBRATION_BATCH = 8
+# The last layer computed for `<s>` only unless asked otherwise (runtime.LAST_LAYERS; measured faster on both engines).
+DEFAULT_LAST_LAYER = "cls-only"
 
 
 def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | None = None, seq_len: int | None = None,
                  opset: int = 17, engine: str = "onnxruntime", precision: str = "fp32", data: Path | None = None,
                  max_accuracy_drop: float = 0.3, calibration_size: int = 300, threads: int | None = None, progress=print,
-                 force: bool = False, accuracy_aware: bool = True, heldout_max_drop: float | None = None) -> dict:
+                 force: bool = False, accuracy_aware: bool = True, heldout_max_drop: float | None = None,
+                 last_layer: str = DEFAULT_LAST_LAYER) -> dict:
     """Export `classifier` to the bundle directory `out` for `engine` at `precision`; returns the manifest.
+
+    `last_layer` (runtime.LAST_LAYERS, recorded in the manifest): "cls-only" (default) exports the last encoder layer
+    computed for `<s>` alone, the only position the classifier reads (`export.ClsOnlyModel`: the same logits, less
+    work); "full" the model as it is.
 
     onnxruntime (fp32 only; int8 is `quantize`'s): export, fusion, simplification. openvino: IR from the same
     module, fp32 weights; `bf16` and `int8` are run with OpenVINO's bf16 hint / NNCF static int8 (calibrated on
@@ -73,7 +80,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
     """
     check_build_options(batch_size=batch_size, seq_len=seq_len, engine=engine, precision=precision, data=data,
                         max_accuracy_drop=max_accuracy_drop, calibration_size=calibration_size,
-                        heldout_max_drop=heldout_max_drop)
+                        heldout_max_drop=heldout_max_drop, last_layer=last_layer)
     if seq_len is not None and seq_len > classifier.max_tokens:
         raise RobertaInferError(f"--seq-len {seq_len} exceeds the model's {classifier.max_tokens} positions")
     from .export import OnnxSpec  # deferred (as export_onnx, check_fidelity…): export imports torch, loading a bundle does not
@@ -89,6 +96,7 @@ def build_bundle(classifier: RobertaClassifier, out: Path, *, batch_size: int | 
             "class_names": classifier.class_names,
             "max_tokens": classifier.max_tokens,
             "architecture": classifier.architecture,
+            "last_layer": last_layer,
             "input": {"name": "src_tokens", "dtype": "int64", "shape": [batch_size or "batch", seq_len or "sequence"]},
             "output": {"name": "output", "dtype": "float32", "shape": [batch_size or "batch", len(classifier.class_names)]},
         }
@@ -110,10 +118,10 @@ def build_onnx(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifes
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
     progress(f"exporting to ONNX (opset {spec.opset}, {shape} shape)")
     export_onnx(classifier.model, classifier.encoder.pad, tmp / "raw.onnx", batch_size=spec.batch_size, seq_len=spec.seq_len,
-                opset=spec.opset)
+                opset=spec.opset, last_layer=manifest["last_layer"])
     progress("fusing with ONNX Runtime's transformer optimizer, then simplifying")
     fused = optimize_onnx(tmp / "raw.onnx", tmp / "model.onnx", num_heads=config.num_attention_heads,
-                          hidden_size=config.hidden_size, num_layers=config.num_hidden_layers)
+                          hidden_size=config.hidden_size, num_layers=config.num_hidden_layers, last_layer=manifest["last_layer"])
     (tmp / "raw.onnx").unlink()
     progress("fused ops: " + ", ".join(f"{k} {v}" for k, v in fused.items() if v))
     fidelity = fidelity_check(classifier, make_session(tmp / "model.onnx", threads=1), spec, progress)
@@ -131,7 +139,8 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
 
     shape = "static " + str((spec.batch_size, spec.seq_len)) if spec.batch_size else "dynamic"
     progress(f"converting to OpenVINO IR {ov.__version__.split('-')[0]} ({shape} shape, fp32 weights)")
-    export_openvino(classifier.model, classifier.encoder.pad, tmp / "model.xml", batch_size=spec.batch_size, seq_len=spec.seq_len)
+    export_openvino(classifier.model, classifier.encoder.pad, tmp / "model.xml", batch_size=spec.batch_size, seq_len=spec.seq_len,
+                    last_layer=manifest["last_layer"])
     fp32 = openvino_session(tmp / "model.xml", threads=threads, precision="fp32")
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     part = {"openvino": {"version": ov.__version__, "cpu_isa": cpu_isa(), "cpu_capabilities": list(capabilities),
@@ -219,10 +228,11 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
 
 
 def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: str, precision: str, data: Path | None,
-                        max_accuracy_drop: float, calibration_size: int, heldout_max_drop: float | None = None) -> None:
+                        max_accuracy_drop: float, calibration_size: int, heldout_max_drop: float | None = None,
+                        last_layer: str = DEFAULT_LAST_LAYER) -> None:
     """`build_bundle`'s options that need no model, checked before one is loaded (RobertaInferError): a static
-    shape needs both sizes, an engine and precision it exports, and for int8 a gate, a calibration size and SST-2
-    train.tsv and dev.tsv in `data`."""
+    shape needs both sizes, an engine and precision it exports, a last-layer mode of runtime.LAST_LAYERS, and for
+    int8 a gate, a calibration size and SST-2 train.tsv and dev.tsv in `data`."""
     if (batch_size is None) != (seq_len is None):
         raise RobertaInferError("give both --batch-size and --seq-len for a static model, or neither (--dynamic)")
     if batch_size is not None and (batch_size <= 0 or seq_len < 2):
@@ -230,6 +240,8 @@ def check_build_options(*, batch_size: int | None, seq_len: int | None, engine: 
     if engine not in ENGINES or precision not in PRECISIONS:
         raise RobertaInferError(f"unknown engine {engine!r} or precision {precision!r}: engines {', '.join(ENGINES)}, "
                                 f"precisions {', '.join(PRECISIONS)}")
+    if last_layer not in LAST_LAYERS:
+        raise RobertaInferError(f"unknown last-layer mode {last_layer!r}: choose one of {', '.join(LAST_LAYERS)}")
     if engine == "onnxruntime" and precision != "fp32":
         raise RobertaInferError(f"ONNX Runtime bundles are exported fp32: export with --engine openvino --precision {precision}"
                                 + (", or run `roberta-infer quantize` on an fp32 bundle" if precision == "int8" else ""))

@@ -47,6 +47,7 @@ def describe_bundle(directory: Path) -> dict:
         "class_names": manifest.get("class_names"), "max_tokens": manifest.get("max_tokens"),
         "architecture": manifest.get("architecture"), "input": manifest.get("input"), "output": manifest.get("output"),
         "opset": manifest.get("opset"), "fused_ops": manifest.get("fused_ops"),
+        "last_layer": manifest.get("last_layer", "full"),  # a manifest without it is an export of the whole model
         "fidelity_max_abs_diff": (manifest.get("fidelity") or {}).get("max_abs_diff"),
         "gate": gate, "source": manifest.get("source"), "model_sha256": manifest.get("model_sha256"),
         "synthetic": bool(manifest.get("synthetic")),
@@ -66,6 +67,7 @@ def as_text(info: dict) -> str:
     if info["kind"] == "bundle":
         shape = lambda t: "" if not t else f"{t['name']} {t['dtype']} {t['shape']}"  # noqa: E731
         lines += [("input", shape(info["input"])), ("output", shape(info["output"])), ("opset", info["opset"]),
+                  ("last layer", info["last_layer"]),
                   ("fused ops", ", ".join(f"{k} {v}" for k, v in (info["fused_ops"] or {}).items() if v)),
                   ("fidelity", None if info["fidelity_max_abs_diff"] is None
                    else f"max |Δlogit| {info['fidelity_max_abs_diff']:.1e} vs PyTorch")]

@@ -150,7 +150,7 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | Path
             progress("re-exporting the model unfused (its quantized form runs faster than the fused graph's)")
             graph, src = "unfused export", tmp / "raw.onnx"
             export_onnx(source.model, source.encoder.pad, src, batch_size=shape[0], seq_len=shape[1],
-                        opset=fp32.manifest["opset"])
+                        opset=fp32.manifest["opset"], last_layer=fp32.manifest.get("last_layer", "full"))
         search = None
         if accuracy_aware:
             limit = max_accuracy_drop if heldout_max_drop is None else heldout_max_drop

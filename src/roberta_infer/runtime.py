@@ -14,9 +14,13 @@ from .hardware import machine, physical_cores
 from .tokenise import TextEncoder
 
 # machine and physical_cores live in `hardware`; bench and collection still import them from here.
-__all__ = ["ENGINES", "PRECISIONS", "BundleClassifier", "engine_and_precision", "fill_batch", "machine", "physical_cores"]
+__all__ = ["ENGINES", "LAST_LAYERS", "PRECISIONS", "BundleClassifier", "engine_and_precision", "fill_batch", "machine", "physical_cores"]
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
+# How a bundle's graph runs the last encoder layer (manifest "last_layer"; `export.TokensToLogits`): "cls-only" computes
+# its keys and values at every position but the rest at `<s>` only, the one position the classifier reads; "full" at
+# every position, as the PyTorch model does. A manifest without it is "full".
+LAST_LAYERS = ("cls-only", "full")
 
 
 def engine_and_precision(manifest: dict) -> tuple[str, str]:

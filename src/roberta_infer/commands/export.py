@@ -31,7 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Export a RoBERTa classifier to ONNX: one input src_tokens int64 [batch, seq] → output float32\n"
             "[batch, classes], the padding mask computed in the graph from the pad id. Then ONNX Runtime's\n"
-            "transformer fusion (Attention fused in every layer, or the export fails), then onnxslim.\n"
+            "transformer fusion (Attention fused in every layer but a <s>-only last one, or the export fails),\n"
+            "then onnxslim.\n"
+            "The last layer is computed for <s> alone, the only position the classifier reads (its keys and\n"
+            "values at every position; that layer's attention stays unfused): --full-last-layer computes it whole.\n"
             "The bundle (model.onnx, tokenizer, class names, manifest.json) is checked against PyTorch on\n"
             "real and random inputs at several shapes: export fails if any logit differs by more than 1e-4.\n\n"
             "--engine openvino writes OpenVINO IR (model.xml + model.bin, fp32 weights) from the same model,\n"
@@ -69,6 +72,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "at most --max-accuracy-drop points are lost on held-out SST-2 train (default on)")
     p.add_argument("--calibration-size", type=ranged(int, 1, 1_000_000), default=300, metavar="N",
                    help="int8: SST-2 train sentences NNCF calibrates on (default 300, seeded sample)")
+    p.add_argument("--full-last-layer", action="store_true",
+                   help="compute the last encoder layer at every position, as the PyTorch model does (default: its keys and "
+                        "values at every position, the rest for <s> alone, the only position the classifier reads: the same "
+                        "logits, less work; recorded as the manifest's last_layer)")
     p.add_argument("--threads", type=THREADS, metavar="N",
                    help="threads for the checks and the int8 gate (default: all physical cores)")
     p.set_defaults(func=execute)
@@ -86,6 +93,7 @@ def execute(args: argparse.Namespace) -> None:
     options = dict(force=args.force, batch_size=args.batch_size, seq_len=args.seq_len, opset=args.opset, engine=args.engine,
                    precision=args.precision, data=args.data, max_accuracy_drop=args.max_accuracy_drop,
                    calibration_size=args.calibration_size, threads=args.threads, accuracy_aware=args.accuracy_aware,
+                   last_layer="full" if args.full_last_layer else "cls-only",
                    progress=lambda message: print(f"· {message}", file=sys.stderr))
     if args.synthetic:
         from ..synthetic import export_synthetic  # deferred: torch
