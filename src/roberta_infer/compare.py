@@ -475,7 +475,7 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
             raise RobertaInferError(f"none of {', '.join(ours_from)} kept SST-2 dev accuracy within {max_drop:g} points on "
                                     f"the accuracy model (lost {', '.join(f'{n} {d:.2f}' for n, d in drops.items())})")
         forms = ours_forms(eligible)
-        passes = {name: timed(mode, speed.form(form), texts, repeats) for name, form in forms.items()}
+        passes = {name: timed(mode, speed.form(form), texts, repeats) for name, (_, form) in forms.items()}
         chosen = min(passes, key=lambda name: min(passes[name][0]))
         bundle, form = forms[chosen]
         engine, precision = OURS[bundle]
