@@ -98,6 +98,7 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
     # ONNX Runtime's session keeps the engine's defaults: no second candidate
     assert list(modes["ours"]["sentences_per_s_by_candidate"]) == ["ort-int8"]
     assert modes["ours"]["settings"] == {"source": "ours", "threads": 1, "streams": 1, "batch_size": 32}
+    assert modes["ours"]["name"] == "ours: predict.classify on onnxruntime int8 (ours: 1 stream, 1 thread)"
     # shapes, against a brute-force batching of transformers' token counts
     assert modes[BASELINE]["batch_shapes"] == [[32, 70], [32, 70]]
     arrival = [[len(chunk), max(chunk)] for chunk in chunks(lengths)]

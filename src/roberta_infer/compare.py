@@ -479,8 +479,10 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
         chosen = min(passes, key=lambda name: min(passes[name][0]))
         bundle, form = forms[chosen]
         engine, precision = OURS[bundle]
-        entry.update(engine=engine, precision=precision, candidate=bundle, settings=runtime_settings(speed.form(form)),
-                     name=f"ours: predict.classify on {engine} {precision}",
+        settings = runtime_settings(speed.form(form))
+        entry.update(engine=engine, precision=precision, candidate=bundle, settings=settings,
+                     name=f"ours: predict.classify on {engine} {precision} ({settings['source']}: "
+                          f"{counted(settings['streams'], 'stream')}, {counted(settings['threads'], 'thread')})",
                      sentences_per_s_by_candidate={name: len(texts) / min(p[0]) for name, p in passes.items()},
                      gate_drop_pp=drops or None)
         seconds, logits, recorder = passes[chosen]
@@ -518,6 +520,11 @@ def ratios(results: list[dict]) -> dict:
         return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
     return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": versus(ours, fastest),
             "ours_vs_engine": {r["mode"]: versus(ours, r) for r in results if r["group"] == "engine"}}
+
+
+def counted(count: int, noun: str) -> str:
+    """"1 stream", "2 streams"."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def ours_forms(bundles: list[str]) -> dict[str, tuple[str, str]]:
