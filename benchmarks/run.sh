@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 if [ -n "${LIMIT:-}" ]; then
   COMPARE=(--limit "$LIMIT" --repeats 1); GRID=(--batch-sizes 32 --seq-lens 70 --min-time 0 --warmup 1)
 else
-  COMPARE=(--repeats 2); GRID=()
+  COMPARE=(--repeats 3); GRID=()
 fi
 OPENVINO=$(python -c 'import importlib.util; print(int(importlib.util.find_spec("openvino") is not None))')
 

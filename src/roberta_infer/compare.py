@@ -7,12 +7,15 @@ on the trained default model run the same way. Three groups of rows:
   (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against);
 - *engine*: the same engines, the same model files, fed our length-aware batches (`predict.length_batches`);
 - *ours*: our full pipeline (`predict.classify` on `load_bundle`: e.g. OpenVINO's streams) on the fastest of our
-  gated bundles, chosen by measurement here.
+  gated bundles, chosen by measurement here; each OpenVINO bundle is also tried compiled with OpenVINO's own
+  defaults (as its engine row runs it), so ours is never slower than the engine's defaults on the same batches.
 
 A peer row differs from its engine row only in the batching, an engine row from ours only in how our bundle runs
 the same model file (the engine rows compile it with the engine's defaults, as its users do).
-GFLOP/s counts the multiply-adds of the shapes actually run, padding included, against this machine's measured
-fp32 GEMM peak.
+Every mode runs `repeats` timed passes: its sentences/s is the fastest pass's, its spread the slowest and fastest,
+and each ratio of ours says whether it lies outside the two rows' spreads (`versus`).
+GOP/s counts the multiply-adds ×2 of the matmuls of the shapes actually run, padding included (`forward_flops`);
+fp32 modes are set against this machine's measured fp32 GEMM peak, int8 modes against its int8 GEMM peak.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 
 from .bundle import build_bundle, load_bundle
@@ -79,6 +84,8 @@ OURS = {"ort-int8": ("onnxruntime", "int8"), "ov-int8": ("openvino", "int8"), "o
 BUNDLES = {"ort-fp32": ("onnxruntime", "fp32"), "ov-fp32": ("openvino", "fp32"), **OURS}
 # The OpenVINO IR inside an OpenVINO bundle.
 IR_FILE = "model.xml"
+# The candidate for ours that runs an OpenVINO bundle's IR compiled with OpenVINO's defaults (`OpenVinoPeer`).
+ENGINE_DEFAULTS = " (engine defaults)"
 
 
 def parse_modes(text: str) -> list[str]:
@@ -260,36 +267,101 @@ def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.nd
     return logits, recorder
 
 
-def timed(mode: str, classifier: Classifier, texts: list[str], repeats: int) -> tuple[float, np.ndarray, Recorder]:
-    """The fastest of `repeats` passes after one warm-up on the first batch: other load on a shared machine only slows."""
+def timed(mode: str, classifier: Classifier, texts: list[str], repeats: int) -> tuple[list[float], np.ndarray, Recorder]:
+    """`repeats` passes after one warm-up on the first batch: the seconds of each pass, in order, and the logits and
+    record of the fastest (other load on a shared machine only slows)."""
     run_mode(mode, classifier, texts[:BATCH_SIZE])
-    best = None
+    seconds, best = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         logits, recorder = run_mode(mode, classifier, texts)
-        seconds = time.perf_counter() - start
-        if best is None or seconds < best[0]:
-            best = (seconds, logits, recorder)
-    return best
+        seconds.append(time.perf_counter() - start)
+        if best is None or seconds[-1] < min(seconds[:-1]):
+            best = (logits, recorder)
+    return seconds, *best
+
+
+def spread(sentences: int, seconds: list[float]) -> dict:
+    """The sentences/s of the slowest ("min") and fastest ("max") of the passes that took `seconds`, and their number."""
+    return {"min": sentences / max(seconds), "max": sentences / min(seconds), "passes": len(seconds)}
+
+
+def versus(ours: dict, other: dict) -> dict:
+    """Ours against another row (each with "sentences_per_s", its fastest pass, and "spread", see `spread`).
+
+    "ratio": the fastest passes' ratio; "low" / "high": ours' slowest pass ÷ the other's fastest and ours' fastest ÷
+    the other's slowest, the least and most the ratio can be said to be. "outside_spread" is True when ours' worst
+    pass beats the other's best (low > 1) or ours' best is below the other's worst (high < 1); False when the spreads
+    overlap ("within the noise"); None when either row ran one pass, which has no spread to judge by.
+    """
+    low = ours["spread"]["min"] / other["spread"]["max"]
+    high = ours["spread"]["max"] / other["spread"]["min"]
+    if min(ours["spread"]["passes"], other["spread"]["passes"]) < 2:
+        outside, verdict = None, "one pass: noise unknown"
+    else:
+        outside = low > 1 or high < 1
+        verdict = "outside the spread (faster)" if low > 1 else "outside the spread (slower)" if high < 1 else "within the noise"
+    return {"ratio": ours["sentences_per_s"] / other["sentences_per_s"], "low": low, "high": high,
+            "outside_spread": outside, "verdict": verdict}
 
 
 def forward_flops(arch: dict, batch: int, seq: int, classes: int = 2) -> float:
-    """Multiply-adds ×2 of one forward pass: per layer QKV + output projections, attention scores and mix, FFN; then the head."""
+    """Multiply-adds ×2 of the matmuls of one forward pass of `batch` rows of `seq` tokens: per layer the Q, K, V and
+    output projections (4 × 2·h² per token), the FFN (2 × 2·h·f per token), attention scores QKᵀ and their mix with V
+    (2 × 2·seq·h per token); then the head's dense and output layers on the first token. Softmax, layer norms, GELU,
+    embeddings and (de)quantisation are not counted. The counting follows Kaplan et al. 2020, "Scaling Laws for
+    Neural Language Models", Table 1 (2 operations per multiply-add; there the attention term counts QKᵀ only, here
+    QKᵀ and the mix with V); it is the same for fp32, bf16 and int8 runs, as operations, not by data type.
+    """
     h, f, tokens = arch["hidden"], arch["ffn"], batch * seq
     per_layer = 8 * tokens * h * h + 4 * tokens * h * f + 4 * batch * seq * seq * h
     return arch["layers"] * per_layer + 2 * batch * (h * h + h * classes)
 
 
 def gemm_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
-    """Best of `repeats` n×n fp32 matmuls (PyTorch's BLAS, its current threads): what this CPU's GEMM reaches."""
+    """Best of `repeats` n×n fp32 matmuls (PyTorch's BLAS, its current threads): what this CPU's GEMM reaches, in
+    GFLOP/s (2·n³ operations per matmul)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+    return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def int8_gemm_peak_gops(n: int = 4096, repeats: int = 5, threads: int | None = None) -> float:
+    """Best of `repeats` n×n int8 matmuls, uint8 activations × int8 weights → int32 (ONNX Runtime's MatMulInteger on
+    the CPU, the weights a constant as in a quantised model, `threads` intra-op threads, default all physical cores):
+    what this CPU's int8 GEMM reaches through MLAS's kernels (AVX-512 VNNI, AVX-VNNI or AMX, whichever the CPU has),
+    in GOP/s (2·n³ operations per matmul, as `forward_flops` counts).
+
+    A bare GEMM graph built with onnx.helper, not a bundle, so its session is made here rather than by `engines`.
+    """
+    rng = np.random.default_rng(0)
+    weights = onnx.numpy_helper.from_array(rng.integers(-128, 128, (n, n), dtype=np.int8), "b")
+    graph = onnx.helper.make_graph([onnx.helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_gemm",
+                                   [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.UINT8, [n, n])],
+                                   [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.INT32, [n, n])], [weights])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or physical_cores()
+    session = ort.InferenceSession(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8)}
+    return 2 * n**3 / best_seconds(lambda: session.run(None, feed), repeats) / 1e9
+
+
+def best_seconds(call: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `call`, after one untimed warm-up call."""
+    call()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(a, b)
+        call()
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return best
+
+
+def peak_kind(precision: str) -> str | None:
+    """Which measured GEMM peak a mode of `precision` (e.g. "int8", "fp32", "f32 (default hint)") is set against:
+    "fp32", "int8", or None (bf16: no bf16 peak is measured)."""
+    kind = precision.split()[0]
+    return {"fp32": "fp32", "f32": "fp32", "int8": "int8"}.get(kind)
 
 
 def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str | None]:
@@ -302,7 +374,7 @@ def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str |
 
 
 def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | None, *, work_dir: Path, modes: list[str],
-            data: Path | None = None, limit: int | None = None, threads: int | None = None, repeats: int = 1,
+            data: Path | None = None, limit: int | None = None, threads: int | None = None, repeats: int = 3,
             ours_from: tuple[str, ...] | None = None, max_accuracy_drop: float = 0.3, accuracy_note: str | None = None,
             progress: Callable[[str], None] = print) -> dict:
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
@@ -310,10 +382,15 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     `modes` are keys of MODES (the baseline always runs too). "ours" is the fastest, through `predict.classify`,
     of the bundles `ours_from` (keys of OURS; default `hardware.candidates(bf16=True)`: ORT int8, and where openvino
     is installed OpenVINO int8 on a CPU with VNNI or AMX and OpenVINO bf16 on one with AVX-512 BF16 or AMX) whose
-    gate on `accuracy_model` lost at most `max_accuracy_drop` SST-2 dev points. Bundles are built under
+    gate on `accuracy_model` lost at most `max_accuracy_drop` SST-2 dev points, each with our settings and (OpenVINO)
+    with the engine's defaults (`ours_forms`; the winner's in "settings"). Bundles are built under
     `work_dir`/{speed,accuracy} once and reused while the models are the same. Returns the JSON-ready result: per
-    mode sentences/s (time of the whole pass, tokenisation included), accuracy, label agreement with the baseline
-    (on the accuracy model, else the speed model), model-call latency p50/p99 in ms and the batch shapes. Raises
+    mode sentences/s of the fastest of `repeats` passes (time of the whole pass, tokenisation included) and "spread"
+    (`spread`: slowest and fastest pass), accuracy, label agreement with the baseline (on the accuracy model, else
+    the speed model), model-call latency p50/p99 in ms, the batch shapes, "gflops" (`forward_flops` per second: GOP/s)
+    and "peak_fraction" of the peak named in "peak" ("fp32": "peak_gflops" from `gemm_peak_gflops`, "int8":
+    "int8_peak_gops" from `int8_gemm_peak_gops`, each the higher of a measurement before and after the modes; None
+    for bf16); "ratios" (`ratios`: ours against the fastest peer and each engine, with the noise verdict). Raises
     RobertaInferError for bad settings (`check_settings`), a model with fewer than 70 positions, or when no
     candidate for ours kept accuracy.
     """
@@ -339,22 +416,26 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     try:
         load_before = os.getloadavg()
         peaks = [gemm_peak_gflops()]
+        int8_peaks = [int8_gemm_peak_gops(threads=threads)]
         results = [run_one(mode, speed, trained, texts, raw_labels, repeats, (ours_from, max_accuracy_drop), progress)
                    for mode in modes]
         peaks.append(gemm_peak_gflops())  # before and after: the higher one is the machine's, the lower was disturbed
+        int8_peaks.append(int8_gemm_peak_gops(threads=threads))
     finally:
         torch.set_num_threads(torch_threads)
-    progress(f"fp32 GEMM peak {max(peaks):.0f} GFLOP/s on {threads} threads")
+    progress(f"GEMM peaks on {threads} threads: fp32 {max(peaks):.0f} GFLOP/s, int8 {max(int8_peaks):.0f} GOP/s")
+    peak = {"fp32": max(peaks), "int8": max(int8_peaks)}
     baseline, labels = results[0], [result.pop("labels") for result in results]
     for result, mode_labels in zip(results, labels):
         result["agreement_with_baseline"] = float(np.mean(mode_labels == labels[0]))
         result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
-        flops = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"])
-        result["gflops"] = flops / result["seconds"] / 1e9
-        result["percent_of_peak"] = 100 * result["gflops"] / max(peaks)
+        result["gflops"] = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
+        result["peak"] = peak_kind(result["precision"])
+        result["peak_fraction"] = None if result["peak"] is None else result["gflops"] / peak[result["peak"]]
     return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
-            "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": max(peaks),
-            "peak_gflops_measured": peaks, "sentences": len(texts), "speed_model": speed.label,
+            "load_average": {"before": list(load_before), "after": list(os.getloadavg())}, "peak_gflops": peak["fp32"],
+            "peak_gflops_measured": peaks, "int8_peak_gops": peak["int8"], "int8_peak_gops_measured": int8_peaks,
+            "sentences": len(texts), "speed_model": speed.label,
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
             "agreement_on": "accuracy model" if trained else "speed model", "baseline": BASELINE,
             "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
@@ -393,13 +474,18 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
         if not eligible:
             raise RobertaInferError(f"none of {', '.join(ours_from)} kept SST-2 dev accuracy within {max_drop:g} points on "
                                     f"the accuracy model (lost {', '.join(f'{n} {d:.2f}' for n, d in drops.items())})")
-        passes = {name: timed(mode, speed.form(name), texts, repeats) for name in eligible}
-        form = min(passes, key=lambda name: passes[name][0])
-        engine, precision = OURS[form]
-        entry.update(engine=engine, precision=precision, candidate=form, name=f"ours: predict.classify on {engine} {precision}",
-                     sentences_per_s_by_candidate={name: len(texts) / p[0] for name, p in passes.items()},
+        forms = ours_forms(eligible)
+        passes = {name: timed(mode, speed.form(form), texts, repeats) for name, (_, form) in forms.items()}
+        chosen = min(passes, key=lambda name: min(passes[name][0]))
+        bundle, form = forms[chosen]
+        engine, precision = OURS[bundle]
+        settings = runtime_settings(speed.form(form))
+        entry.update(engine=engine, precision=precision, candidate=bundle, settings=settings,
+                     name=f"ours: predict.classify on {engine} {precision} ({settings['source']}: "
+                          f"{counted(settings['streams'], 'stream')}, {counted(settings['threads'], 'thread')})",
+                     sentences_per_s_by_candidate={name: len(texts) / min(p[0]) for name, p in passes.items()},
                      gate_drop_pp=drops or None)
-        seconds, logits, recorder = passes[form]
+        seconds, logits, recorder = passes[chosen]
     else:
         spec = ENGINES[key]
         form = spec.form
@@ -416,7 +502,8 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
         score = accuracy(acc_logits, acc_model.class_names, gold, acc_model.class_names)["accuracy"]
         labels = acc_logits.argmax(1)
     ms = np.array(recorder.seconds) * 1000
-    entry.update(model=speed.label, seconds=seconds, sentences_per_s=len(texts) / seconds, accuracy=score,
+    entry.update(model=speed.label, seconds=min(seconds), sentences_per_s=len(texts) / min(seconds),
+                 spread=spread(len(texts), seconds), accuracy=score,
                  latency_ms={"p50": float(np.median(ms)), "p99": float(np.percentile(ms, 99))},
                  batch_shapes=[list(shape) for shape in recorder.shapes], labels=labels)
     progress(f"{mode}: {entry['sentences_per_s']:.1f} sentences/s ({entry['name']})")
@@ -424,12 +511,44 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
 
 
 def ratios(results: list[dict]) -> dict:
-    """Ours against the fastest peer and against each engine row (None where those rows were not run)."""
+    """Ours against the fastest peer (by its fastest pass) and against each engine row, each as `versus` gives it
+    (None / empty where those rows were not run)."""
     ours = next((r for r in results if r["group"] == "ours"), None)
     peers = [r for r in results if r["group"] == "peer"]
     fastest = max(peers, key=lambda r: r["sentences_per_s"])
     if ours is None:
         return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
-    return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": ours["sentences_per_s"] / fastest["sentences_per_s"],
-            "ours_vs_engine": {r["mode"]: ours["sentences_per_s"] / r["sentences_per_s"]
-                               for r in results if r["group"] == "engine"}}
+    return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": versus(ours, fastest),
+            "ours_vs_engine": {r["mode"]: versus(ours, r) for r in results if r["group"] == "engine"}}
+
+
+def counted(count: int, noun: str) -> str:
+    """"1 stream", "2 streams"."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def ours_forms(bundles: list[str]) -> dict[str, tuple[str, str]]:
+    """The candidates for ours, name → (bundle of OURS, form for `Models.form`): each bundle through `load_bundle` with
+    our settings, and each OpenVINO bundle also compiled with OpenVINO's defaults (`OpenVinoPeer`: no hint, so
+    OpenVINO's LATENCY mode and its stream count; named "BUNDLE (engine defaults)").
+
+    ONNX Runtime bundles have no second candidate: `engines.make_session` keeps ONNX Runtime's defaults (intra-op
+    threads = physical cores, all graph optimisations, spinning threads), setting only the thread count compare
+    gives every engine.
+    """
+    forms = {}
+    for bundle in bundles:
+        forms[bundle] = (bundle, bundle)
+        if OURS[bundle][0] == "openvino":
+            forms[bundle + ENGINE_DEFAULTS] = (bundle, f"ov:{bundle}")
+    return forms
+
+
+def runtime_settings(classifier: Classifier) -> dict:
+    """How ours' chosen candidate runs: "source" ("ours": `load_bundle`'s settings, or "engine defaults"), "threads",
+    "streams" (OpenVINO's; 1 for ONNX Runtime, which runs a call on one intra-op pool) and "batch_size"."""
+    if isinstance(classifier, OpenVinoPeer):
+        return {"source": "engine defaults", "threads": int(classifier.model.get_property("INFERENCE_NUM_THREADS")),
+                "streams": int(classifier.model.get_property("NUM_STREAMS")), "batch_size": BATCH_SIZE}
+    session = classifier.session
+    return {"source": "ours", "threads": session.threads, "streams": getattr(session, "streams", 1), "batch_size": BATCH_SIZE}

@@ -10,16 +10,22 @@ from .report import Figure, Report, Table, figure_png, pyplot
 
 
 def rows(result: dict, *, described: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the README's markdown and (`described=False`: modes by key, no group or GFLOP/s
-    column) the terminal table."""
-    header = ["group", "mode", "engine", "precision", "sentences/s", "× baseline", "accuracy", "agreement", "p99 ms", "GFLOP/s"]
-    body = [[m["group"], m["name"], m["engine"], m["precision"], f"{m['sentences_per_s']:.1f}", f"{m['ratio_to_baseline']:.2f}×",
+    """Header and cells shared by the README's markdown and (`described=False`: modes by key, no group or GOP/s
+    column) the terminal table. "spread": the slowest–fastest pass in sentences/s; "of peak": GOP/s as a share of
+    the fp32 or int8 GEMM peak (— for bf16)."""
+    header = ["group", "mode", "engine", "precision", "sentences/s", "spread", "× baseline", "accuracy", "agreement", "p99 ms",
+              "GOP/s", "of peak"]
+    body = [[m["group"], m["name"], m["engine"], m["precision"], f"{m['sentences_per_s']:.1f}",
+             f"{m['spread']['min']:.1f}–{m['spread']['max']:.1f}", f"{m['ratio_to_baseline']:.2f}×",
              "—" if m["accuracy"] is None else f"{100 * m['accuracy']:.2f} %", f"{100 * m['agreement_with_baseline']:.2f} %",
-             f"{m['latency_ms']['p99']:.1f}", f"{m['gflops']:.0f}"]
+             f"{m['latency_ms']['p99']:.1f}", f"{m['gflops']:.0f}",
+             "—" if m["peak"] is None else f"{100 * m['peak_fraction']:.0f} % {m['peak']}"]
             for m in result["modes"]]
     if described:
         return header, body
-    return header[1:-1], [[m["mode"], *cells[2:-1]] for m, cells in zip(result["modes"], body)]
+    keep = [i for i, name in enumerate(header) if name not in ("group", "mode", "GOP/s")]
+    return (["mode", *(header[i] for i in keep)],
+            [[m["mode"], *(cells[i] for i in keep)] for m, cells in zip(result["modes"], body)])
 
 
 def caption(result: dict) -> str:
@@ -30,19 +36,28 @@ def caption(result: dict) -> str:
     isa = ", ".join(cpu["isa"]) or "no VNNI, AVX-512 BF16 or AMX"
     return (f"{result['sentences']} SST-2 dev sentences, text → label with tokenisation, batches of {result['batch_size']}, "
             f"on {cpu['cpu']} ({isa}; {cpu['physical_cores']} physical cores, {result['threads']} threads, load average "
-            f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode). "
-            f"Speed: {result['speed_model']}; accuracy: {accuracy_from}; agreement: labels equal to the baseline's, on the "
-            f"{result['agreement_on']}. p99: model-call latency. fp32 GEMM peak measured: {result['peak_gflops']:.0f} GFLOP/s.")
+            f"{load:.2f} at start, fastest of {result['repeats']} timed pass{'es' if result['repeats'] > 1 else ''} per mode; "
+            f"spread: slowest–fastest pass). Speed: {result['speed_model']}; accuracy: {accuracy_from}; agreement: labels "
+            f"equal to the baseline's, on the {result['agreement_on']}. p99: model-call latency. GOP/s: the matmuls' "
+            f"multiply-adds ×2 per second, padding included. GEMM peaks measured: fp32 {result['peak_gflops']:.0f} GFLOP/s "
+            f"(PyTorch), int8 {result['int8_peak_gops']:.0f} GOP/s (ONNX Runtime MatMulInteger u8×s8); of peak: fp32 modes "
+            f"against the first, int8 modes against the second.")
 
 
 def summary(result: dict) -> str:
-    """The ratios in one sentence."""
+    """The ratios, a line each: ours against the fastest peer, then against each engine given our batching, each with
+    the range of pass-against-pass ratios and whether it lies outside the spreads (`compare.versus`)."""
     r = result["ratios"]
     if r["ours_vs_fastest_peer"] is None:
         return f"Fastest peer: {r['fastest_peer']}."
-    engines = ", ".join(f"{mode.removeprefix('engine:')} {ratio:.2f}×" for mode, ratio in r["ours_vs_engine"].items())
-    return (f"Ours is {r['ours_vs_fastest_peer']:.2f}× the fastest peer ({r['fastest_peer']})"
-            + (f"; against each engine given our batching: {engines}." if engines else "."))
+    lines = [ratio_line(r["ours_vs_fastest_peer"], f"the fastest peer ({r['fastest_peer']})")]
+    lines += [ratio_line(v, f"{mode} (the engine given our batching)") for mode, v in r["ours_vs_engine"].items()]
+    return "\n".join(lines)
+
+
+def ratio_line(v: dict, other: str) -> str:
+    """"Ours is 1.85× OTHER: passes 1.80–1.90×, outside the spread (faster).": one ratio of `compare.versus`."""
+    return f"Ours is {v['ratio']:.2f}× {other}: passes {v['low']:.2f}–{v['high']:.2f}×, {v['verdict']}."
 
 
 def markdown(result: dict) -> str:
@@ -50,7 +65,7 @@ def markdown(result: dict) -> str:
     header, body = rows(result)
     lines = [caption(result), "", "| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join([*lines, "", summary(result)]) + "\n"
+    return "\n".join([*lines, "", *(f"- {line}" for line in summary(result).splitlines())]) + "\n"
 
 
 def html_report(result: dict) -> Report:
