@@ -199,7 +199,7 @@ def test_openvino_bundle_checks(ov_bundles, tmp_path, shared_data):
     with open(copy / "model.bin", "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")
-    with pytest.raises(RobertaInferError, match="does not match its manifest's sha256"):
+    with pytest.raises(RobertaInferError, match="model.bin does not match its sha256 in manifest.json: the bundle is damaged"):
         load_bundle(copy)
     (copy / "model.bin").unlink()
     with pytest.raises(RobertaInferError, match="missing model.bin"):
