@@ -155,5 +155,5 @@ def test_older_bundle_without_a_files_list_is_checked_on_what_it_lists(tmp_path,
     assert main(["info", str(copy)]) == 0
     assert "verified       partly: model files only" in capsys.readouterr().out
     (copy / "model.onnx").write_bytes((copy / "model.onnx").read_bytes()[:-10])
-    with pytest.raises(RobertaInferError, match="model.onnx does not match its manifest's sha256"):
+    with pytest.raises(RobertaInferError, match="model.onnx does not match the manifest's model_sha256"):
         load_bundle(copy)

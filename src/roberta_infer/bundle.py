@@ -288,7 +288,8 @@ def verify_files(directory: Path, manifest: dict) -> str:
     listed = manifest.get("files")
     if listed is None:
         if model_sha256(directory, engine) != manifest.get("model_sha256"):
-            raise RobertaInferError(f"{directory / MODEL_FILES[engine][0]} does not match its manifest's sha256: {damaged}")
+            raise RobertaInferError(f"{' + '.join(str(directory / n) for n in MODEL_FILES[engine])} "
+                                    f"{'does' if engine == 'onnxruntime' else 'do'} not match the manifest's model_sha256: {damaged}")
         return OLDER_BUNDLE
     if not isinstance(listed, dict) or not all(isinstance(v, str) and Path(k).name == k for k, v in listed.items()):
         raise RobertaInferError(f"{directory / 'manifest.json'}: 'files' is not a map of file name → sha256: {damaged}")
@@ -343,6 +344,15 @@ def onnx_positions(model) -> int | None:
     return tables[0][0] if tables else None
 
 
+def openvino_positions(model) -> int | None:
+    """Rows of an OpenVINO RoBERTa model's position table (the Constant named `…position_embeddings.weight`), None
+    where the model does not show it."""
+    tables = [op.get_output_partial_shape(0) for op in model.get_ops()
+              if op.get_type_name() == "Constant" and op.get_friendly_name().endswith("position_embeddings.weight")]
+    shapes = [shape for shape in tables if len(shape) == 2 and shape[0].is_static]
+    return shapes[0][0].get_length() if shapes else None
+
+
 def real_inputs(encoder: TextEncoder, batch_size: int | None, seq_len: int) -> np.ndarray:
     """The check sentences as model input, cut/padded to the export's shape."""
     rows = encoder.encode(CHECK_TEXTS)
@@ -357,7 +367,7 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     """Open a bundle on its engine (manifest "engine"; none recorded = onnxruntime) after checking it is complete,
     unmodified (`verify_files`: every file's sha256; an older bundle without `files`, its model files') and a RoBERTa
     classifier of our form whose manifest fits its graph (`check_graph`: class names = logits width, `max_tokens`
-    within the position table where the graph shows it, tokenizer ids within the embedding table).
+    within the position table the graph holds, tokenizer ids within the embedding table).
 
     `threads`: the engine's threads (default: all physical cores). `provider` and `spin` are ONNX Runtime's
     (`make_session`); an OpenVINO bundle runs on the CPU and refuses any other provider; `streams` is OpenVINO's
@@ -389,7 +399,14 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
     check_manifest(directory, manifest)
     encoder = TextEncoder.load(directory)
     if engine == "openvino":
-        session, positions = openvino_session(directory / "model.xml", threads=threads, precision=precision, streams=streams), None
+        import openvino as ov
+
+        try:
+            graph = ov.Core().read_model(str(directory / "model.xml"))  # read once: inspected here, compiled below
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+            raise RobertaInferError(f"OpenVINO cannot read {directory / 'model.xml'}: {str(e).strip().splitlines()[0][:300]}") from None
+        positions = openvino_positions(graph)
+        session = openvino_session(graph, threads=threads, precision=precision, streams=streams)
     else:
         from .optimize import inspect_onnx
 
