@@ -97,7 +97,7 @@ def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fai
         manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
                              wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
                              model=model)
-        write_json(manifest, out / SUCCESS_FILE, force=True, flag="--output")
+        write_json(manifest, out / SUCCESS_FILE, force=True, flag="--output", own=out)
     return manifest
 
 
@@ -215,7 +215,7 @@ def open_output(out: Path, identity: dict, resume: bool, *, plan: list[Shard], e
     """
     found = check_output(out, identity, resume, shard_names=[shard.name for shard in plan], ext=ext)
     if found is None:
-        write_json(identity, out / JOB_FILE, force=True, flag="--output")
+        write_json(identity, out / JOB_FILE, force=True, flag="--output", own=out)
         return set()
     done, finished = found
     recorded = recorded_shards(out) if finished else {}

@@ -53,7 +53,7 @@ def run_shard(classifier: Classifier, shard: Shard, job: Job) -> dict:
     logits = classify(classifier, [records.texts[i] for i in good], batch_size=job.batch_size) if good else None
     table = output_table(records, good, logits, classifier.class_names, with_error=job.on_error == "skip")
     path = Path(job.out) / f"{shard.name}.{job.output_format}"
-    with output_file(path, force=True, flag="--output") as tmp:
+    with output_file(path, force=True, flag="--output", own=Path(job.out)) as tmp:
         write_table(table, tmp, job.output_format)
     return {"shard": shard.name, "records": len(records.ids), "errors": len(bad), "busy_s": time.perf_counter() - began,
             "bytes": path.stat().st_size, "sha256": sha256_file(path)}
