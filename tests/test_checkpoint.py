@@ -59,6 +59,35 @@ def test_huggingface_bad_inputs(tmp_path, hf_model):
         load_classifier(weightless)
 
 
+def test_huggingface_weights_that_do_not_cover_the_config_are_refused(tmp_path, shared_data):
+    """A config.json asking for a layer the weights lack would load it at random (logits changing run to run)."""
+    model_dir = make_hf_model(tmp_path / "m", shared_data, layers=2)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    with pytest.raises(RobertaInferError, match=r"16 missing \(roberta\.encoder\.layer\.2\."):
+        load_classifier(model_dir)
+    (model_dir / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    with pytest.raises(RobertaInferError, match=r"16 unexpected \(roberta\.encoder\.layer\.1\."):
+        load_classifier(model_dir)
+    assert main(["info", str(model_dir)]) == 2
+
+
+def test_harmless_extra_tensors_still_load(tmp_path, shared_data):
+    """An unused pooler and a position_ids buffer (older transformers saved both) change no logit."""
+    from safetensors.torch import load_file, save_file
+
+    model_dir = make_hf_model(tmp_path / "m", shared_data)
+    state = load_file(model_dir / "model.safetensors")
+    reference = RobertaForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    state["roberta.pooler.dense.weight"], state["roberta.pooler.dense.bias"] = torch.ones(32, 32), torch.ones(32)
+    state["roberta.embeddings.position_ids"] = torch.arange(66)[None]
+    save_file(state, model_dir / "model.safetensors", metadata={"format": "pt"})
+    tokens = torch.tensor([[0, 100, 200, 2]])
+    with torch.inference_mode():
+        expected = reference(input_ids=tokens).logits.numpy()
+    assert np.abs(load_classifier(model_dir).logits(tokens.numpy()) - expected).max() < 1e-6
+
+
 class Boom:
     """Unpickling this would call os.system: a malicious checkpoint."""
 
@@ -138,6 +167,14 @@ def test_pretrained_lm_without_head_is_not_a_classifier(tmp_path):
     state["model"] = {k: v for k, v in state["model"].items() if "classification_heads" not in k}
     torch.save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(RobertaInferError, match="no classification head"):
+        load_classifier(tmp_path / "checkpoint.pt", fairseq_data=FAIRSEQ / "data")
+
+
+def test_fairseq_encoder_tensor_the_conversion_would_drop_is_refused(tmp_path):
+    state = torch.load(FAIRSEQ / "checkpoint.pt", weights_only=False)
+    state["model"]["encoder.sentence_encoder.layer_norm.weight"] = torch.ones(4)  # a pre-LN model's final norm
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(RobertaInferError, match=r"1 encoder tensors do not fit RoBERTa \(sentence_encoder\.layer_norm\.weight\)"):
         load_classifier(tmp_path / "checkpoint.pt", fairseq_data=FAIRSEQ / "data")
 
 

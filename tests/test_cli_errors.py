@@ -392,3 +392,27 @@ def test_onnxruntime_precision_names_the_way_to_it(precision, tmp_path, capsys):
     assert f"export with --engine openvino --precision {precision}" in line
     assert ("quantize" in line) == (precision == "int8")  # ONNX Runtime has an int8 path (quantize), no bf16 one
     assert not (tmp_path / "b").exists()
+
+
+def test_an_output_file_never_replaces_the_input_nor_lands_in_another_output(tmp_path, capsys, monkeypatch, no_model_work):
+    """With --force too: `predict --input X --output X`, `--output BUNDLE/model.onnx`, `evaluate --errors
+    PREPARED/labels.npy` each stop with one line before any model work, nothing written."""
+    monkeypatch.setenv("ROBERTA_INFER_CACHE", str(tmp_path / "cache"))
+    texts = _file(tmp_path)
+    bundle, prepared, results = (_artifact(tmp_path, kind) for kind in ("bundle", "prepared", "results"))
+    (bundle / "model.onnx").write_bytes(b"graph")
+    (prepared / "labels.npy").write_bytes(b"labels")
+    (tmp_path / "alias.txt").symlink_to(texts)
+    before = snapshot(tmp_path)
+    for argv, expected in [
+        (["predict", "--input", str(texts), "--output", str(texts), "--force"], "is this command's input"),
+        (["predict", "--input", str(texts), "--output", str(tmp_path / "alias.txt"), "--force"], "is this command's input"),
+        (["predict", "--input", str(texts), "--output", str(bundle / "model.onnx"), "--force"], "is inside a bundle"),
+        (["evaluate", "--results", str(results), "--labels", str(prepared), "--errors", str(prepared / "labels.npy"),
+          "--force"], "is inside a prepared directory"),
+        (["evaluate", "--results", str(results), "--labels", str(prepared), "--json", str(bundle / "eval.json")],
+         "is inside a bundle"),
+    ]:
+        line = run_failing(argv, capsys)
+        assert expected in line and "even with --force" in line, line
+    assert snapshot(tmp_path) == before

@@ -355,3 +355,74 @@ def test_a_bad_record_after_good_shards_leaves_nothing_behind(tmp_path, bundle, 
     status, err = run_cli(*args, capsys=capsys)
     assert status == 0, err
     assert [row["text"] for row in read_rows(out)] == ["fine", "also fine", "fine", "fixed"]
+
+
+@pytest.fixture()
+def small_job(tmp_path, bundle):
+    """A finished local job over 30 lines in 3 shards; returns its CLI arguments, output folder and expected rows."""
+    texts = [f"sentence number {i} is {'good' if i % 2 else 'bad'}" for i in range(30)]
+    source = tmp_path / "t.txt"
+    source.write_text("".join(t + "\n" for t in texts))
+    out = tmp_path / "out"
+    args = ("--model", str(bundle), "--input", str(source), "--output", str(out), "--shard-size", "10")
+    expected = dict(zip([f"{source}:{i + 1}" for i in range(30)], predict(load_bundle(bundle, threads=1), texts)))
+    assert cli.main(["classify", *args]) == 0
+    return args, out, expected
+
+
+def assert_complete(out: Path, expected: dict[str, dict]) -> None:
+    rows = read_rows(out)
+    assert sorted(row["id"] for row in rows) == sorted(expected)
+    for row in rows:
+        np.testing.assert_allclose(row["logits"], expected[row["id"]]["logits"], atol=1e-5)
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    assert manifest["records"] == 30 and not (out / "_LOCK").exists()
+    assert manifest["shard_files"]["part-00000-000001"]["sha256"] == hashlib.sha256(
+        (out / "part-00000-000001.parquet").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.unlink(), "part-00000-000001.parquet is missing (listed in _SUCCESS): redoing it"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-40]), "part-00000-000001.parquet has"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-40] + bytes(40)), "does not match its sha256 in _SUCCESS: redoing it"),
+], ids=["deleted", "truncated", "overwritten"])
+def test_resume_redoes_a_shard_that_no_longer_matches_success(small_job, capsys, damage, message):
+    args, out, expected = small_job
+    capsys.readouterr()
+    damage(out / "part-00000-000001.parquet")
+    status = cli.main(["classify", *args, "--resume"])
+    captured = capsys.readouterr()
+    assert status == 0 and message in captured.err and "_SUCCESS no longer describes" in captured.err
+    assert "(2 resumed)" in captured.out
+    assert_complete(out, expected)
+    assert json.loads((out / "_SUCCESS").read_text())["shards_resumed"] == 2
+
+
+def test_resume_without_success_redoes_a_damaged_shard(small_job, capsys):
+    args, out, expected = small_job
+    (out / "_SUCCESS").unlink()
+    shard = out / "part-00000-000002.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    status, err = run_cli(*args, "--resume", capsys=capsys)
+    assert status == 0, err
+    assert "part-00000-000002.parquet is damaged (ArrowInvalid" in err and "internal" not in err
+    assert_complete(out, expected)
+
+
+def test_a_second_live_run_is_refused_and_a_stale_lock_taken_over(small_job, capsys):
+    import subprocess
+
+    args, out, expected = small_job
+    (out / "_SUCCESS").unlink()
+    (out / "part-00000-000002.parquet").unlink()
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (out / "_LOCK").write_text(f"{live.pid} {os.uname().nodename}\n")
+        status, err = run_cli(*args, "--resume", capsys=capsys)
+        assert status == 2 and err.count("\n") == 1 and f"being written by another classify run (process {live.pid}" in err
+        assert not (out / "part-00000-000002.parquet").exists()
+    finally:
+        live.communicate(b"")
+    status, err = run_cli(*args, "--resume", capsys=capsys)  # that process is gone now: its lock is stale
+    assert status == 0 and f"taking over {out / '_LOCK'}: its process {live.pid} is no longer running" in err
+    assert_complete(out, expected)

@@ -89,5 +89,60 @@ def test_force_never_replaces_the_marker_file_of_an_output_folder(tmp_path, mark
     with pytest.raises(RobertaInferError, match=f"is the {marker} of .*refusing to replace it"):
         write_text(folder / marker, "replaced", force=True)
     assert (folder / marker).read_text() == "{}"
-    write_text(folder / "evaluation.json", "replaced", force=True)
+    with pytest.raises(RobertaInferError, match="is inside .*refusing to replace it, even with --force"):
+        write_text(folder / "evaluation.json", "replaced", force=True)
+    write_text(folder / "evaluation.json", "replaced", force=True, own=folder)  # the command adding its own file there
     assert (folder / "evaluation.json").read_text() == "replaced"
+
+
+@pytest.mark.parametrize("marker", ["manifest.json", "meta.json", "summary.json", "training.json", "_SUCCESS"])
+def test_nothing_is_written_inside_another_output_folder(tmp_path, marker):
+    """`--output BUNDLE/model.onnx --force`, `evaluate --errors PREPARED/labels.npy --force`, a new file there too."""
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    (folder / marker).write_text("{}")
+    (folder / "labels.npy").write_bytes(b"data")
+    for name in ("labels.npy", "new.jsonl"):
+        with pytest.raises(RobertaInferError, match=f"artifact/{name} is inside .* in {folder}: refusing to"):
+            write_text(folder / name, "replaced", force=True)
+    assert (folder / "labels.npy").read_bytes() == b"data" and not (folder / "new.jsonl").exists()
+
+
+def test_an_output_never_replaces_the_commands_input(tmp_path):
+    source = tmp_path / "texts.txt"
+    source.write_text("mine\n")
+    (tmp_path / "alias.txt").symlink_to(source)
+    for name in ("texts.txt", "alias.txt"):
+        with pytest.raises(RobertaInferError, match="is this command's input .*even with --force"):
+            check_file(tmp_path / name, force=True, inputs=[source])
+    assert source.read_text() == "mine\n"
+
+
+def test_fifos_and_devices_are_written_into_and_links_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting, as `cat pipe` would be
+    try:
+        write_text(fifo, "through the pipe\n")  # no --force needed: nothing is replaced
+        assert os.read(reader, 100) == b"through the pipe\n"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "still a FIFO, not replaced by a regular file"
+    write_text("/dev/null", "discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+    target, link = tmp_path / "real.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    with pytest.raises(RobertaInferError, match="link.json \\(a link to .*real.json\\) exists: add --force"):
+        write_text(link, "new")
+    write_text(link, "new", force=True)
+    assert link.is_symlink() and target.read_text() == "new"
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    (bundle / "model.onnx").write_bytes(b"graph")
+    (tmp_path / "innocent.onnx").symlink_to(bundle / "model.onnx")
+    with pytest.raises(RobertaInferError, match="a link to .*bundle/model.onnx\\) is inside a bundle"):
+        write_text(tmp_path / "innocent.onnx", "x", force=True)
+    assert (bundle / "model.onnx").read_bytes() == b"graph"

@@ -208,7 +208,7 @@ def test_openvino_bundle_checks(ov_bundles, tmp_path, shared_data):
     with open(copy / "model.bin", "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")
-    with pytest.raises(RobertaInferError, match="does not match its manifest's sha256"):
+    with pytest.raises(RobertaInferError, match="model.bin does not match its sha256 in manifest.json: the bundle is damaged"):
         load_bundle(copy)
     (copy / "model.bin").unlink()
     with pytest.raises(RobertaInferError, match="missing model.bin"):
@@ -228,3 +228,18 @@ def test_old_manifest_without_engine_loads_on_onnxruntime(tmp_path, hf_model):
     assert (bundle.engine, bundle.precision, bundle.provider) == ("onnxruntime", "fp32", "CPUExecutionProvider")
     tokens = padded_rows(np.random.default_rng(5), 3, 10)
     assert np.abs(bundle.logits(tokens) - transformers_logits(hf_model, tokens)).max() <= 1e-4
+
+
+def test_openvino_manifest_is_checked_against_its_ir(tmp_path, hf_model):
+    """The IR's position table (66 rows: 64 tokens after the pad id) and logits width bound what the manifest may say."""
+    build_bundle(load_classifier(hf_model), tmp_path / "b", engine="openvino", **QUIET)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for edit, expected in (({"max_tokens": 65}, "max_tokens 65 exceeds the model's 64 positions"),
+                           ({"class_names": ["only"]}, "names 1 classes but the model's logits are 2 wide")):
+        (tmp_path / "b" / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+        with pytest.raises(RobertaInferError, match=expected):
+            load_bundle(tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "b" / "model.bin").write_bytes((tmp_path / "b" / "model.bin").read_bytes()[:-100])
+    with pytest.raises(RobertaInferError, match="model.bin does not match its sha256 in manifest.json"):
+        load_bundle(tmp_path / "b")

@@ -480,3 +480,15 @@ def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_a_damaged_bundle_stops_serve_with_one_line_and_no_traceback(bundle, tmp_path):
+    """The real CLI in a subprocess: the bundle's edited special_ids.json is named (exit 2); the log says why, once."""
+    import shutil
+
+    shutil.copytree(bundle, tmp_path / "b")
+    (tmp_path / "b" / "special_ids.json").write_text('{"bos": 0, "pad": 1, "eos": 2, "unk": 2, "split_unknown": false}')
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path / "b"), "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"error: {tmp_path / 'b' / 'special_ids.json'} does not match its sha256")

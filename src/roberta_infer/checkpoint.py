@@ -41,6 +41,9 @@ SAFE_GLOBALS = [
 ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "gelu_fast": "gelu_new", "relu": "relu", "tanh": "tanh"}
 HEAD_PREFIX = "classification_heads."
 HF_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# Tensors a Hugging Face RoBERTa checkpoint may hold or lack without changing a classifier's logits: index buffers
+# (older transformers saved them) and the pooler, which RobertaForSequenceClassification does not use.
+HARMLESS_TENSORS = re.compile(r"(^|\.)(position_ids|token_type_ids)$|(^|\.)pooler\.")
 
 
 @dataclass
@@ -132,11 +135,12 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None, class_name
     hf_logging.disable_progress_bar()  # our own output stays one line per step
     hf_logging.set_verbosity_error()
     try:
-        model = RobertaForSequenceClassification.from_pretrained(
-            model_dir, attn_implementation="eager", local_files_only=True
+        model, loading = RobertaForSequenceClassification.from_pretrained(
+            model_dir, attn_implementation="eager", local_files_only=True, output_loading_info=True
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise RobertaInferError(f"cannot load {model_dir}: {str(e).splitlines()[0]}") from None
+    check_coverage(model_dir, loading)
     model.float().eval()  # weights stored in fp16 still run (and export) in fp32
     cfg = model.config
     if (model_dir / "special_ids.json").is_file():
@@ -150,6 +154,22 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None, class_name
     names = named_classes([str(cfg.id2label[i]) for i in range(cfg.num_labels)], class_names, model_dir)
     return RobertaClassifier(model, encoder, names,
                              {"kind": "huggingface", "path": str(model_dir), "sha256": files_sha256(weights)})
+
+
+def check_coverage(model_dir: Path, loading: dict) -> None:
+    """Refuse weights that do not cover the config exactly (RobertaInferError naming the tensors): transformers would
+    initialise a missing tensor at random (a config asking for more layers than the weights hold loads a random
+    layer) and drop an unexpected one. `loading` is `from_pretrained(output_loading_info=True)`'s: missing_keys,
+    unexpected_keys, mismatched_keys. Buffers (position_ids, token_type_ids) and a pooler the classifier has no use
+    for are harmless (HARMLESS_TENSORS)."""
+    names = {kind: [str(k[0] if isinstance(k, tuple) else k) for k in loading.get(f"{kind}_keys") or ()]
+             for kind in ("missing", "unexpected", "mismatched")}  # mismatched ones come as (name, shapes…)
+    found = {kind: sorted(k for k in keys if not HARMLESS_TENSORS.search(k)) for kind, keys in names.items()}
+    problems = [f"{len(names)} {kind} ({', '.join(names[:4])}{', …' if len(names) > 4 else ''})"
+                for kind, names in found.items() if names]
+    if problems:
+        raise RobertaInferError(f"{model_dir}: its weights do not fit its config.json, tensors {'; '.join(problems)}: "
+                                "a missing tensor would be random (check num_hidden_layers and the other sizes in config.json)")
 
 
 def huggingface_weights(model_dir: Path) -> list[Path]:
@@ -365,4 +385,11 @@ def to_huggingface(weights: dict, hp: dict, head: str, class_names: list[str], p
         for i in range(layers):
             for fs_name, hf_name in sub.items():
                 hf[f"roberta.encoder.layer.{i}.{hf_name}.{part}"] = weights[f"sentence_encoder.layers.{i}.{fs_name}.{part}"]
+    used = {"sentence_encoder.embed_tokens.weight", "sentence_encoder.embed_positions.weight", "sentence_encoder.version",
+            *(f"sentence_encoder.layernorm_embedding.{part}" for part in ("weight", "bias")),
+            *(f"sentence_encoder.layers.{i}.{fs_name}.{part}" for i in range(layers) for fs_name in sub for part in ("weight", "bias"))}
+    unexpected = sorted(k for k in weights if k.startswith("sentence_encoder.") and k not in used)
+    if unexpected:  # an encoder tensor the conversion would drop: a different architecture, whose logits would be wrong
+        raise RobertaInferError(f"{path}: {len(unexpected)} encoder tensors do not fit RoBERTa ({', '.join(unexpected[:4])}"
+                                f"{', …' if len(unexpected) > 4 else ''})")
     return config, {k: v.float() for k, v in hf.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .bundle import OLDER_BUNDLE, verify_files
 from .errors import RobertaInferError
 from .runtime import engine_and_precision
 
@@ -32,12 +33,19 @@ def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | No
 
 
 def describe_bundle(directory: Path) -> dict:
-    """A bundle's manifest, summarised: engine, precision, shapes, fused ops, fidelity, gate, source."""
+    """A bundle's manifest, summarised: engine, precision, shapes, fused ops, fidelity, gate, source; and whether its
+    files verify (`bundle.verify_files`: "verified" is "yes", "partly" for an older bundle that lists only its model
+    files' sha256, or "no", with "verification" saying what was checked or which file failed)."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RobertaInferError(f"{directory / 'manifest.json'} is not valid JSON: {e}") from None
     engine, precision = engine_and_precision(manifest)
+    try:
+        checked = verify_files(directory, manifest)
+        verified = "partly" if checked == OLDER_BUNDLE else "yes"
+    except RobertaInferError as e:
+        checked, verified = str(e), "no"
     quantization = manifest.get("quantization") or {}
     gate = manifest.get("gate") or quantization.get("gate")
     return {
@@ -50,7 +58,7 @@ def describe_bundle(directory: Path) -> dict:
         "last_layer": manifest.get("last_layer", "full"),  # a manifest without it is an export of the whole model
         "fidelity_max_abs_diff": (manifest.get("fidelity") or {}).get("max_abs_diff"),
         "gate": gate, "source": manifest.get("source"), "model_sha256": manifest.get("model_sha256"),
-        "synthetic": bool(manifest.get("synthetic")),
+        "synthetic": bool(manifest.get("synthetic")), "verified": verified, "verification": checked,
     }
 
 
@@ -79,6 +87,7 @@ def as_text(info: dict) -> str:
                 None if gate.get("label_agreement") is None else f"label agreement {100 * gate['label_agreement']:.2f} %",
             ) if part)))
         lines.append(("model sha256", info["model_sha256"]))
+        lines.append(("verified", f"{info['verified']}: {info['verification']}"))
     source = info.get("source") or {}
     lines.append(("source", " ".join(str(source[k]) for k in ("kind", "path", "name") if source.get(k))))
     lines.append(("source sha256", source.get("sha256")))

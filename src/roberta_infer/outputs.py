@@ -5,7 +5,11 @@ exit 2) raised before anything is written:
 - a file where a folder is expected, a folder where a file is expected, a path under a file: refused;
 - an existing output of another kind (a prepared directory given as a bundle's --out, …), or a non-empty folder of
   no known kind: refused, whatever --force says;
-- an existing output of the same kind: replaced only with `force` (the command's --force).
+- an existing output of the same kind: replaced only with `force` (the command's --force);
+- an output file that is the command's own input, or lies inside an output folder of any kind (a bundle's
+  model.onnx, a prepared directory's labels.npy, …) other than the one the command itself adds it to (`own`):
+  refused, whatever --force says. A symbolic link is written through, its target checked the same way; a FIFO or
+  device is written into as it is (a terminal, /dev/null, a named pipe: nothing is replaced).
 Work happens in a hidden sibling `.NAME.….tmp`, created with the user's umask (so a service account can read what
 we write, unlike `tempfile`'s 0700), and is renamed over NAME only when complete; on any error it is removed, as
 are parent folders created for it. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
@@ -18,7 +22,8 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,21 +89,61 @@ def check_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out"
     return path
 
 
-def check_file(path: Path, *, force: bool = False, flag: str = "--out") -> Path:
-    """Refuse (RobertaInferError) to write the file `path` if it is a folder, lies under a file, is the marker file of
-    an output folder (a bundle's manifest.json, …: replacing it would unmake that output, whatever `force` says), or
-    exists and `force` is not given; returns `path` as a Path."""
+def check_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: Iterable[Path | str] = (),
+               own: Path | None = None) -> Path:
+    """Refuse (RobertaInferError) to write the file `path` if it is a folder, lies under a file, is one of the
+    command's `inputs` (the same file, by any name), goes in an output folder (`artifact_holding`: its marker file
+    included — replacing it would unmake that output) other than `own`, the folder the command adds this file to —
+    these whatever `force` says —, or exists and `force` is not given. A symbolic link is checked as its target, the
+    file written; a FIFO or device (`is_stream`) needs no `force`: writing into it replaces nothing. Returns `path`
+    as a Path."""
     path = Path(path)
     check_location(path, flag)
-    if path.is_dir():
+    target = written_path(path)
+    if target.is_dir():
         raise RobertaInferError(f"{flag} {path} is a folder, but a file is written there: give a file name")
-    found = kind_of(path.parent)
-    if path.is_file() and found is not None and path.name == KINDS[found][0]:
-        raise RobertaInferError(f"{flag} {path} is the {path.name} of {describe(found)} in {path.parent}: refusing to "
-                                "replace it; give another file name")
-    if path.exists() and not force:
-        raise RobertaInferError(f"{flag} {path} exists: add --force to replace it")
+    if is_stream(target):
+        return path
+    named = f"{path} (a link to {target})" if target != path else str(path)
+    for source in inputs:
+        if source != STDIO and target.exists() and Path(source).exists() and os.path.samefile(target, source):
+            raise RobertaInferError(f"{flag} {named} is this command's input {source}: refusing to overwrite it, even "
+                                    "with --force; give another file name")
+    holder = artifact_holding(target, own)
+    if holder is not None:
+        kind, folder = holder
+        what = f"the {target.name} of" if target.parent == folder and target.name == KINDS[kind][0] else "inside"
+        raise RobertaInferError(f"{flag} {named} is {what} {describe(kind)} in {folder}: refusing to "
+                                f"{'replace' if target.exists() else 'write'} it, even with --force; give a path outside that folder")
+    if target.exists() and not force:
+        raise RobertaInferError(f"{flag} {named} exists: add --force to replace it")
     return path
+
+
+def written_path(path: Path) -> Path:
+    """The file a write to `path` changes: `path` itself, or for a symbolic link (chains followed) its target."""
+    return Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+
+
+def is_stream(path: Path) -> bool:
+    """Whether `path` exists and is a FIFO or a character/block device (written into, never replaced)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def artifact_holding(path: Path, own: Path | None = None) -> tuple[str, Path] | None:
+    """(kind, folder) when the folder `path` goes in is an output folder (`kind_of`, by its marker file) other than
+    `own` or one being built (`output_dir`'s hidden sibling); None otherwise. (Only that folder: marker names such as summary.json are too common to judge every folder
+    above; an output's own files lie directly in it, and a run folder's parts are output folders themselves.)"""
+    folder = Path(path).absolute().parent
+    kind = kind_of(folder)
+    building = folder.name.startswith(".") and folder.name.endswith(".tmp")  # `output_dir`'s sibling, being filled
+    if kind is None or building or (own is not None and folder.resolve() == Path(own).resolve()):
+        return None
+    return kind, folder
 
 
 @contextmanager
@@ -120,10 +165,15 @@ def output_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out
 
 
 @contextmanager
-def output_file(path: Path, *, force: bool = False, flag: str = "--out") -> Iterator[Path]:
-    """Yield a path beside `path` to write; on normal exit it is renamed over `path`, on an exception removed (with
-    any parent folders made for it). Checked first with `check_file`."""
-    path = check_file(path, force=force, flag=flag)
+def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: Iterable[Path | str] = (),
+                own: Path | None = None) -> Iterator[Path]:
+    """Yield a path beside `path` to write; on normal exit it is renamed over `path` (over a symbolic link's target,
+    the link kept), on an exception removed (with any parent folders made for it). A FIFO or device is yielded
+    itself, to write into. Checked first with `check_file` (`inputs`, `own`: see there)."""
+    path = written_path(check_file(path, force=force, flag=flag, inputs=inputs, own=own))
+    if is_stream(path):
+        yield path
+        return
     made = _make_parents(path)
     tmp = _sibling(path, "tmp")
     try:
@@ -136,15 +186,15 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out") -> Iter
         raise
 
 
-def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out") -> None:
-    """`text` (UTF-8) into the file `path` through `output_file`."""
-    with output_file(path, force=force, flag=flag) as tmp:
+def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out", own: Path | None = None) -> None:
+    """`text` (UTF-8) into the file `path` through `output_file` (`own`: see `check_file`)."""
+    with output_file(path, force=force, flag=flag, own=own) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(document: dict, path: Path, *, force: bool = False, flag: str = "--json") -> None:
+def write_json(document: dict, path: Path, *, force: bool = False, flag: str = "--json", own: Path | None = None) -> None:
     """`document` as indented JSON (2 spaces, a final newline) at `path`, through `write_text`."""
-    write_text(path, json.dumps(document, indent=2) + "\n", force=force, flag=flag)
+    write_text(path, json.dumps(document, indent=2) + "\n", force=force, flag=flag, own=own)
 
 
 def check_location(path: Path, flag: str = "--out") -> None:

@@ -106,8 +106,8 @@ def run(model: Path, *, data: Path | None, work_dir: Path, fairseq_data: Path | 
     report["by_batch_size"] = by_batch_size(grid, seq_len, batch_sizes)
     report["by_seq_len"] = by_seq_len(grid, batch_sizes)
     report["reference"] = {"name": REFERENCE_NAME, "model": MODEL, "same_shape": roberta_base_shaped(manifest["architecture"])}
-    write_json(report, work_dir / "report.json", force=True)
-    write_report(work_dir / "report.html", html_report(report), summary["machine"], force=True)
+    write_json(report, work_dir / "report.json", force=True, own=work_dir)
+    write_report(work_dir / "report.html", html_report(report), summary["machine"], force=True, own=work_dir)
     return report
 
 

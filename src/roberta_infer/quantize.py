@@ -19,7 +19,6 @@ records them (`float_nodes`) and every measurement (`accuracy_aware`).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ import onnxruntime.quantization
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from .accuracy_aware import heldout_measure, heldout_set, matmul_groups, search_float_nodes
-from .bundle import build_bundle, load_bundle
+from .bundle import build_bundle, load_bundle, write_manifest
 from .checkpoint import RobertaClassifier, load_classifier
 from .data import sha256_file, sst2_file
 from .engines import make_session
@@ -168,11 +167,11 @@ def quantize_bundle(bundle: Path, out: Path, *, source: RobertaClassifier | Path
                                      **asdict(settings), "accuracy_aware": search,
                                      "fp32_model_sha256": fp32.manifest["model_sha256"],
                                      "note": "`fidelity` is the fp32 bundle's; int8's own deviation is gate.max_abs_logit_diff"}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(tmp, manifest)
         int8 = load_bundle(tmp, threads=threads)
         manifest["quantization"]["gate"] = accuracy_gate(fp32, int8, data=data, max_accuracy_drop=max_accuracy_drop,
                                                          progress=progress)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(tmp, manifest)
     return manifest
 
 

@@ -122,9 +122,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_report(path: Path, report: Report, machine: dict, *, force: bool = False) -> Path:
+def write_report(path: Path, report: Report, machine: dict, *, force: bool = False, own: Path | None = None) -> Path:
     """Write `report` as one HTML file at `path` through `outputs.write_text` (an existing file replaced only with
-    `force`); returns the path."""
+    `force`; `own`: the output folder it belongs to, see `outputs.check_file`); returns the path."""
     parts = [f"<h1>{html.escape(report.title)}</h1>", f"<p>{html.escape(report.summary)}</p>"]
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
@@ -142,7 +142,7 @@ def write_report(path: Path, report: Report, machine: dict, *, force: bool = Fal
                                                            header=False)]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(parts) + f"\n{RENDER_CHECK}\n</body></html>\n")
-    write_text(Path(path), page, force=force, flag="--json")
+    write_text(Path(path), page, force=force, flag="--json", own=own)
     return Path(path)
 
 

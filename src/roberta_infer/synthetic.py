@@ -6,13 +6,12 @@ speed without its checkpoint. Its predictions mean nothing: every output made fr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
-from .bundle import build_bundle
+from .bundle import build_bundle, write_manifest
 from .checkpoint import RobertaClassifier
 from .data import bpe_dir, data_root
 from .errors import RobertaInferError
@@ -58,7 +57,7 @@ def mark_synthetic(manifest: dict, bundle: Path) -> dict:
     """Add `"synthetic": true` to the manifest of a bundle built from a synthetic classifier, for every later reader."""
     if manifest["source"].get("kind") == "synthetic":
         manifest["synthetic"] = True
-        (Path(bundle) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(Path(bundle), manifest)
     return manifest
 
 

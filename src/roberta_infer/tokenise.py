@@ -170,13 +170,31 @@ class TextEncoder:
 
     @classmethod
     def load(cls, directory: Path, *, bpe_dir: Path | None = None) -> TextEncoder:
+        """What `save` wrote in `directory`. Raises RobertaInferError naming the file that is missing or unreadable."""
         directory = Path(directory)
         if not (directory / "special_ids.json").is_file():
             raise RobertaInferError(f"{directory} is missing special_ids.json")
-        specials = json.loads((directory / "special_ids.json").read_text())
-        id_map = np.load(directory / "id_map.npy") if (directory / "id_map.npy").is_file() else None
+        try:
+            specials = json.loads(read_utf8(directory / "special_ids.json"))
+            if set(specials) - {"split_unknown"} != {"bos", "pad", "eos", "unk"} or not all(
+                    isinstance(specials[k], int) and specials[k] >= 0 for k in ("bos", "pad", "eos", "unk")):
+                raise ValueError("expected non-negative integer ids bos, pad, eos, unk (and split_unknown)")
+        except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+            raise RobertaInferError(f"{directory / 'special_ids.json'} is not valid: {e}") from None
+        id_map = None
+        if (directory / "id_map.npy").is_file():
+            try:
+                id_map = np.load(directory / "id_map.npy", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise RobertaInferError(f"{directory / 'id_map.npy'} is not a readable array: {e}") from None
+            if id_map.ndim != 1 or id_map.dtype.kind not in "iu" or not len(id_map) or id_map.min() < 0:
+                raise RobertaInferError(f"{directory / 'id_map.npy'} is not a table of ids (found {id_map.dtype} {id_map.shape})")
         if (directory / "tokenizer.json").is_file():
-            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            try:
+                tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            except Exception as e:  # the tokenizers library raises plain Exceptions on bad JSON
+                raise RobertaInferError(f"{directory / 'tokenizer.json'} is not a valid tokenizer: "
+                                        f"{str(e).splitlines()[0][:200]}") from None
         elif id_map is not None:
             found = gpt2_bpe_dir(bpe_dir)
             tokenizer = bpe_tokenizer(found / "encoder.json", found / "vocab.bpe")

@@ -1,14 +1,19 @@
 """A `classify` job: its inputs, its shard plan, its output folder's state, and `classify_collection`, which runs it.
 
 The output folder holds `_JOB.json` (the job's identity, written first), the shards `part-<file>-<shard>.<format>`
-(each written atomically by `shard.run_shard`) and, once every shard is there, `_SUCCESS` (the manifest).
+(each written atomically by `shard.run_shard`) and, once every shard is there, `_SUCCESS` (the manifest, with each
+shard's records, bytes and sha256). While a run writes it, `_LOCK` holds its process id and host: a second run on the
+same folder is refused, a lock whose process is gone is taken over.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import os
+import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +21,7 @@ import pyarrow.parquet as pq
 
 from .. import readers
 from ..bundle import open_model
+from ..data import sha256_file
 from ..default import default_bundle
 from ..errors import RobertaInferError, check_positive
 from ..outputs import remove_leftovers, write_json
@@ -27,7 +33,7 @@ from .shard import Job, Shard
 FORMAT = "roberta-infer/classify/1"
 OUTPUT_FORMATS = ("parquet", "jsonl")
 ON_ERROR = ("fail", "skip")
-JOB_FILE, SUCCESS_FILE = "_JOB.json", "_SUCCESS"
+JOB_FILE, SUCCESS_FILE, LOCK_FILE = "_JOB.json", "_SUCCESS", "_LOCK"
 
 
 def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fairseq_data: Path | None = None,
@@ -65,32 +71,33 @@ def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fai
     model = default_bundle(progress) if model is None else model
     classifier = open_model(model, fairseq_data=fairseq_data, bpe_dir=bpe_dir, threads=threads)
     identity["model_sha256"] = model_sha256(classifier)
-    existed, fresh = out.exists(), not out.exists() or (out.is_dir() and not any(out.iterdir()))
-    done = open_output(out, identity, resume, shard_names=shard_names, ext=output_format)
-    if done is None:  # resumed a job that had already finished: its manifest, marked so
-        return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
-    pending = [shard for shard in plan if shard.name not in done]
-    job = Job(str(out), text_field, output_format, on_error, batch_size)
-    try:
-        if engine == "local":
-            results = run_local(classifier, pending, job, show_progress=show_progress)
-            workers, threads = 1, threads or getattr(classifier, "threads", None)
-        else:
-            del classifier  # the actors load their own
-            threads = threads or 1
-            loader = {"path": str(Path(model).resolve()), "threads": threads,
-                      "fairseq_data": fairseq_data and str(Path(fairseq_data).resolve()),
-                      "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
-            results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
-                                       worker_class=worker_class or ShardWorker)
-    except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
-        if fresh:
-            discard_output(out, shard_names, output_format, remove_dir=not existed)
-        raise
-    manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
-                         wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
-                         model=model)
-    write_json(manifest, out / SUCCESS_FILE, force=True, flag="--output")
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    with job_lock(out, progress):
+        done = open_output(out, identity, resume, plan=plan, ext=output_format, progress=progress)
+        if done is None:  # resumed a job that had already finished, every shard verified: its manifest, marked so
+            return json.loads((out / SUCCESS_FILE).read_text()) | {"already_complete": True}
+        pending = [shard for shard in plan if shard.name not in done]
+        job = Job(str(out), text_field, output_format, on_error, batch_size)
+        try:
+            if engine == "local":
+                results = run_local(classifier, pending, job, show_progress=show_progress)
+                workers, threads = 1, threads or getattr(classifier, "threads", None)
+            else:
+                del classifier  # the actors load their own
+                threads = threads or 1
+                loader = {"path": str(Path(model).resolve()), "threads": threads,
+                          "fairseq_data": fairseq_data and str(Path(fairseq_data).resolve()),
+                          "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
+                results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
+                                           worker_class=worker_class or ShardWorker)
+        except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
+            if fresh:
+                discard_output(out, shard_names, output_format)
+            raise
+        manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
+                             wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
+                             model=model)
+        write_json(manifest, out / SUCCESS_FILE, force=True, flag="--output", own=out)
     return manifest
 
 
@@ -176,6 +183,9 @@ def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[s
         raise RobertaInferError(f"--output {out} is a file: choose a directory")
     if not out.exists() or not any(out.iterdir()):
         return None
+    check_lock(out)
+    if not (out / JOB_FILE).exists() and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+        return None  # a run that held the lock died before it wrote anything
     try:
         previous = json.loads((out / JOB_FILE).read_text())
     except (OSError, json.JSONDecodeError):
@@ -194,32 +204,135 @@ def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[s
     return done, finished
 
 
-def open_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> set[str] | None:
-    """The names of the shards already written (empty for a new job), or None when this job already finished.
+def open_output(out: Path, identity: dict, resume: bool, *, plan: list[Shard], ext: str,
+                progress: Callable[[str], None]) -> set[str] | None:
+    """The names of the shards already written and verified (empty for a new job), or None when this job already
+    finished and every shard `_SUCCESS` lists still verifies.
 
     `out` is checked by `check_output`. A new or empty `out` gets `_JOB.json` (the job's identity); in a resumed
-    one, leftover temporary files of an interrupted run are removed.
+    one, leftover temporary files of an interrupted run are removed and each shard written is checked
+    (`shard_problem`): one that fails is removed, to be redone, with a `progress` line naming it and why (and a
+    finished job whose shards fail is finished again).
     """
-    found = check_output(out, identity, resume, shard_names=shard_names, ext=ext)
+    found = check_output(out, identity, resume, shard_names=[shard.name for shard in plan], ext=ext)
     if found is None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(identity, out / JOB_FILE, force=True, flag="--output")
+        write_json(identity, out / JOB_FILE, force=True, flag="--output", own=out)
         return set()
     done, finished = found
-    if finished:
+    recorded = recorded_shards(out) if finished else {}
+    bad = {}
+    for shard in plan:
+        problem = shard_problem(out / f"{shard.name}.{ext}", shard.count, recorded.get(shard.name)) \
+            if finished or shard.name in done else None
+        if problem:
+            bad[shard.name] = problem
+    if finished and not bad:
         return None
+    for name, problem in bad.items():
+        progress(f"{name}.{ext} {problem}: redoing it")
+        (out / f"{name}.{ext}").unlink(missing_ok=True)
+    if finished:
+        progress(f"{out / SUCCESS_FILE} no longer describes the shards on disk: finishing the job again")
+        (out / SUCCESS_FILE).unlink()
     remove_leftovers(out)
-    return done
+    return done - set(bad)
 
 
-def discard_output(out: Path, shard_names: list[str], ext: str, *, remove_dir: bool) -> None:
-    """Remove what a job that started `out` afresh wrote before it failed: its shards, `_JOB.json`, temporary files,
-    and `out` itself when the job created it. Only the job's own names are removed, never anything else."""
+def recorded_shards(out: Path) -> dict[str, dict]:
+    """`_SUCCESS`'s {shard name: {records, bytes, sha256}} ({} for a manifest written before it recorded them, or
+    unreadable: its shards are then checked as `shard_problem` checks shards without a record)."""
+    try:
+        recorded = json.loads((out / SUCCESS_FILE).read_text()).get("shard_files")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def shard_problem(path: Path, count: int, record: dict | None) -> str | None:
+    """Why the shard file `path` cannot stand as planned (None if it can): missing; against `record` (`_SUCCESS`'s
+    {bytes, sha256}), a different size or sha256; without one, unreadable or not holding `count` records."""
+    if not path.is_file():
+        return "is missing" + (f" (listed in {SUCCESS_FILE})" if record else "")
+    if isinstance(record, dict):
+        if path.stat().st_size != record.get("bytes"):
+            return f"has {path.stat().st_size} bytes, {SUCCESS_FILE} recorded {record.get('bytes')}"
+        if sha256_file(path) != record.get("sha256"):
+            return f"does not match its sha256 in {SUCCESS_FILE}"
+        return None
+    try:
+        if path.suffix == ".parquet":
+            rows = pq.read_table(path).num_rows
+        else:
+            with open(path, encoding="utf-8") as f:
+                rows = sum(1 for line in f if json.loads(line) is not None)
+    except Exception as e:  # pyarrow's ArrowInvalid / OSError, json's ValueError, a UnicodeDecodeError: all "damaged"
+        return f"is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'unreadable'})"
+    return None if rows == count else f"holds {rows} records, not the {count} planned"
+
+
+def discard_output(out: Path, shard_names: list[str], ext: str) -> None:
+    """Remove what a job that started `out` afresh wrote before it failed: its shards, `_JOB.json` and temporary
+    files (`job_lock` then removes `out` itself if the job created it). Only the job's own names are removed."""
     remove_leftovers(out)
     for name in [f"{name}.{ext}" for name in shard_names] + [JOB_FILE]:
         (out / name).unlink(missing_ok=True)
-    if remove_dir and not any(out.iterdir()):
-        out.rmdir()
+
+
+@contextmanager
+def job_lock(out: Path, progress: Callable[[str], None]):
+    """Hold `out`/_LOCK (created with O_EXCL, holding "<pid> <host>") while the block runs; `out` is created if
+    needed, and removed again on the way out if it was created here and is left empty. A lock of a live process
+    (`check_lock`) is refused with RobertaInferError; one whose process is gone is taken over with a `progress` line."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock, mine = out / LOCK_FILE, f"{os.getpid()} {socket.gethostname()}\n"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            stale = check_lock(out)
+            if stale is not None:
+                progress(f"taking over {lock}: {stale}")
+                lock.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(mine)
+    try:
+        yield
+    finally:
+        if lock.is_file() and lock.read_text() == mine:
+            lock.unlink()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def check_lock(out: Path) -> str | None:
+    """Refuse (RobertaInferError) an `out` whose `_LOCK` names another process that may still run: on this host, a
+    live pid; on another host, any (it cannot be checked from here). Returns None without a lock, else why the lock
+    does not stand in the way (its process is gone, the file names none, or it is this process's own)."""
+    lock = out / LOCK_FILE
+    try:
+        pid_text, _, host = lock.read_text().strip().partition(" ")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        pid_text, host = "", ""
+    if not pid_text.isdigit() or int(pid_text) < 1:
+        return "it names no process"
+    pid = int(pid_text)
+    if pid == os.getpid() and host == socket.gethostname():
+        return "it is this process's own"
+    if host and host != socket.gethostname():
+        raise RobertaInferError(f"--output {out} is locked by process {pid} on {host}: wait for that classify run, or "
+                                f"remove {lock} if it no longer runs")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"its process {pid} is no longer running"
+    except PermissionError:
+        pass  # it exists, under another user
+    raise RobertaInferError(f"--output {out} is being written by another classify run (process {pid}, {lock}): wait for "
+                            "it to finish, or choose another directory")
 
 
 def summarise(plan: list[Shard], pending: list[Shard], results: list[dict], identity: dict, *, engine: str, out: Path,
@@ -245,6 +358,9 @@ def summarise(plan: list[Shard], pending: list[Shard], results: list[dict], iden
         figures["throughput_sentences_per_s"] = figures["sentences_per_s"]  # the old name, for one release
         figures["busy_s"] = round(figures["busy_s"], 3)
     run_records = sum(r["records"] for r in results)
+    shard_files = {s.name: {"records": s.count, **({"bytes": by_name[s.name]["bytes"], "sha256": by_name[s.name]["sha256"]}
+                                                   if s.name in by_name else file_record(out / f"{s.name}.{output_format}"))}
+                   for s in plan}
     return {
         "format": FORMAT,
         "job": identity,
@@ -264,7 +380,13 @@ def summarise(plan: list[Shard], pending: list[Shard], results: list[dict], iden
         "sentences_per_s": round(run_records / wall_time_s, 1),
         "throughput_sentences_per_s": round(run_records / wall_time_s, 1),  # the old name, for one release
         "per_worker": sorted(per_worker.values(), key=lambda figures: figures["worker"]),
+        "shard_files": shard_files,
     }
+
+
+def file_record(path: Path) -> dict:
+    """{bytes, sha256} of a file, as `_SUCCESS` records each shard."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def count_errors(path: Path) -> int:

@@ -15,7 +15,7 @@ from ..errors import RobertaInferError
 from ..runtime import physical_cores
 from .shard import Job, Shard, run_shard
 
-RESULT_KEYS = ("shard", "records", "errors", "busy_s", "worker")
+RESULT_KEYS = ("shard", "records", "errors", "busy_s", "bytes", "sha256", "worker")
 
 
 class ShardWorker:
@@ -43,8 +43,8 @@ class ShardWorker:
             try:
                 rows.append(self.run(shard) | {"worker": self.worker, "error": ""})
             except RobertaInferError as e:
-                rows.append({"shard": shard.name, "records": 0, "errors": 0, "busy_s": 0.0, "worker": self.worker,
-                             "error": str(e)})
+                rows.append({"shard": shard.name, "records": 0, "errors": 0, "busy_s": 0.0, "bytes": 0, "sha256": "",
+                             "worker": self.worker, "error": str(e)})
         return {key: [row[key] for row in rows] for key in rows[0]}
 
     def run(self, shard: Shard) -> dict:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import readers
+from ..data import sha256_file
 from ..errors import RobertaInferError
 from ..outputs import output_file
 from ..predict import Classifier, classify, labelled
@@ -40,7 +41,8 @@ class Job:
 
 
 def run_shard(classifier: Classifier, shard: Shard, job: Job) -> dict:
-    """Read, classify and write one shard; returns {shard, records, errors, busy_s}. With `on_error="fail"` the
+    """Read, classify and write one shard; returns {shard, records, errors, busy_s, bytes, sha256} (the last two: the
+    written file's, which `_SUCCESS` records for `--resume` to check). With `on_error="fail"` the
     first bad record raises RobertaInferError and nothing is written for the shard."""
     began = time.perf_counter()
     records = readers.read(shard, job.text_field)
@@ -50,9 +52,11 @@ def run_shard(classifier: Classifier, shard: Shard, job: Job) -> dict:
     good = [i for i, error in enumerate(records.errors) if error is None]
     logits = classify(classifier, [records.texts[i] for i in good], batch_size=job.batch_size) if good else None
     table = output_table(records, good, logits, classifier.class_names, with_error=job.on_error == "skip")
-    with output_file(Path(job.out) / f"{shard.name}.{job.output_format}", force=True, flag="--output") as tmp:
+    path = Path(job.out) / f"{shard.name}.{job.output_format}"
+    with output_file(path, force=True, flag="--output", own=Path(job.out)) as tmp:
         write_table(table, tmp, job.output_format)
-    return {"shard": shard.name, "records": len(records.ids), "errors": len(bad), "busy_s": time.perf_counter() - began}
+    return {"shard": shard.name, "records": len(records.ids), "errors": len(bad), "busy_s": time.perf_counter() - began,
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def output_table(records: readers.Records, good: list[int], logits: np.ndarray | None, class_names: list[str], *,

@@ -50,7 +50,8 @@ def execute(args: argparse.Namespace) -> None:
 
     for target in (args.json, args.errors):
         if target is not None:
-            check_file(target, force=args.force, flag="--json" if target is args.json else "--errors")
+            check_file(target, force=args.force, flag="--json" if target is args.json else "--errors",
+                       inputs=[args.results, args.labels, *([args.label_dict] if args.label_dict else [])])
     if args.json is not None and args.errors is not None and args.json.absolute() == args.errors.absolute():
         raise RobertaInferError("--json and --errors name the same file")
     label_names = label_symbols(args.label_dict) if args.label_dict is not None else None
@@ -85,7 +86,7 @@ def execute(args: argparse.Namespace) -> None:
     if args.json is not None:
         write_json(result, args.json, force=args.force)
     else:  # derived from the results folder, so rewritten with it
-        write_json(result, args.results / "evaluation.json", force=True)
+        write_json(result, args.results / "evaluation.json", force=True, own=args.results)
     print_scores(result)
     if args.errors is not None:
         print(f"{len(wrong)} misclassified samples → {args.errors}")

@@ -41,7 +41,7 @@ def execute(args: argparse.Namespace) -> None:
     from ..readers import read_texts  # deferred: readers import pyarrow
 
     if args.output != STDIO:
-        check_file(args.output, force=args.force, flag="--output")
+        check_file(args.output, force=args.force, flag="--output", inputs=[args.input])
     texts = read_texts(args.input, text_field=args.text_field)
     classifier = load_model(args, threads=args.threads, provider=args.provider)
     records = predict(classifier, texts, batch_size=args.batch_size)

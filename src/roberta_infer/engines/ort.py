@@ -27,6 +27,7 @@ class OrtSession:
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_shape = session.get_inputs()[0].shape
+        self.output_shape = session.get_outputs()[0].shape
         self.threads = session.get_session_options().intra_op_num_threads
         self.provider = session.get_providers()[0]
 

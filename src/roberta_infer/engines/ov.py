@@ -38,6 +38,8 @@ class OpenVinoSession:
         self.streams = int(compiled.get_property("NUM_STREAMS"))
         self.input_shape = [dim.get_length() if dim.is_static else name
                             for dim, name in zip(compiled.input(0).get_partial_shape(), ("batch", "sequence"))]
+        self.output_shape = [dim.get_length() if dim.is_static else name
+                             for dim, name in zip(compiled.output(0).get_partial_shape(), ("batch", "classes"))]
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         self.inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16"
         self._local = threading.local()

@@ -65,7 +65,8 @@ class Service:
         except Exception as e:  # a model that cannot load stops `serve`; an app without that hook reports failed
             self.load_failure = (str(e) if isinstance(e, RobertaInferError) else
                                  f"the model cannot be loaded ({type(e).__name__})")
-            log.error("the model cannot be loaded", exc_info=e)
+            # a bad bundle is one line, as everywhere; anything else keeps its traceback for the log
+            log.error("the model cannot be loaded: %s", e, exc_info=None if isinstance(e, RobertaInferError) else e)
             if self.on_load_error is not None:
                 self.on_load_error(e)
             return
