@@ -165,10 +165,11 @@ def refuse_non_text(raw: bytes, path: str) -> None:
         raise RobertaInferError(utf16_hint(path))
     try:
         codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)  # a character cut at the block's end is fine
-        if b"\x00" not in raw:
-            return
+        utf8 = True
     except UnicodeDecodeError:
-        pass
+        utf8 = False
+    if utf8 and b"\x00" not in raw:
+        return
     kind = next((kind for kind, (magic, _, _) in COMPRESSIONS.items() if raw.startswith(magic)), None)
     if kind:
         raise RobertaInferError(decompress_hint(path, kind))
@@ -179,6 +180,8 @@ def refuse_non_text(raw: bytes, path: str) -> None:
     even, odd = raw[0::2].count(0), raw[1::2].count(0)
     if min(even, odd) == 0 and 2 * max(even, odd) >= len(raw) // 2:  # ASCII-heavy UTF-16: one byte of each pair NUL
         raise RobertaInferError(utf16_hint(path))
+    if not utf8:
+        raise RobertaInferError(f"{path} is binary data, not text (NUL bytes, and bytes that are not UTF-8)")
     line = raw[: raw.index(b"\x00")].count(b"\n") + 1
     raise RobertaInferError(f"{path} line {line} holds a NUL byte: binary data, not UTF-8 text")
 

@@ -45,17 +45,19 @@ class LineReader(Reader):
     """A format of one record per line; subclasses parse a span's bytes (`parse`)."""
 
     def parse(self, span: Span, data: bytes, text_field: str) -> Records:
-        """The span's records from its bytes (whole lines, a BOM already dropped)."""
+        """The span's records from its bytes (whole lines; a file's BOM is before its first span)."""
         raise NotImplementedError
 
     def plan(self, path: Path, text_field: str, shard_size: int) -> list[Span]:
         """Spans of `shard_size` lines from one pass counting newlines (`check_text_file` first)."""
         check_text_file(path)
         size = path.stat().st_size
-        starts = [0] if size else []  # byte offsets of lines 1, 1 + shard_size, ...
-        lines = 1 if size else 0
         try:
             with open(path, "rb") as f:
+                head = len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+                starts = [head] if size > head else []  # byte offsets of lines 1, 1 + shard_size, ...
+                lines = len(starts)
+                f.seek(0)
                 offset = 0
                 while block := f.read(SCAN_BLOCK):
                     following = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n")) + offset + 1
@@ -78,6 +80,4 @@ class LineReader(Reader):
                 data = f.read(end - start)
         except OSError as e:
             raise cannot_read(span.source, e) from None
-        if start == 0:
-            data = data.removeprefix(codecs.BOM_UTF8)
         return self.parse(span, data, text_field)
