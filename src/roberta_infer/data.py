@@ -210,16 +210,31 @@ BLANK = "empty text (nothing but whitespace): nothing to classify"  # the error 
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 
+BARE_CR = re.compile("(?<=\r)(?!\n)")  # after a \r that no \n follows
+
+
 def delimited_records(lines: Iterable[str], kind: str, source: str, *, line: int = 1) -> Iterator[tuple[list[str], int]]:
-    """(fields, first line) of each record of `lines` (each ending with its newline; the first is line `line`) of a
-    `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. An empty line is a record of no fields. Raises
-    RobertaInferError naming `source` and the line for what `csv` cannot read (a field over its size limit)."""
-    reader = csv.reader(lines, delimiter=DELIMITERS[kind], quotechar='"', doublequote=True)
+    """(fields, first line) of each record of `lines` (each ending with its `\n`; the first is line `line`) of a
+    `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Lines are numbered by `\n`; a bare `\r` outside
+    quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of no
+    fields. Raises RobertaInferError naming `source` and the line for what `csv` cannot read (a field over its
+    size limit)."""
+    newlines = 0  # in the lines the reader has taken
+
+    def pieces() -> Iterator[str]:
+        nonlocal newlines
+        for text in lines:
+            for piece in BARE_CR.split(text) if "\r" in text else (text,):
+                if piece:
+                    newlines += piece.count("\n")
+                    yield piece
+
+    reader = csv.reader(pieces(), delimiter=DELIMITERS[kind], quotechar='"', doublequote=True)
     first = line
     try:
         for fields in reader:
             yield fields, first
-            first = line + reader.line_num
+            first = line + newlines
     except csv.Error as e:
         raise RobertaInferError(f"{source} line {first}: unreadable {kind.upper()} record ({e})") from None
 
