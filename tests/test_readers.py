@@ -97,6 +97,15 @@ def test_bad_csv_header_is_one_clear_error(tmp_path, content, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_bare_carriage_return_ends_a_csv_record_and_a_line(tmp_path):
+    """As `csv` reads a file opened with newline="" (old Mac line ends); ids stay unique."""
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'text\rone\r"two\rlines"\nthree\n')
+    for shard_size in (1, 2):
+        ids, texts, _ = records_of(path, shard_size=shard_size)
+        assert texts == ["one", "two\rlines", "three"] and ids == [f"{path}:{line}" for line in (2, 3, 5)]
+
+
 def test_csv_record_with_missing_or_extra_fields_is_that_records_error(tmp_path):
     path = tmp_path / "a.csv"
     path.write_bytes(b'text,n\nfine,1\nmissing\n"extra\nfield",2,3\nalso fine,4\n')
@@ -357,11 +366,13 @@ CSV_CONTENT = st.lists(st.sampled_from([b"a", b"b c", b",", b"\t", b'"', b'""', 
 
 
 @PROPERTY
-@given(content=CSV_CONTENT, kind=st.sampled_from(["csv", "tsv"]), shard_size=st.integers(1, 4), bom=st.booleans())
-def test_csv_quote_counting_plan_agrees_with_parsing_every_record(content, kind, shard_size, bom):
-    """Where the fast plan (quotes counted with numpy) applies, its record starts and count are the csv module's."""
+@given(content=CSV_CONTENT, kind=st.sampled_from(["csv", "tsv"]), shard_size=st.integers(1, 4), bom=st.booleans(),
+       block_size=st.sampled_from([1, 2, 3, 7, 1 << 20]))
+def test_csv_quote_counting_plan_agrees_with_parsing_every_record(content, kind, shard_size, bom, block_size):
+    """Where the fast plan (quotes counted with numpy, block by block) applies, its record starts (first line, first
+    byte) and count are the csv module's."""
     content = b"\xef\xbb\xbf" * bom + b"text\n" + content
-    fast = quoted_record_starts(io.BytesIO(content), len(content), DELIMITERS[kind], shard_size)
+    fast = quoted_record_starts(io.BytesIO(content), len(content), DELIMITERS[kind], shard_size, block_size=block_size)
     records = file_records(io.BytesIO(content), kind, "in")
     next(records)
     assert fast is None or fast == parsed_record_starts(records, shard_size)

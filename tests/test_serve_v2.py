@@ -20,7 +20,7 @@ from roberta_infer.serve import Limits
 
 from test_serve import cached_bundle, running, softmax, wait_ready
 
-TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
 
 

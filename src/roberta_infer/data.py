@@ -210,30 +210,33 @@ BLANK = "empty text (nothing but whitespace): nothing to classify"  # the error 
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 
-BARE_CR = re.compile("(?<=\r)(?!\n)")  # after a \r that no \n follows
+BARE_CR = re.compile(b"(?<=\r)(?!\n)")  # after a \r that no \n follows
 
 
-def delimited_records(lines: Iterable[str], kind: str, source: str, *, line: int = 1) -> Iterator[tuple[list[str], int]]:
-    """(fields, first line) of each record of `lines` (each ending with its `\n`; the first is line `line`) of a
-    `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Lines are numbered by `\n`; a bare `\r` outside
-    quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of no
-    fields. Raises RobertaInferError naming `source` and the line for what `csv` cannot read (a field over its
-    size limit)."""
-    newlines = 0  # in the lines the reader has taken
+def delimited_records(lines: Iterable[bytes], kind: str, source: str, *, line: int = 1
+                      ) -> Iterator[tuple[list[str], int, int]]:
+    """(fields, first line, bytes read up to the record's end) of each record of `lines` (bytes, each ending with
+    its `\n`; the first is line `line`) of a `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Bytes
+    are decoded with `surrogateescape`: a field that is not UTF-8 holds escapes rather than stopping the reader.
+    Lines are numbered by their breaks, `\n` and a bare `\r` (as `csv` and editors count them); a bare `\r`
+    outside quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of no fields. Raises RobertaInferError naming `source` and the line for
+    what `csv` cannot read (a field over its size limit)."""
+    newlines = consumed = 0  # line breaks and bytes in the lines the reader has taken
 
     def pieces() -> Iterator[str]:
-        nonlocal newlines
-        for text in lines:
-            for piece in BARE_CR.split(text) if "\r" in text else (text,):
+        nonlocal newlines, consumed
+        for raw in lines:
+            for piece in BARE_CR.split(raw) if b"\r" in raw else (raw,):
                 if piece:
-                    newlines += piece.count("\n")
-                    yield piece
+                    newlines += piece.count(b"\n") + piece.endswith(b"\r")  # a bare \r breaks a line too
+                    consumed += len(piece)
+                    yield piece.decode("utf-8", "surrogateescape")
 
     reader = csv.reader(pieces(), delimiter=DELIMITERS[kind], quotechar='"', doublequote=True)
     first = line
     try:
         for fields in reader:
-            yield fields, first
+            yield fields, first, consumed
             first = line + newlines
     except csv.Error as e:
         raise RobertaInferError(f"{source} line {first}: unreadable {kind.upper()} record ({e})") from None
@@ -245,8 +248,8 @@ def read_sst2(path: Path) -> Sst2Split:
     Records as `delimited_records` reads TSV (RFC 4180 with a tab: a quoted sentence may hold tabs and newlines);
     GLUE's own files read as fairseq's `cut -f` reads them. Errors name the record's first line.
     """
-    records = delimited_records(io.StringIO(read_utf8(path), newline="\n"), "tsv", str(path))
-    header = next(records, (None, 1))[0]
+    records = delimited_records(io.BytesIO(read_utf8(path).encode("utf-8")), "tsv", str(path))
+    header = next(records, (None,))[0]
     if header is None:
         raise RobertaInferError(f"{path} is empty: expected a GLUE SST-2 TSV with a header line")
     if header == ["sentence", "label"]:
@@ -259,7 +262,7 @@ def read_sst2(path: Path) -> Sst2Split:
         )
     sentences: list[str] = []
     labels: list[str] = []
-    for fields, number in records:
+    for fields, number, _ in records:
         if len(fields) != 2:
             raise RobertaInferError(f"{path} line {number}: expected 2 tab-separated fields, found {len(fields)}")
         sentences.append(fields[text_col].strip())

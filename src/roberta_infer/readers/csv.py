@@ -2,9 +2,9 @@
 
 Records as RFC 4180 has them (`data.delimited_records`, the stdlib's `csv` module): a quoted field may hold the
 delimiter, newlines and doubled quotes, so a record may span lines. CSV: comma; TSV: tab (GLUE's files, which quote
-nothing, read as fairseq's `cut -f` reads them). Spans are cut between records, found by one pass parsing the whole
-file (constant memory); a record is numbered by its first line (the header being line 1). An empty line is a record
-of one empty field. Every column is kept, as text.
+nothing, read as fairseq's `cut -f` reads them). Spans are cut between records, found by one pass over the file in
+constant memory (`quoted_record_starts`, else parsing every record); a record is numbered by its first line (the
+header being line 1). An empty line is a record of one empty field. Every column is kept, as text.
 """
 
 from __future__ import annotations
@@ -26,20 +26,12 @@ from .lines import SCAN_BLOCK, LineReader, cannot_read, check_text_file
 
 def scan(f: BinaryIO, kind: str, source: str, *, line: int = 1) -> Iterator[tuple[list[str], int, int, int]]:
     """(fields, first line, first byte, end byte) of each record of `f` (binary, read from where it stands: line
-    `line`). Bytes are decoded with `surrogateescape`, so a field that is not UTF-8 holds escapes (`undecodable`)
-    rather than stopping the scan. A record of no fields (an empty line) is one of one empty field."""
-    position = f.tell()
-
-    def lines() -> Iterator[str]:
-        nonlocal position
-        for raw in f:
-            position += len(raw)
-            yield raw.decode("utf-8", "surrogateescape")
-
-    start = position
-    for fields, first in delimited_records(lines(), kind, source, line=line):
-        yield fields or [""], first, start, position
-        start = position
+    `line`), by `data.delimited_records` (a field that is not UTF-8 holds escapes: `undecodable`). A record of no
+    fields (an empty line) is one of one empty field."""
+    start = offset = f.tell()
+    for fields, first, consumed in delimited_records(f, kind, source, line=line):
+        yield fields or [""], first, start, offset + consumed
+        start = offset + consumed
 
 
 def file_records(f: BinaryIO, kind: str, source: str) -> Iterator[tuple[list[str], int, int, int]]:
@@ -73,45 +65,47 @@ def parsed_record_starts(records: Iterator[tuple[list[str], int, int, int]], sha
     return starts, count
 
 
-def quoted_record_starts(f: BinaryIO, size: int, delimiter: str, shard_size: int
+def quoted_record_starts(f: BinaryIO, size: int, delimiter: str, shard_size: int, *, block_size: int = SCAN_BLOCK
                          ) -> tuple[list[tuple[int, int]], int] | None:
     """`parsed_record_starts` of a whole file (header excluded) without parsing it, at numpy speed: a newline ends a
     record where an even number of double quotes precede it. That is RFC 4180's grammar, and `csv`'s reading of
     the file whenever every quote opening a quoted field (an even number before it) follows the delimiter, a
     newline, the file's start or a quote closing one ("" doubled), and no bare `\r` (not before `\n`) stands
     outside quotes (`csv` ends a record there). For a file where either is not so, None: parse it
-    (`parsed_record_starts`)."""
+    (`parsed_record_starts`). The file is read `block_size` bytes at a time."""
     nl, cr, quote, delim = (ord(c) for c in ("\n", "\r", '"', delimiter))
     f.seek(0)
     offset = len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
     f.seek(offset)
-    quotes, lines, records = 0, 0, 1 if size > offset else 0  # before the block; records begun (the header is 0)
-    previous, bare_cr = nl, False  # the byte before the block (the file's start counts as a newline)
+    quotes, lines, records = 0, 0, 1 if size > offset else 0  # before the block: line breaks; records begun (header: 0)
+    previous, last_cr = nl, None  # the byte before the block (the file's start counts as a newline); a \r ending it
     starts: list[tuple[int, int]] = []
-    while block := f.read(SCAN_BLOCK):
+    while block := f.read(block_size):
         a = np.frombuffer(block, np.uint8)
-        if bare_cr and a[0] != nl:
-            return None
+        if last_cr is not None and a[0] != nl:  # the last block's final \r was bare
+            if last_cr:
+                return None
+            lines += 1
         q = np.flatnonzero(a == quote)
         opening = q[(quotes + np.arange(len(q))) % 2 == 0]
         before = np.where(opening > 0, a[np.maximum(opening - 1, 0)], previous)
         if not np.isin(before, (delim, nl, quote)).all():
             return None
         r = np.flatnonzero(a == cr)
-        r = r[(quotes + np.searchsorted(q, r)) % 2 == 0]  # outside quotes
-        inner = r[r + 1 < len(a)]
-        if (a[inner + 1] != nl).any():
+        outside = (quotes + np.searchsorted(q, r)) % 2 == 0
+        inner = r + 1 < len(a)
+        bare = inner & (a[np.minimum(r + 1, len(a) - 1)] != nl)
+        if (bare & outside).any():
             return None
-        bare_cr = len(r) > len(inner)
+        last_cr = bool(outside[-1]) if len(r) and not inner[-1] else None
         n = np.flatnonzero(a == nl)
-        ends = (quotes + np.searchsorted(q, n)) % 2 == 0
-        begin = n[ends] + offset + 1  # records begin after these newlines (but one at the file's end)
-        keep = begin < size
-        numbers = records + np.arange(keep.sum())
-        chosen = (numbers - 1) % shard_size == 0
-        starts += zip((lines + np.flatnonzero(ends)[keep][chosen] + 2).tolist(), begin[keep][chosen].tolist())
-        records += int(keep.sum())
-        quotes, lines, offset, previous = quotes + len(q), lines + len(n), offset + len(a), a[-1]
+        breaks = np.sort(np.concatenate([n, r[bare]]))  # line breaks: csv's (and an editor's) lines, bare \r too
+        ends = n[(quotes + np.searchsorted(q, n)) % 2 == 0]  # newlines outside quotes end records
+        ends = ends[ends + offset + 1 < size]  # (but one at the file's end)
+        chosen = ends[(records + np.arange(len(ends)) - 1) % shard_size == 0]
+        starts += zip((lines + np.searchsorted(breaks, chosen, side="right") + 1).tolist(), (chosen + offset + 1).tolist())
+        records += len(ends)
+        quotes, lines, offset, previous = quotes + len(q), lines + len(breaks), offset + len(a), a[-1]
     return starts, max(0, records - 1)
 
 
