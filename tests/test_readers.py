@@ -162,6 +162,14 @@ def test_a_file_that_is_not_text_is_named_for_what_it_is(tmp_path, case, suffix)
         assert f"{path} {message}" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_lone_surrogate_escape_in_json_is_that_records_error(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad \\ud800"}\n{"text": "ok", "note": "\\udc00"}\n{"text": "also"}\n')
+    ids, texts, errors = records_of(path)
+    assert texts == ["fine", None, None, "also"]
+    assert errors[1:3] == [f"{path} line {i}: not valid Unicode (an unpaired surrogate escape)" for i in (2, 3)]
+
+
 def test_latin1_text_is_not_utf8_on_its_line(tmp_path):
     path = tmp_path / "a.txt"
     path.write_bytes(b"fine\ncaf\xe9\n")
@@ -323,7 +331,7 @@ def test_sst2_tsv_reads_back_the_same(texts, labels):
 
 CONTENT = st.one_of(st.binary(max_size=200),
                     st.lists(st.sampled_from([b"text", b",", b"\t", b'"', b"\n", b"\r", b"\xff", b"\xc3", b"{", b"}",
-                                              b"[", b"]", b":", b" ", b"a", b"\xe2\x80\xa8", b"\x00", b"\\u0000"]),
+                                              b"[", b"]", b":", b" ", b"a", b"\xe2\x80\xa8", b"\x00", b"\\u0000", b"\\ud800"]),
                              max_size=40).map(b"".join))
 
 

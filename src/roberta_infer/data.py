@@ -216,11 +216,12 @@ BARE_CR = re.compile(b"(?<=\r)(?!\n)")  # after a \r that no \n follows
 def delimited_records(lines: Iterable[bytes], kind: str, source: str, *, line: int = 1
                       ) -> Iterator[tuple[list[str], int, int]]:
     """(fields, first line, bytes read up to the record's end) of each record of `lines` (bytes, each ending with
-    its `\n`; the first is line `line`) of a `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Bytes
+    its `\\n`; the first is line `line`) of a `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Bytes
     are decoded with `surrogateescape`: a field that is not UTF-8 holds escapes rather than stopping the reader.
-    Lines are numbered by their breaks, `\n` and a bare `\r` (as `csv` and editors count them); a bare `\r`
-    outside quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of no fields. Raises RobertaInferError naming `source` and the line for
-    what `csv` cannot read (a field over its size limit)."""
+    Lines are numbered by their breaks, `\\n` and a bare `\\r` (as `csv` and editors count them); a bare `\\r`
+    outside quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of
+    no fields. Raises RobertaInferError naming `source` and the line for what `csv` cannot read (a field over its
+    size limit)."""
     newlines = consumed = 0  # line breaks and bytes in the lines the reader has taken
 
     def pieces() -> Iterator[str]:

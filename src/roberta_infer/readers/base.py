@@ -42,15 +42,6 @@ class Records:
     fields: dict[str, pa.Array]
 
 
-def has_surrogate(text: str) -> bool:
-    """Whether `text` holds a lone surrogate (JSON's "\\ud800" escape decodes to one), which is no character."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 class Reader:
     """One input format: `plan` cuts a file into spans without holding it in memory, `read` reads one span.
 
@@ -91,8 +82,6 @@ class Reader:
                 text, fields = read_item(item, text_field)
                 if is_blank(text):
                     raise ValueError(BLANK)
-                if not text.isascii() and has_surrogate(text):
-                    raise ValueError("not valid Unicode (an unpaired surrogate escape)")
             except UnicodeDecodeError as e:
                 error = f"{self.where(span, number)}: not valid UTF-8 ({e.reason} at byte {e.start})"
             except ValueError as e:
@@ -103,7 +92,7 @@ class Reader:
             last = number
         try:
             struct = pa.array(kept)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as e:
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise RobertaInferError(f"{self.where(span, span.first)} to {self.unit} {last}: fields "
                                     f"cannot be stored as columns ({e})") from None
         fields = {f.name: struct.field(i) for i, f in enumerate(struct.type)} if pa.types.is_struct(struct.type) else {}

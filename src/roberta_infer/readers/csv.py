@@ -70,7 +70,7 @@ def quoted_record_starts(f: BinaryIO, size: int, delimiter: str, shard_size: int
     """`parsed_record_starts` of a whole file (header excluded) without parsing it, at numpy speed: a newline ends a
     record where an even number of double quotes precede it. That is RFC 4180's grammar, and `csv`'s reading of
     the file whenever every quote opening a quoted field (an even number before it) follows the delimiter, a
-    newline, the file's start or a quote closing one ("" doubled), and no bare `\r` (not before `\n`) stands
+    newline, the file's start or a quote closing one ("" doubled), and no bare `\\r` (not before `\\n`) stands
     outside quotes (`csv` ends a record there). For a file where either is not so, None: parse it
     (`parsed_record_starts`). The file is read `block_size` bytes at a time."""
     nl, cr, quote, delim = (ord(c) for c in ("\n", "\r", '"', delimiter))

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..data import decode_utf8
 from ..errors import RobertaInferError
 from .base import Reader, Records, Span
-from .jsonl import read_object
+from .jsonl import check_characters, read_object
 from .lines import cannot_read
 
 
@@ -52,7 +52,8 @@ def load(path: Path, source: str) -> list:
 
 def read_element(value: object, text_field: str) -> tuple[str, dict]:
     """(text, fields) of one element: a string is the text (kept as field `text_field`), an object is read as a JSON
-    Lines record is (`jsonl.read_object`); ValueError for anything else."""
+    Lines record is (`jsonl.read_object`); ValueError for anything else, or a lone surrogate (`check_characters`)."""
+    check_characters(value)
     if isinstance(value, str):
         return value, {text_field: value}
     if not isinstance(value, dict):

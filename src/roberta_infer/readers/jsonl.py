@@ -26,7 +26,34 @@ def read_line(raw: bytes, text_field: str) -> tuple[str, dict]:
         raise ValueError("not valid JSON (nested too deeply)") from None
     if not isinstance(value, dict):
         raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    if b"\\u" in raw:  # only an escape makes a lone surrogate
+        check_characters(value)
     return read_object(value, text_field)
+
+
+def check_characters(value: object) -> None:
+    """Raise ValueError when a string of a parsed JSON value (keys included) holds a lone surrogate: JSON's
+    "\\ud800" escape parses to one, which is no character (no UTF-8, no Arrow string); or when the value is nested
+    too deeply to look through."""
+    try:
+        look_through(value)
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
+
+
+def look_through(value: object) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("not valid Unicode (an unpaired surrogate escape)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            look_through(key)
+            look_through(item)
+    elif isinstance(value, list):
+        for item in value:
+            look_through(item)
 
 
 def read_object(value: dict, text_field: str) -> tuple[str, dict]:
