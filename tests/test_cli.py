@@ -44,9 +44,12 @@ def test_prepare_and_predict(tmp_path, shared_data, hf_model, capsys):
     assert meta["n"] == 872 and meta["label_names"] == ["negative", "positive"] and meta["truncated"] > 0
     texts = tmp_path / "texts.txt"
     texts.write_text("a gorgeous film\n\nutterly dull\n", encoding="utf-8")
+    assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert f"{texts} line 2: empty text" in capsys.readouterr().err  # nothing to classify: no made-up label
+    texts.write_text("a gorgeous film\n!\nutterly dull\n", encoding="utf-8")
     assert main(["predict", "--model", str(hf_model), "--input", str(texts), "--output", str(tmp_path / "o.jsonl")]) == 0
     records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert [r["text"] for r in records] == ["a gorgeous film", "", "utterly dull"]
+    assert [r["text"] for r in records] == ["a gorgeous film", "!", "utterly dull"]
 
 
 def _error_line(capsys) -> str:

@@ -7,6 +7,7 @@ the job's shards), ids from how the test wrote its files.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import os
@@ -26,7 +27,6 @@ from roberta_infer.classify import ShardWorker, classify_collection
 from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import predict
-from roberta_infer.readers import read_texts
 
 SHARD = 500  # records per shard: ~10 shards over the mixed input
 MB = 1 << 20
@@ -228,33 +228,82 @@ def test_resume_finishes_an_interrupted_job_on_either_engine(tmp_path, bundle, c
 
 
 def test_text_lines_as_predict_reads_them(tmp_path, bundle, capsys):
-    """Line splitting over shard boundaries: CRLF, empty lines, a BOM, no final newline; JSON lines output."""
+    """Line splitting over shard boundaries: CRLF, empty lines (errors: nothing to classify), a BOM, no final
+    newline; JSON lines output."""
     source = tmp_path / "t.txt"
     source.write_bytes(b"\xef\xbb\xbfgood film\r\n\n  spaced  \nbad\r\n\r\nlast without newline")
+    status, err = run_cli("--model", str(bundle), "--input", str(source), "--output", str(tmp_path / "fail"),
+                          capsys=capsys)
+    assert status == 2 and err.count("\n") == 1 and f"{source} line 2: empty text" in err
     out = tmp_path / "out"
     status, err = run_cli("--model", str(bundle), "--input", str(source), "--output", str(out), "--shard-size", "2",
-                          "--format", "jsonl", capsys=capsys)
+                          "--format", "jsonl", "--on-error", "skip", capsys=capsys)
     assert status == 0, err
     rows = read_rows(out)
-    texts = read_texts(source)
-    texts[0] = texts[0].removeprefix("\ufeff")
-    assert [row["text"] for row in rows] == texts
+    assert [row["text"] for row in rows] == ["good film", "", "  spaced  ", "bad", "", "last without newline"]
     assert [row["id"] for row in rows] == [f"{source}:{i}" for i in range(1, 7)]
+    assert [row["label"] is None for row in rows] == [False, True, False, False, True, False]
+    assert [row["error"] for row in rows if row["error"]] == [
+        f"{source} line {i}: empty text (nothing but whitespace): nothing to classify" for i in (2, 5)]
     assert len(list(out.glob("part-*.jsonl"))) == 3
 
 
-BAD = {
-    "missing field": ("b.jsonl", b'{"text": "fine"}\n{"text": "also"}\n{"body": "no text"}\n', "b.jsonl line 3: no field 'text'"),
-    "not json": ("b.jsonl", b'{"text": "fine"}\n{"text": oops}\n', "b.jsonl line 2: not valid JSON"),
-    "not utf-8": ("a.txt", b"fine\nbad \xff byte\nfine\n", "a.txt line 2: not valid UTF-8"),
-    "csv fields": ("c.csv", b"text,n\nfine,1\nextra,2,3\n", "c.csv line 3: expected 2 fields, found 3"),
-    "csv utf-8": ("c.tsv", b"n\ttext\n1\tfine\n2\tbad \xc3\n", "c.tsv line 3: not valid UTF-8"),
+def test_csv_records_spanning_lines_are_classified_in_any_shard(tmp_path, bundle, capsys):
+    """RFC 4180: quoted fields holding newlines, commas and quotes are one record each; shards of one record cut
+    between records (refused as "changed while the job ran" before, even with --on-error skip). Results as predict
+    gives them for the same texts."""
+    texts = ["a gorgeous film,\nwitty and \"seductive\"", "plain", "three\r\nlines\nhere", "last one"]
+    source = tmp_path / "in.csv"
+    with open(source, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["n", "text"], *enumerate(texts)])
+    reference = predict(load_bundle(bundle, threads=1), texts)
+    for shard_size, on_error in (("1", "fail"), ("3", "skip")):
+        out = tmp_path / f"out-{shard_size}"
+        status, err = run_cli("--model", str(bundle), "--input", str(source), "--output", str(out), "--shard-size",
+                              shard_size, "--on-error", on_error, capsys=capsys)
+        assert status == 0, err
+        rows = read_rows(out)
+        assert [row["text"] for row in rows] == texts
+        assert [row["id"] for row in rows] == [f"{source}:{line}" for line in (2, 4, 5, 8)]
+        for row, want in zip(rows, reference):
+            np.testing.assert_allclose(row["logits"], want["logits"], atol=1e-5)
+
+
+def test_a_folders_files_of_no_known_format_are_named_in_one_warning(tmp_path, bundle, capsys):
+    """A folder's .json array is read; its compressed and unknown files are listed in one warning, not skipped
+    silently."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(["good", "bad"]))
+    (folder / "b.csv.gz").write_bytes(gzip.compress(b"text\nthree\n"))
+    (folder / "notes.md").write_text("mine")
+    status, err = run_cli("--model", str(bundle), "--input", str(folder), "--output", str(tmp_path / "out"),
+                          capsys=capsys)
+    assert status == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "2 files in the input folders are not read" in warnings[0]
+    assert f"{folder / 'b.csv.gz'} (gzip-compressed: decompress it first)" in warnings[0]
+    assert f"{folder / 'notes.md'} (unknown extension '.md')" in warnings[0]
+    rows = read_rows(tmp_path / "out")
+    assert [(row["id"], row["text"]) for row in rows] == [(f"{folder / 'a.json'}:1", "good"), (f"{folder / 'a.json'}:2", "bad")]
+
+
+BAD = {  # case → (file, content, its records, the error)
+    "missing field": ("b.jsonl", b'{"text": "fine"}\n{"text": "also"}\n{"body": "no text"}\n', 3, "b.jsonl line 3: no field 'text'"),
+    "not json": ("b.jsonl", b'{"text": "fine"}\n{"text": oops}\n', 2, "b.jsonl line 2: not valid JSON"),
+    "not utf-8": ("a.txt", b"fine\nbad \xff byte\nfine\n", 3, "a.txt line 2: not valid UTF-8"),
+    "csv fields": ("c.csv", b"text,n\nfine,1\nextra,2,3\n", 2, "c.csv line 3: expected 2 fields, found 3"),
+    "csv utf-8": ("c.tsv", b"n\ttext\n1\tfine\n2\tbad \xc3\n", 2, "c.tsv line 3: not valid UTF-8"),
+    "blank text": ("a.txt", "fine\n \u3000\u2028 \nfine\n".encode(), 3, "a.txt line 2: empty text"),
+    "empty csv text": ("c.csv", b'text,n\n"two\nlines",1\n"",2\n', 2, "c.csv line 4: empty text"),
+    "blank json element": ("j.json", b'["fine", " ", {"text": "also"}]', 3, "j.json element 2: empty text"),
+    "json element": ("j.json", b'["fine", 7]', 2, "j.json element 2: a JSON number, not a string or an object"),
 }
 
 
 @pytest.mark.parametrize("case", BAD)
 def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bundle, capsys, case):
-    name, content, message = BAD[case]
+    name, content, count, message = BAD[case]
     (tmp_path / name).write_bytes(content)
     out = tmp_path / "out"
     status, err = run_cli("--model", str(bundle), "--input", str(tmp_path / name), "--output", str(out), capsys=capsys)
@@ -268,8 +317,7 @@ def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bu
     bad = [row for row in rows if row["error"] is not None]
     assert len(bad) == 1 and message in bad[0]["error"]
     assert bad[0]["label"] is None and bad[0]["logits"] is None and bad[0]["id"].endswith(message.split(" ")[2].rstrip(":"))
-    assert all(row["label"] is not None for row in rows if row["error"] is None)
-    assert len(rows) == content.count(b"\n") - name.endswith(("csv", "tsv"))
+    assert all(row["label"] is not None for row in rows if row["error"] is None) and len(rows) == count
 
 
 @pytest.mark.parametrize("make, message", [
@@ -280,6 +328,12 @@ def test_bad_record_fails_naming_file_and_line_or_is_kept_with_skip(tmp_path, bu
     (lambda d: None, "nothing.txt not found"),
     (lambda d: (d / "u.txt").write_bytes("fine\nalso\n".encode("utf-16")), "u.txt is UTF-16 text, not UTF-8"),
     (lambda d: (d / "u.csv").write_bytes("text\nfine\n".encode("utf-16-le")), "u.csv is UTF-16 text, not UTF-8"),
+    (lambda d: (d / "c.csv").write_text("text,n,text\nx,1,y\n"), "c.csv line 1: column 'text' named more than once"),
+    (lambda d: (d / "g.csv.gz").write_bytes(gzip.compress(b"text\nx\n")), "g.csv.gz: gzip-compressed: decompress it first"),
+    (lambda d: (d / "g.txt").write_bytes(gzip.compress(b"x\n")), "g.txt is gzip-compressed, not text"),
+    (lambda d: (d / "o.json").write_text('{"texts": []}'), "o.json holds a JSON object, not an array"),
+    (lambda d: (d / "r.txt").write_bytes(bytes(range(256)) * 8), "r.txt is binary data, not text"),
+    (lambda d: (d / "n.jsonl").write_bytes(b'{"text": "a"}\n{"text": "\x00"}\n'), "n.jsonl line 2 holds a NUL byte"),
 ])
 def test_bad_file_is_refused_before_anything_is_written(tmp_path, bundle, capsys, make, message):
     make(tmp_path)

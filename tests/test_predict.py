@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 
 import numpy as np
@@ -13,22 +14,30 @@ from roberta_infer.predict import classify, planned_batches, predict
 from roberta_infer.readers import read_texts
 
 
-def test_read_texts_keeps_empty_lines(tmp_path):
+def test_read_texts_refuses_empty_lines(tmp_path):
+    """An empty or blank line has nothing to classify: an error naming it, never a label."""
     path = tmp_path / "in.txt"
-    path.write_bytes(b"first\n\nthird\r\n")
-    assert read_texts(path) == ["first", "", "third"]
+    path.write_bytes(b"first\nthird\r\n")
+    assert read_texts(path) == ["first", "third"]
+    for blank in (b"", b" \t", "\u2003\u2028\u200b".encode()):
+        path.write_bytes(b"first\n" + blank + b"\nthird\r\n")
+        with pytest.raises(RobertaInferError, match="in.txt line 2: empty text"):
+            read_texts(path)
     path.write_bytes(b"ok\n\xc3\x28 broken\n")
     with pytest.raises(RobertaInferError, match="line 2: not valid UTF-8"):
         read_texts(path)
 
 
-def test_a_text_field_for_plain_text_is_refused(tmp_path):
-    """A JSON array saved as .json is plain text to predict: with --text-field it would classify JSON source lines."""
+def test_a_text_field_for_plain_text_is_refused_and_a_json_array_is_read_as_one(tmp_path):
+    """A .json array is read as an array (never line by line as JSON source); --text-field is refused for plain text."""
     path = tmp_path / "reviews.json"
     path.write_text('[{"review": "great"},\n{"review": "awful"}]\n')
-    with pytest.raises(RobertaInferError, match="--text-field review names a field .*reviews.json is read as plain text"):
-        read_texts(path, text_field="review")
-    assert read_texts(path) == ['[{"review": "great"},', '{"review": "awful"}]']  # without it: lines, as documented
+    assert read_texts(path, text_field="review") == ["great", "awful"]
+    (tmp_path / "plain.json").write_text('["great",\n "awful"]')
+    assert read_texts(tmp_path / "plain.json") == ["great", "awful"]
+    (tmp_path / "reviews.txt").write_text('great\n')
+    with pytest.raises(RobertaInferError, match="--text-field review names a field .*reviews.txt is read as plain text"):
+        read_texts(tmp_path / "reviews.txt", text_field="review")
     (tmp_path / "reviews.jsonl").write_text('{"review": "great"}\n')
     assert read_texts(tmp_path / "reviews.jsonl", text_field="review") == ["great"]
 
@@ -83,31 +92,34 @@ def test_planned_batches_split_at_a_length_jump_only_when_it_pays():
 
 
 def test_predict_reads_stdin_jsonl_csv_and_writes_stdout(tmp_path, hf_model):
-    """The same texts from standard input, a .jsonl field and a .csv column give the same records, to stdout;
-    scores are the softmax probability of the label (as serve answers)."""
+    """The same texts from standard input, a .jsonl field and a .csv column give the same records, to stdout (a CSV
+    field quoted across lines is one text, as in JSON); scores are the softmax probability of the label (as serve
+    answers)."""
     import csv
     import json
     import subprocess
     import sys
 
-    texts = ["a gorgeous , witty , seductive movie .", "", "naïve café, \"quoted\"", "utterly dull"]
+    texts = ["a gorgeous , witty , seductive movie .", "naïve café, \"quoted\"", "utterly dull", "two\nlines, \"q\""]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "review": t}) + "\n" for i, t in enumerate(texts)))
     with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["id", "review"], *[[i, t] for i, t in enumerate(texts)]])
     command = [sys.executable, "-m", "roberta_infer.cli", "predict", "--model", str(hf_model), "--output", "-"]
-    runs = [subprocess.run([*command, "--input", "-"], input="\n".join(texts) + "\n", capture_output=True, text=True),
+    runs = [subprocess.run([*command, "--input", "-"], input="\n".join(texts[:3]) + "\n", capture_output=True, text=True),
             subprocess.run([*command, "--input", str(tmp_path / "in.jsonl"), "--text-field", "review"],
                            capture_output=True, text=True),
             subprocess.run([*command, "--input", str(tmp_path / "in.csv"), "--text-field", "review"],
                            capture_output=True, text=True)]
     outputs = []
-    for run in runs:
+    for run, count in zip(runs, (3, 4, 4)):
         assert run.returncode == 0, run.stderr
-        assert "wrote 4 predictions to standard output" in run.stderr
+        assert f"wrote {count} predictions to standard output" in run.stderr
         outputs.append([json.loads(line) for line in run.stdout.splitlines()])
-    assert outputs[0] == outputs[1] == outputs[2]
-    assert [r["text"] for r in outputs[0]] == texts
-    for record in outputs[0]:
+    assert outputs[1] == outputs[2]
+    for alone, batched in zip(outputs[0], outputs[1]):  # batched with the fourth text: padded differently
+        assert alone["text"] == batched["text"] and alone["logits"] == pytest.approx(batched["logits"], abs=1e-5)
+    assert [r["text"] for r in outputs[2]] == texts
+    for record in outputs[2]:
         logits = np.array(record["logits"])
         assert record["score"] == pytest.approx(np.exp(logits).max() / np.exp(logits).sum())
 
@@ -119,3 +131,23 @@ def test_predict_names_the_missing_field(tmp_path, hf_model, capsys):
     assert main(["predict", "--model", str(hf_model), "--input", str(tmp_path / "in.jsonl"), "--output", "-"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path / 'in.jsonl'} line 2: no field 'text'" in err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("in.jsonl", b'{"text": "fine"}\n{"text": " \\u3000 "}\n', "in.jsonl line 2: empty text"),
+    ("in.csv", b'text\nfine\n""\n', "in.csv line 3: empty text"),
+    ("in.csv", b'text,text\nfine,also\n', "in.csv line 1: column 'text' named more than once"),
+    ("in.json", b'{"texts": []}', "in.json holds a JSON object, not an array"),
+    ("in.txt.gz", gzip.compress(b"fine\n"), "in.txt.gz is gzip-compressed, not text: decompress it first"),
+    ("in.bin", bytes(range(256)) * 4, "in.bin is binary data, not text"),
+    ("in.txt", b"fine\nwith a \x00 byte\n", "in.txt line 2 holds a NUL byte"),
+])
+def test_predict_refuses_bad_input_in_one_line(tmp_path, hf_model, capsys, name, content, message):
+    """Each bad input is one `error:` line and exit status 2, before the model loads; never a label, never internal."""
+    from roberta_infer.cli import main
+
+    (tmp_path / name).write_bytes(content)
+    status = main(["predict", "--model", str(hf_model), "--input", str(tmp_path / name), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()

@@ -32,7 +32,7 @@ from roberta_infer.predict import classify, predict
 from roberta_infer.runtime import BundleClassifier
 from roberta_infer.serve import Limits, call_cost_tokens, create_app, listen
 
-TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either .", " ".join(["word"] * 100)]  # the last is truncated
 
 
@@ -312,7 +312,8 @@ def test_bad_input_gets_a_4xx_with_a_json_error(url, body, status, message):
 
 def test_the_classify_shortcut_answers_as_the_fastapi_route_does(bundle):
     """ClassifyFirst skips FastAPI's middleware for POST /v1/classify only: the same answers, errors included."""
-    bodies = [b'{"texts": ["a gorgeous , witty , seductive movie .", ""]}', b'{"texts": []}', b"{not json", b'{"text": 3}']
+    bodies = [b'{"texts": ["a gorgeous , witty , seductive movie .", "!"]}', b'{"texts": ["fine", " "]}', b'{"texts": []}',
+              b"{not json", b'{"text": 3}']
     answers = []
     for fastapi_only in (False, True):
         with running(lambda: load_bundle(bundle, threads=1), fastapi_only=fastapi_only) as base:
@@ -321,7 +322,7 @@ def test_the_classify_shortcut_answers_as_the_fastapi_route_does(bundle):
                             (httpx.post(f"{base}/v1/classify", content=body) for body in bodies)])
             wrong_method = httpx.get(f"{base}/v1/classify")
             assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
-    assert [status for status, _ in answers[0]] == [200, 422, 400, 422]
+    assert [status for status, _ in answers[0]] == [200, 400, 422, 400, 422]
     assert answers[0] == answers[1]
 
 

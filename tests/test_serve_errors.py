@@ -44,6 +44,9 @@ CLASSES = {
     "too many texts": (lambda make: json.dumps(make(["t"] * 5)).encode(), {413}),
     "a text too long": (lambda make: json.dumps(make(["x" * 51])).encode(), {413}),
     "a lone surrogate": (lambda make: json.dumps(make(["\ud800"])).encode(), {400, 422}),
+    "an empty text": (lambda make: json.dumps(make(["fine", ""])).encode(), {400}),
+    "a blank text": (lambda make: json.dumps(make([" \t\n"])).encode(), {400}),
+    "a text of Unicode separators": (lambda make: json.dumps(make(["\u2028\u3000\u200b"])).encode(), {400}),
     "body over the limit": (lambda make: json.dumps(make(["y" * 40] * 4)).encode() + b" " * LIMITS.max_body_bytes, {413}),
 }
 
@@ -80,6 +83,16 @@ def test_wrong_methods_are_405_with_a_json_error(url, route, method):
 def test_unknown_paths_are_404_with_a_json_error(url, path):
     response = httpx.post(f"{url}{path}", content=b"{}")
     assert response.status_code == 404 and "error" in response.json()
+
+
+def test_a_blank_text_is_refused_naming_it(url):
+    """An empty or blank text has nothing to classify: 400 naming it, where `{"texts": []}` is a 422 — never a label."""
+    response = httpx.post(f"{url}/v1/classify", json={"texts": ["fine", ""]}, timeout=60)
+    assert response.status_code == 400 and response.json() == {"error": '"texts"[1] is empty: nothing to classify'}
+    response = httpx.post(f"{url}/v1/classify", json={"text": "\u3000 "}, timeout=60)
+    assert response.status_code == 400 and response.json() == {"error": '"text" is only whitespace: nothing to classify'}
+    response = httpx.post(f"{url}/v2/models/roberta/infer", json=v2(["ok", "\t"]), timeout=60)
+    assert response.status_code == 400 and "input element 1 is only whitespace" in response.json()["error"]
 
 
 def test_binary_data_that_lies_about_its_size(url):

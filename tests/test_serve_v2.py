@@ -19,7 +19,7 @@ from roberta_infer.bundle import load_bundle
 from roberta_infer.predict import predict
 from roberta_infer.serve import Limits
 
-TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
 
 

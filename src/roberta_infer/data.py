@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import io
 import os
 import re
+import struct
+import unicodedata
 import urllib.request
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -109,7 +113,7 @@ def read_utf8(path: Path) -> str:
     """A UTF-8 text file's content without a leading byte-order mark (Windows editors write one).
 
     Every text file the tool reads (texts, SST-2 TSVs, dictionaries) comes through here. Raises
-    RobertaInferError for a missing file, UTF-16 (a FF FE / FE FF mark, or NUL bytes: Notepad's "Unicode"),
+    RobertaInferError for a missing file, a file that is not text (`refuse_non_text`: compressed, binary, UTF-16),
     or bytes that are not UTF-8 (naming the first such line).
     """
     try:
@@ -123,7 +127,7 @@ def read_utf8(path: Path) -> str:
 
 def decode_utf8(raw: bytes, path: str) -> str:
     """`read_utf8` for bytes already read (standard input, say); `path` names them in errors."""
-    refuse_utf16(raw, path)
+    refuse_non_text(raw, path)
     try:
         return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as e:
@@ -131,37 +135,133 @@ def decode_utf8(raw: bytes, path: str) -> str:
         raise RobertaInferError(f"{path} line {line}: not valid UTF-8 ({e.reason})") from None
 
 
-def refuse_utf16(raw: bytes, path: str) -> None:
-    """Raise RobertaInferError when `raw` (a file's content, or its first block) is UTF-16: a FF FE / FE FF mark, or
-    NUL bytes (Notepad's "Unicode" without a mark), which never occur in UTF-8 text."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
-        raise RobertaInferError(f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, "
-                                "or save as \"UTF-8\" in the editor)")
+# compression → (its magic number, its file suffix, the command that undoes it): gzip RFC 1952, bzip2, xz, zstd
+# RFC 8878, zip (PKWARE APPNOTE 4.3.7)
+COMPRESSIONS = {"gzip": (b"\x1f\x8b", ".gz", "gunzip"), "bzip2": (b"BZh", ".bz2", "bunzip2"),
+                "xz": (b"\xfd7zXZ\x00", ".xz", "unxz"), "zstd": (b"\x28\xb5\x2f\xfd", ".zst", "unzstd"),
+                "zip": (b"PK\x03\x04", ".zip", "unzip")}
+
+
+def compressed_by_name(path: Path | str) -> str | None:
+    """The compression (a key of COMPRESSIONS) that `path`'s last suffix names (`.gz`, …), or None."""
+    suffix = Path(path).suffix.lower()
+    return next((kind for kind, (_, ext, _) in COMPRESSIONS.items() if ext == suffix), None)
+
+
+def decompress_hint(path: Path | str, kind: str) -> str:
+    """The one-line refusal of a compressed file: what it is and how to undo it."""
+    return f"{path} is {kind}-compressed, not text: decompress it first (`{COMPRESSIONS[kind][2]} {path}`)"
+
+
+def refuse_non_text(raw: bytes, path: str) -> None:
+    """Raise RobertaInferError, naming what the file is, when `raw` (a file's content, or its first block) is not
+    UTF-8 text: compressed (gzip, bzip2, xz, zstd, zip, by magic number), Parquet (`PAR1`), UTF-16 (a FF FE / FE FF
+    mark, or NUL bytes filling every other byte: Notepad's "Unicode" without a mark), or other bytes holding NUL,
+    which UTF-8 text never does (binary data). Bytes that are merely not UTF-8 pass: the caller names the line.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise RobertaInferError(utf16_hint(path))
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)  # a character cut at the block's end is fine
+        utf8 = True
+    except UnicodeDecodeError:
+        utf8 = False
+    if utf8 and b"\x00" not in raw:
+        return
+    kind = next((kind for kind, (magic, _, _) in COMPRESSIONS.items() if raw.startswith(magic)), None)
+    if kind:
+        raise RobertaInferError(decompress_hint(path, kind))
+    if raw.startswith(b"PAR1"):
+        raise RobertaInferError(f"{path} is a Parquet file, not text: name it .parquet")
+    if b"\x00" not in raw:
+        return
+    even, odd = raw[0::2].count(0), raw[1::2].count(0)
+    if min(even, odd) == 0 and 2 * max(even, odd) >= len(raw) // 2:  # ASCII-heavy UTF-16: one byte of each pair NUL
+        raise RobertaInferError(utf16_hint(path))
+    if not utf8:
+        raise RobertaInferError(f"{path} is binary data, not text (NUL bytes, and bytes that are not UTF-8)")
+    line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+    raise RobertaInferError(f"{path} line {line} holds a NUL byte: binary data, not UTF-8 text")
+
+
+def utf16_hint(path: str) -> str:
+    return (f"{path} is UTF-16 text, not UTF-8: convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, or save as "
+            "\"UTF-8\" in the editor)")
+
+
+# Characters that are there but show nothing: a text of them only (or of whitespace) has nothing to classify.
+INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")  # zero-width space, non-joiner, joiner; word joiner; BOM
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` holds nothing to classify: empty, or only Unicode whitespace (`str.isspace`), separators
+    (categories Zs, Zl, Zp) and zero-width characters (INVISIBLE). Every reader and `serve` refuse such a text."""
+    return all(c.isspace() or c in INVISIBLE or unicodedata.category(c) in ("Zs", "Zl", "Zp") for c in text)
+
+
+BLANK = "empty text (nothing but whitespace): nothing to classify"  # the error for a blank text, after its place
+
+
+# CSV and TSV as RFC 4180 reads them (the stdlib's `csv` module): fields split at the delimiter, a field that opens
+# with a double quote may hold delimiters, newlines and doubled quotes (""); records end at a newline outside quotes.
+# TSV is the same with a tab: GLUE's TSVs hold no quote opening a field, so fairseq's `cut -f` reads them alike.
+DELIMITERS = {"csv": ",", "tsv": "\t"}
+
+
+BARE_CR = re.compile(b"(?<=\r)(?!\n)")  # after a \r that no \n follows
+
+
+def delimited_records(lines: Iterable[bytes], kind: str, source: str, *, line: int = 1
+                      ) -> Iterator[tuple[list[str], int, int]]:
+    """(fields, first line, bytes read up to the record's end) of each record of `lines` (bytes, each ending with
+    its `\\n`; the first is line `line`) of a `kind` ("csv"/"tsv") file, read by the stdlib's `csv.reader`. Bytes
+    are decoded with `surrogateescape`: a field that is not UTF-8 holds escapes rather than stopping the reader.
+    Lines are numbered by their breaks, `\\n` and a bare `\\r` (as `csv` and editors count them); a bare `\\r`
+    outside quotes ends a record too, as `csv` reads files opened with `newline=""`. An empty line is a record of
+    no fields. Raises RobertaInferError naming `source` and the line for what `csv` cannot read (a field over its
+    size limit)."""
+    newlines = consumed = 0  # line breaks and bytes in the lines the reader has taken
+
+    def pieces() -> Iterator[str]:
+        nonlocal newlines, consumed
+        for raw in lines:
+            for piece in BARE_CR.split(raw) if b"\r" in raw else (raw,):
+                if piece:
+                    newlines += piece.count(b"\n") + piece.endswith(b"\r")  # a bare \r breaks a line too
+                    consumed += len(piece)
+                    yield piece.decode("utf-8", "surrogateescape")
+
+    reader = csv.reader(pieces(), delimiter=DELIMITERS[kind], quotechar='"', doublequote=True)
+    first = line
+    try:
+        for fields in reader:
+            yield fields, first, consumed
+            first = line + newlines
+    except csv.Error as e:
+        raise RobertaInferError(f"{source} line {first}: unreadable {kind.upper()} record ({e})") from None
 
 
 def read_sst2(path: Path) -> Sst2Split:
     """Read a GLUE TSV by its header: `sentence\\tlabel` (train/dev) or `index\\tsentence` (test).
 
-    Plain tab splitting, no quoting, as fairseq's GLUE recipe does with `cut -f`.
+    Records as `delimited_records` reads TSV (RFC 4180 with a tab: a quoted sentence may hold tabs and newlines);
+    GLUE's own files read as fairseq's `cut -f` reads them. Errors name the record's first line.
     """
-    lines = read_utf8(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines:
+    records = delimited_records(io.BytesIO(read_utf8(path).encode("utf-8")), "tsv", str(path))
+    header = next(records, (None,))[0]
+    if header is None:
         raise RobertaInferError(f"{path} is empty: expected a GLUE SST-2 TSV with a header line")
-    header = lines[0].rstrip("\r").split("\t")
     if header == ["sentence", "label"]:
         text_col, label_col = 0, 1
     elif header == ["index", "sentence"]:
         text_col, label_col = 1, None
     else:
         raise RobertaInferError(
-            f"{path}: header {lines[0][:60]!r} is not SST-2's ('sentence<TAB>label' or 'index<TAB>sentence')"
+            f"{path}: header {chr(9).join(header)[:60]!r} is not SST-2's ('sentence<TAB>label' or 'index<TAB>sentence')"
         )
     sentences: list[str] = []
     labels: list[str] = []
-    for number, line in enumerate(lines[1:], start=2):
-        fields = line.rstrip("\r").split("\t")
+    for fields, number, _ in records:
         if len(fields) != 2:
             raise RobertaInferError(f"{path} line {number}: expected 2 tab-separated fields, found {len(fields)}")
         sentences.append(fields[text_col].strip())

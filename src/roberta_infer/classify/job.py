@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,7 @@ FORMAT = "roberta-infer/classify/1"
 OUTPUT_FORMATS = ("parquet", "jsonl")
 ON_ERROR = ("fail", "skip")
 JOB_FILE, SUCCESS_FILE, LOCK_FILE = "_JOB.json", "_SUCCESS", "_LOCK"
+SKIPPED_SHOWN = 20  # files the warning about a folder's unreadable files names; it counts the rest
 
 
 def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fairseq_data: Path | None = None,
@@ -129,18 +131,24 @@ def model_sha256(classifier: Classifier) -> str:
 def expand_inputs(patterns: list[str], *, exclude: Path | None = None) -> list[Path]:
     """Each argument in order: a file as is, a directory's files of a known format (`readers.EXTENSIONS`; recursive,
     sorted; hidden and `_` names skipped), a glob's matches (sorted); files under `exclude` (the job's output
-    folder) are left out.
+    folder) are left out. A directory's other files are not read: one warning lists them (with why: compressed,
+    unknown extension).
 
-    Raises RobertaInferError for a missing path, a glob without matches, a file of an unknown extension, or no files.
+    Raises RobertaInferError for a missing path, a glob without matches, a file named directly or by a glob of no
+    known format (a compressed one named so), or no files.
     """
     extensions = ", ".join(readers.EXTENSIONS)
     files: list[Path] = []
     seen: set[Path] = set()
+    skipped: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and readers.format_of(p)
-                           and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+            every = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+                           and not (exclude and exclude in p.resolve().parents))
+            found = [p for p in every if readers.format_of(p)]
+            skipped += [p for p in every if not readers.format_of(p)]
             if not found:
                 raise RobertaInferError(f"{path}: no {extensions} files in this directory")
         elif path.exists():
@@ -153,10 +161,15 @@ def expand_inputs(patterns: list[str], *, exclude: Path | None = None) -> list[P
             raise RobertaInferError(f"{path} not found")
         for file in found:
             if readers.format_of(file) is None:
-                raise RobertaInferError(f"{file}: unknown extension {file.suffix!r} (expected {extensions})")
+                raise RobertaInferError(f"{file}: {readers.unknown_kind(file)} (expected {extensions})")
             if file.resolve() not in seen and not (exclude and exclude in file.resolve().parents):
                 seen.add(file.resolve())
                 files.append(file)
+    if skipped:
+        shown = ", ".join(f"{p} ({readers.unknown_kind(p)})" for p in skipped[:SKIPPED_SHOWN])
+        more = f" and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
+        warnings.warn(f"{len(skipped)} files in the input folders are not read, of no known format ({extensions}): "
+                      f"{shown}{more}")
     if not files:
         raise RobertaInferError("no input files")
     return files

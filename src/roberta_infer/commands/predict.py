@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="classify texts (a file or standard input) to JSON lines",
         description=(
             "Classify the texts of --input: one UTF-8 text per line (a .txt or any other file, or - for\n"
-            "standard input), or the --text-field of a .jsonl, .csv, .tsv or .parquet file. Writes one JSON\n"
+            "standard input), or the --text-field of a .jsonl, .json (an array), .csv, .tsv or .parquet file\n"
+            "(CSV/TSV by RFC 4180: a quoted field may span lines). An empty or blank text is an error. Writes one JSON\n"
             "object per text, same order, to --output (- for standard output):\n"
             '  {"text": ..., "label": "<class name>", "score": softmax prob of the label, "logits": [float, ...]}\n'
             "Texts longer than the model's positions are truncated (</s> kept last) with a warning.\n"
@@ -25,11 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     model_args(p, bundle=True, required=False)
     p.add_argument("--input", type=existing("file", stdio=True), required=True, metavar="FILE|-",
-                   help="texts: one per line, or a .jsonl/.csv/.tsv/.parquet file")
+                   help="texts: one per line, or a .jsonl/.json/.csv/.tsv/.parquet file")
     p.add_argument("--output", type=output("file", stdio=True), required=True, metavar="OUT.jsonl|-",
                    help="JSON lines to write (- : standard output)")
     p.add_argument("--text-field", metavar="NAME",
-                   help="the field (.jsonl) or column (.csv/.tsv/.parquet) holding the text; refused for plain text "
+                   help="the field (.jsonl/.json) or column (.csv/.tsv/.parquet) holding the text; refused for plain text "
                         "(default: text)")
     p.add_argument("--batch-size", type=BATCH, default=32, metavar="B", help="texts per forward pass (default 32)")
     force_arg(p, "--output file")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from ..data import BLANK, is_blank
 from ..errors import RobertaInferError
 
 
@@ -65,6 +67,36 @@ class Reader:
     def where(self, span: Span, number: int) -> str:
         """How messages name record `number` of the span's file: `<source> line 12`, `<source> row 3`."""
         return f"{span.source} {self.unit} {number}"
+
+    def records(self, span: Span, items: Iterable[tuple[int, object]], text_field: str,
+                read_item: Callable[[object, str], tuple[str, dict]]) -> Records:
+        """The records of numbered `items` (number, raw record) through `read_item` (→ text, fields); its
+        UnicodeDecodeError/ValueError, or a blank text (`data.is_blank`), becomes the record's error. Raises
+        RobertaInferError when the records' fields cannot be one Arrow struct (a field's type varies)."""
+        ids, texts, errors, kept = [], [], [], []
+        last = span.first
+        for number, item in items:
+            ids.append(f"{span.source}:{number}")
+            text, fields, error = None, None, None
+            try:
+                text, fields = read_item(item, text_field)
+                if is_blank(text):
+                    raise ValueError(BLANK)
+            except UnicodeDecodeError as e:
+                error = f"{self.where(span, number)}: not valid UTF-8 ({e.reason} at byte {e.start})"
+            except ValueError as e:
+                error = f"{self.where(span, number)}: {e}"
+            texts.append(text if error is None else None)
+            errors.append(error)
+            kept.append(fields)
+            last = number
+        try:
+            struct = pa.array(kept)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise RobertaInferError(f"{self.where(span, span.first)} to {self.unit} {last}: fields "
+                                    f"cannot be stored as columns ({e})") from None
+        fields = {f.name: struct.field(i) for i, f in enumerate(struct.type)} if pa.types.is_struct(struct.type) else {}
+        return Records(ids, texts, errors, fields)
 
     def changed(self, span: Span, found: int) -> RobertaInferError:
         """The error for a span that no longer holds its planned number of records."""

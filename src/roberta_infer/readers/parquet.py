@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..data import BLANK, is_blank
 from ..errors import RobertaInferError
 from .base import Reader, Records, Span
 
@@ -37,8 +38,8 @@ class ParquetReader(Reader):
         return self.spans(path, pieces)
 
     def read(self, span: Span, text_field: str) -> Records:
-        """The span's rows of its row group (streamed in batches), all columns kept; a null or non-UTF-8 text is the
-        row's error."""
+        """The span's rows of its row group (streamed in batches), all columns kept; a null, non-UTF-8 or blank
+        (`data.is_blank`) text is the row's error."""
         group, offset = span.where
         batches, seen = [], 0
         try:
@@ -64,6 +65,8 @@ class ParquetReader(Reader):
                     value = value.decode("utf-8")
                 except UnicodeDecodeError as e:
                     error, value = f"not valid UTF-8 ({e.reason} at byte {e.start})", None
+            if error is None and is_blank(value):
+                error = BLANK
             texts.append(value if error is None else None)
             errors.append(error and f"{self.where(span, number)}: {error}")
         return Records(ids, texts, errors, {name: table.column(name).combine_chunks() for name in table.column_names})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..data import decode_utf8, read_utf8
+from ..data import BLANK, decode_utf8, is_blank, read_utf8
+from ..errors import RobertaInferError
 from ..outputs import STDIO
 from .base import Records, Span
 from .lines import LineReader, split_lines
@@ -15,7 +16,7 @@ class TxtReader(LineReader):
     kind = "txt"
 
     def parse(self, span: Span, data: bytes, text_field: str) -> Records:
-        return self.lines_to_records(span, data, text_field, read_line)
+        return self.records(span, enumerate(split_lines(data), start=span.first), text_field, read_line)
 
 
 def read_line(raw: bytes, text_field: str) -> tuple[str, dict]:
@@ -25,8 +26,14 @@ def read_line(raw: bytes, text_field: str) -> tuple[str, dict]:
 
 
 def read_lines(path: Path | str) -> list[str]:
-    """Every line of a whole text file, or of standard input (`-`), as one text each: an empty line is an (empty)
-    text, a final newline is not. Raises RobertaInferError (`data.read_utf8`) for a missing or unreadable file,
-    UTF-16, or bytes that are not UTF-8 (naming the first such line)."""
-    text = decode_utf8(sys.stdin.buffer.read(), "standard input") if str(path) == STDIO else read_utf8(path)
-    return [line.removesuffix("\r") for line in split_lines(text)]
+    """Every line of a whole text file, or of standard input (`-`), as one text each (a final newline ends the last
+    line). Raises RobertaInferError (`data.read_utf8`) for a missing or unreadable file, a file that is not text
+    (compressed, binary, UTF-16), bytes that are not UTF-8 (naming the first such line), or an empty or blank line
+    (`data.is_blank`: nothing to classify; naming the first)."""
+    name = "standard input" if str(path) == STDIO else str(path)
+    text = decode_utf8(sys.stdin.buffer.read(), name) if str(path) == STDIO else read_utf8(path)
+    lines = [line.removesuffix("\r") for line in split_lines(text)]
+    blank = next((number for number, line in enumerate(lines, start=1) if is_blank(line)), None)
+    if blank is not None:
+        raise RobertaInferError(f"{name} line {blank}: {BLANK}")
+    return lines

@@ -14,7 +14,8 @@ CLASSIFY_PATH = "/v1/classify"
 
 def parse_texts(body: bytes, limits: Limits) -> list[str]:
     """`{"texts": [...]}` or `{"text": "..."}` → the texts, or an ApiError saying exactly what is wrong (400 for a
-    body that is not UTF-8 JSON; 422 for wrong fields or types; 413 or 422 from `requests.check_texts`)."""
+    body that is not UTF-8 JSON; 422 for wrong fields or types; 400, 413 or 422 from `requests.check_texts`, 400
+    for an empty or blank text)."""
     try:
         document = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as e:

@@ -89,7 +89,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 2 or not all(type(s) is int and s >= 0 for s in shape)
             or len(shape) == 2 and shape[1] != 1):
         raise ProtocolError(f"input shape {shape!r}: expected [N] or [N, 1]")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = parameters(tensor, "the input's").get("binary_data_size")
     if size is not None:
         if type(size) is not int or size != len(binary):
             raise ProtocolError(f"binary_data_size {size!r} does not match the {len(binary)} bytes after the JSON header")
@@ -110,7 +110,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
 
 def requested_outputs(document: dict) -> dict[str, bool]:
     """Output name → whether it goes as binary data; all three when the request names none."""
-    every_binary = bool((document.get("parameters") or {}).get("binary_data_output", False))
+    every_binary = bool(parameters(document, "the request's").get("binary_data_output", False))
     wanted = document.get("outputs")
     if wanted is None:
         return {name: every_binary for name in OUTPUT_NAMES}
@@ -119,7 +119,17 @@ def requested_outputs(document: dict) -> dict[str, bool]:
     unknown = [o.get("name") for o in wanted if o.get("name") not in OUTPUT_NAMES]
     if unknown:
         raise ProtocolError(f"unknown output {unknown[0]!r}: this model has {', '.join(OUTPUT_NAMES)}")
-    return {o["name"]: bool((o.get("parameters") or {}).get("binary_data", every_binary)) for o in wanted}
+    return {o["name"]: bool(parameters(o, f"output {o['name']!r}'s").get("binary_data", every_binary)) for o in wanted}
+
+
+def parameters(document: dict, whose: str) -> dict:
+    """A request's, tensor's or output's `parameters` (an object; absent or null: none), else ProtocolError."""
+    value = document.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f'{whose} "parameters" is not an object')
+    return value
 
 
 def decode_bytes_tensor(data: bytes) -> list[str]:
