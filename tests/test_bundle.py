@@ -121,7 +121,8 @@ def test_every_file_and_the_manifest_are_checked_on_load(tmp_path, dynamic_bundl
     with pytest.raises(RobertaInferError, match=expected):
         load_bundle(copy)
     (tmp_path / "in.txt").write_text("fine\n")
-    assert main(["predict", "--model", str(copy), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")]) == 2
+    out = str(tmp_path / "out.jsonl")
+    assert main(["predict", "--model", str(copy), "--input", str(tmp_path / "in.txt"), "--output", out]) == 2
     err = capsys.readouterr().err
     assert expected.split()[0] in err and err.count("\n") == 1 and not (tmp_path / "out.jsonl").exists()
 

@@ -289,7 +289,8 @@ def test_a_folders_files_of_no_known_format_are_named_in_one_warning(tmp_path, b
 
 
 BAD = {  # case → (file, content, its records, the error)
-    "missing field": ("b.jsonl", b'{"text": "fine"}\n{"text": "also"}\n{"body": "no text"}\n', 3, "b.jsonl line 3: no field 'text'"),
+    "missing field": ("b.jsonl", b'{"text": "fine"}\n{"text": "also"}\n{"body": "no text"}\n', 3,
+                      "b.jsonl line 3: no field 'text'"),
     "not json": ("b.jsonl", b'{"text": "fine"}\n{"text": oops}\n', 2, "b.jsonl line 2: not valid JSON"),
     "not utf-8": ("a.txt", b"fine\nbad \xff byte\nfine\n", 3, "a.txt line 2: not valid UTF-8"),
     "csv fields": ("c.csv", b"text,n\nfine,1\nextra,2,3\n", 2, "c.csv line 3: expected 2 fields, found 3"),

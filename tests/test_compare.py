@@ -16,12 +16,13 @@ from transformers import AutoTokenizer
 import roberta_infer.compare as compare_module
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
-from roberta_infer.compare import (BASELINE, compare, forward_flops, gemm_peak_gflops, int8_gemm_peak_gops, parse_modes, spread,
-                                   versus)
+from roberta_infer.compare import BASELINE, compare, parse_modes
 from roberta_infer.compare_report import markdown, summary
 from roberta_infer.data import read_sst2, sst2_file
 from roberta_infer.errors import RobertaInferError
+from roberta_infer.roofline import forward_flops, gemm_peak_gflops, int8_gemm_peak_gops
 from roberta_infer.synthetic import mark_synthetic, model_label, synthetic_classifier
+from roberta_infer.timing import spread, versus
 
 LIMIT = 64
 MODES = ["peer:hf-fp32", "peer:torch-bf16", "peer:torch-int8", "peer:ort-int8", "engine:hf-fp32", "engine:torch-int8",
@@ -94,7 +95,8 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
         assert m["peak"] == (None if peak is None else m["precision"])
         assert m["peak_fraction"] == (None if peak is None else pytest.approx(m["gflops"] / peak))
     assert result["int8_peak_gops"] == 1500.0 and result["int8_peak_gops_measured"] == list(INT8_PEAKS)
-    assert (modes["ours"]["engine"], modes["ours"]["precision"], modes["ours"]["candidate"]) == ("onnxruntime", "int8", "ort-int8")
+    ours = modes["ours"]
+    assert (ours["engine"], ours["precision"], ours["candidate"]) == ("onnxruntime", "int8", "ort-int8")
     # ONNX Runtime's session keeps the engine's defaults: no second candidate
     assert list(modes["ours"]["sentences_per_s_by_candidate"]) == ["ort-int8"]
     assert modes["ours"]["settings"] == {"source": "ours", "threads": 1, "streams": 1, "batch_size": 32}
@@ -121,20 +123,23 @@ def test_peers_engines_and_ours(model, shared_data, work, small_peak, lengths):
         assert v["ratio"] == pytest.approx(ours["sentences_per_s"] / other["sentences_per_s"])
         assert v["low"] == pytest.approx(ours["spread"]["min"] / other["spread"]["max"])
         assert v["high"] == pytest.approx(ours["spread"]["max"] / other["spread"]["min"])
-        assert v["outside_spread"] == (ours["spread"]["min"] > other["spread"]["max"] or ours["spread"]["max"] < other["spread"]["min"])
+        assert v["outside_spread"] == (ours["spread"]["min"] > other["spread"]["max"]
+                                       or ours["spread"]["max"] < other["spread"]["min"])
     table = markdown(result)
     assert "| peer | Hugging Face transformers eager fp32, fixed 70 | pytorch | fp32 |" in table
     assert "| spread | × baseline |" in table and "| GOP/s | of peak |" in table
     line = {m["mode"]: next(text for text in table.splitlines() if text.startswith(f"| peer | {m['name']} |"))
             for m in peers}
     bf16 = modes["peer:torch-bf16"]
-    assert line["peer:torch-bf16"].endswith(f"| {bf16['spread']['min']:.1f}–{bf16['spread']['max']:.1f} | {bf16['ratio_to_baseline']:.2f}× "
+    assert line["peer:torch-bf16"].endswith(f"| {bf16['spread']['min']:.1f}–{bf16['spread']['max']:.1f} "
+                                          f"| {bf16['ratio_to_baseline']:.2f}× "
                                           f"| {100 * bf16['accuracy']:.2f} % | {100 * bf16['agreement_with_baseline']:.2f} % "
                                           f"| {bf16['latency_ms']['p99']:.1f} | {bf16['gflops']:.0f} | — |")
     int8 = modes["peer:torch-int8"]
     assert line["peer:torch-int8"].endswith(f"| {int8['gflops']:.0f} | {100 * int8['gflops'] / 1500:.0f} % int8 |")
     first = ratios["ours_vs_fastest_peer"]
-    assert f"- Ours is {first['ratio']:.2f}× the fastest peer ({fastest['mode']}): passes {first['low']:.2f}–{first['high']:.2f}×, " in table
+    assert (f"- Ours is {first['ratio']:.2f}× the fastest peer ({fastest['mode']}): "
+            f"passes {first['low']:.2f}–{first['high']:.2f}×, ") in table
     assert "int8 1500 GOP/s (ONNX Runtime MatMulInteger u8×s8)" in table
 
 

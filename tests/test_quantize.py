@@ -101,4 +101,5 @@ def test_without_its_checkpoint_the_fused_graph_is_quantized(hf_model, shared_da
     manifest = load_bundle(tmp_path / "int8").manifest
     assert manifest["quantization"]["graph"] == "fused bundle"
     ops = manifest["fused_ops"]
-    assert ops["QAttention"] == 1 and ops["Attention"] == 0, "every fused Attention was quantized (the cls-only last layer has none)"
+    assert ops["QAttention"] == 1 and ops["Attention"] == 0, \
+        "every fused Attention was quantized (the cls-only last layer has none)"

@@ -3,8 +3,9 @@
 A bundle holds its engine's model — `model.onnx` (ONNX Runtime, fused and simplified) or `model.xml` + `model.bin`
 (OpenVINO IR) — what the tokeniser needs (`tokenizer.json`, `special_ids.json`, `id_map.npy` for fairseq
 vocabularies) and `manifest.json`: engine, precision, source sha256, shapes, the model files' sha256, every other
-file's sha256 (`files`, which `load_bundle` checks), and the measured max |Δlogit| against PyTorch (plus, for OpenVINO bf16/int8, how far that precision moves the logits and,
-for int8, the calibration set and the SST-2 dev accuracy gate). It runs without PyTorch or the original checkpoint.
+file's sha256 (`files`, which `load_bundle` checks), and the measured max |Δlogit| against PyTorch (plus, for
+OpenVINO bf16/int8, how far that precision moves the logits and, for int8, the calibration set and the SST-2 dev
+accuracy gate). It runs without PyTorch or the original checkpoint.
 """
 
 from __future__ import annotations
@@ -291,12 +292,13 @@ def write_manifest(directory: Path, manifest: dict) -> dict:
 
 def verify_files(directory: Path, manifest: dict) -> str:
     """Check the bundle's files against `manifest`: each file its `files` lists is present with that sha256, and no
-    file the loader reads (TOKENIZER_FILES, the engine's MODEL_FILES) is there unlisted. A manifest without `files` (an older bundle) has only its
-    model files checked, against `model_sha256`. Returns what was checked, as a phrase (`info` shows it); raises
-    RobertaInferError naming the first file that fails."""
+    file the loader reads (TOKENIZER_FILES, the engine's MODEL_FILES) is there unlisted. A manifest without `files`
+    (an older bundle) has only its model files checked, against `model_sha256`. Returns what was checked, as a
+    phrase (`info` shows it); raises RobertaInferError naming the first file that fails."""
     engine, _ = engine_and_precision(manifest)
     if engine not in MODEL_FILES:
-        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have ({', '.join(ENGINES)})")
+        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have "
+                                f"({', '.join(ENGINES)})")
     missing = [name for name in MODEL_FILES[engine] if not (directory / name).is_file()]
     if missing:
         raise RobertaInferError(f"bundle {directory} is missing {', '.join(missing)}: re-run `roberta-infer export`")
@@ -305,7 +307,8 @@ def verify_files(directory: Path, manifest: dict) -> str:
     if listed is None:
         if model_sha256(directory, engine) != manifest.get("model_sha256"):
             raise RobertaInferError(f"{' + '.join(str(directory / n) for n in MODEL_FILES[engine])} "
-                                    f"{'does' if engine == 'onnxruntime' else 'do'} not match the manifest's model_sha256: {damaged}")
+                                    f"{'does' if engine == 'onnxruntime' else 'do'} not match the manifest's "
+                                    f"model_sha256: {damaged}")
         return OLDER_BUNDLE
     if not isinstance(listed, dict) or not all(isinstance(v, str) and Path(k).name == k for k, v in listed.items()):
         raise RobertaInferError(f"{directory / 'manifest.json'}: 'files' is not a map of file name → sha256: {damaged}")
@@ -342,7 +345,8 @@ def check_graph(directory: Path, manifest: dict, *, classes, positions: int | No
                                 f"{classes} wide: the bundle was modified; rebuild it with `roberta-infer export`")
     if positions is not None and manifest["max_tokens"] > positions - encoder.pad - 1:
         raise RobertaInferError(f"{where}: max_tokens {manifest['max_tokens']} exceeds the model's "
-                                f"{positions - encoder.pad - 1} positions: the bundle was modified; rebuild it with `roberta-infer export`")
+                                f"{positions - encoder.pad - 1} positions: the bundle was modified; rebuild it with "
+                                "`roberta-infer export`")
     vocab = (manifest.get("architecture") or {}).get("vocab")
     if isinstance(vocab, int) and encoder.vocab_size() > vocab:
         raise RobertaInferError(f"{directory}: its tokenizer emits {encoder.vocab_size()} ids but the model embeds only "
@@ -408,9 +412,11 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         raise RobertaInferError(f"{directory} is not a roberta-infer bundle (format {manifest.get('format')!r})")
     engine, precision = engine_and_precision(manifest)
     if engine not in ENGINES:
-        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have ({', '.join(ENGINES)})")
+        raise RobertaInferError(f"{directory} needs engine {engine!r}, which this roberta-infer does not have "
+                                f"({', '.join(ENGINES)})")
     if engine == "openvino" and provider != "cpu":
-        raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, which runs on the CPU")
+        raise RobertaInferError(f"--provider {provider} is ONNX Runtime's: {directory} is an OpenVINO bundle, "
+                                "which runs on the CPU")
     verify_files(directory, manifest)
     check_manifest(directory, manifest)
     encoder = TextEncoder.load(directory)
@@ -420,7 +426,8 @@ def load_bundle(directory: Path, *, threads: int | None = None, provider: str = 
         try:
             graph = ov.Core().read_model(str(directory / "model.xml"))  # read once: inspected here, compiled below
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-            raise RobertaInferError(f"OpenVINO cannot read {directory / 'model.xml'}: {str(e).strip().splitlines()[0][:300]}") from None
+            first = str(e).strip().splitlines()[0][:300]
+            raise RobertaInferError(f"OpenVINO cannot read {directory / 'model.xml'}: {first}") from None
         positions = openvino_positions(graph)
         session = openvino_session(graph, threads=threads, precision=precision, streams=streams)
     else:

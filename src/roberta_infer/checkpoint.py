@@ -387,7 +387,8 @@ def to_huggingface(weights: dict, hp: dict, head: str, class_names: list[str], p
                 hf[f"roberta.encoder.layer.{i}.{hf_name}.{part}"] = weights[f"sentence_encoder.layers.{i}.{fs_name}.{part}"]
     used = {"sentence_encoder.embed_tokens.weight", "sentence_encoder.embed_positions.weight", "sentence_encoder.version",
             *(f"sentence_encoder.layernorm_embedding.{part}" for part in ("weight", "bias")),
-            *(f"sentence_encoder.layers.{i}.{fs_name}.{part}" for i in range(layers) for fs_name in sub for part in ("weight", "bias"))}
+            *(f"sentence_encoder.layers.{i}.{fs_name}.{part}"
+              for i in range(layers) for fs_name in sub for part in ("weight", "bias"))}
     unexpected = sorted(k for k in weights if k.startswith("sentence_encoder.") and k not in used)
     if unexpected:  # an encoder tensor the conversion would drop: a different architecture, whose logits would be wrong
         raise RobertaInferError(f"{path}: {len(unexpected)} encoder tensors do not fit RoBERTa ({', '.join(unexpected[:4])}"

@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
 from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
+from .compare_report import counted
 from .data import read_sst2, sst2_file
 from .default import default_model_dir
 from .engines import compile_openvino
@@ -44,7 +43,9 @@ from .hardware import candidates, machine, physical_cores
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import QuantSettings, comparable, ort_int8_bundle
+from .roofline import forward_flops, gemm_peak_gflops, int8_gemm_peak_gops, peak_kind
 from .synthetic import mark_synthetic, model_label, synthetic_classifier
+from .timing import Recorder, ratios, spread
 
 BATCH_SIZE = 32
 FIXED_LEN = 70
@@ -232,23 +233,6 @@ def current(bundle: Path, source: dict, engine: str, precision: str, aware: dict
     return search is not None and search.get("max_drop_pp") == aware["heldout_max_drop"]
 
 
-class Recorder:
-    """A classifier that notes the shape and duration (s) of every model call, to count the work and its latency."""
-
-    def __init__(self, classifier: Classifier) -> None:
-        self.classifier = classifier
-        self.encoder, self.class_names, self.max_tokens = classifier.encoder, classifier.class_names, classifier.max_tokens
-        self.shapes: list[tuple[int, int]] = []
-        self.seconds: list[float] = []
-
-    def logits(self, src_tokens: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        out = self.classifier.logits(src_tokens)
-        self.seconds.append(time.perf_counter() - start)
-        self.shapes.append(tuple(src_tokens.shape))
-        return out
-
-
 def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | None = None) -> np.ndarray:
     """Logits [N, classes] of batches of 32 texts in arrival order, each padded to its longest (or to `width` ids)."""
     rows = encode(classifier, texts)
@@ -279,89 +263,6 @@ def timed(mode: str, classifier: Classifier, texts: list[str], repeats: int) -> 
         if best is None or seconds[-1] < min(seconds[:-1]):
             best = (logits, recorder)
     return seconds, *best
-
-
-def spread(sentences: int, seconds: list[float]) -> dict:
-    """The sentences/s of the slowest ("min") and fastest ("max") of the passes that took `seconds`, and their number."""
-    return {"min": sentences / max(seconds), "max": sentences / min(seconds), "passes": len(seconds)}
-
-
-def versus(ours: dict, other: dict) -> dict:
-    """Ours against another row (each with "sentences_per_s", its fastest pass, and "spread", see `spread`).
-
-    "ratio": the fastest passes' ratio; "low" / "high": ours' slowest pass ÷ the other's fastest and ours' fastest ÷
-    the other's slowest, the least and most the ratio can be said to be. "outside_spread" is True when ours' worst
-    pass beats the other's best (low > 1) or ours' best is below the other's worst (high < 1); False when the spreads
-    overlap ("within the noise"); None when either row ran one pass, which has no spread to judge by.
-    """
-    low = ours["spread"]["min"] / other["spread"]["max"]
-    high = ours["spread"]["max"] / other["spread"]["min"]
-    if min(ours["spread"]["passes"], other["spread"]["passes"]) < 2:
-        outside, verdict = None, "one pass: noise unknown"
-    else:
-        outside = low > 1 or high < 1
-        verdict = "outside the spread (faster)" if low > 1 else "outside the spread (slower)" if high < 1 else "within the noise"
-    return {"ratio": ours["sentences_per_s"] / other["sentences_per_s"], "low": low, "high": high,
-            "outside_spread": outside, "verdict": verdict}
-
-
-def forward_flops(arch: dict, batch: int, seq: int, classes: int = 2) -> float:
-    """Multiply-adds ×2 of the matmuls of one forward pass of `batch` rows of `seq` tokens: per layer the Q, K, V and
-    output projections (4 × 2·h² per token), the FFN (2 × 2·h·f per token), attention scores QKᵀ and their mix with V
-    (2 × 2·seq·h per token); then the head's dense and output layers on the first token. Softmax, layer norms, GELU,
-    embeddings and (de)quantisation are not counted. The counting follows Kaplan et al. 2020, "Scaling Laws for
-    Neural Language Models", Table 1 (2 operations per multiply-add; there the attention term counts QKᵀ only, here
-    QKᵀ and the mix with V); it is the same for fp32, bf16 and int8 runs, as operations, not by data type.
-    """
-    h, f, tokens = arch["hidden"], arch["ffn"], batch * seq
-    per_layer = 8 * tokens * h * h + 4 * tokens * h * f + 4 * batch * seq * seq * h
-    return arch["layers"] * per_layer + 2 * batch * (h * h + h * classes)
-
-
-def gemm_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
-    """Best of `repeats` n×n fp32 matmuls (PyTorch's BLAS, its current threads): what this CPU's GEMM reaches, in
-    GFLOP/s (2·n³ operations per matmul)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
-
-
-def int8_gemm_peak_gops(n: int = 4096, repeats: int = 5, threads: int | None = None) -> float:
-    """Best of `repeats` n×n int8 matmuls, uint8 activations × int8 weights → int32 (ONNX Runtime's MatMulInteger on
-    the CPU, the weights a constant as in a quantised model, `threads` intra-op threads, default all physical cores):
-    what this CPU's int8 GEMM reaches through MLAS's kernels (AVX-512 VNNI, AVX-VNNI or AMX, whichever the CPU has),
-    in GOP/s (2·n³ operations per matmul, as `forward_flops` counts).
-
-    A bare GEMM graph built with onnx.helper, not a bundle, so its session is made here rather than by `engines`.
-    """
-    rng = np.random.default_rng(0)
-    weights = onnx.numpy_helper.from_array(rng.integers(-128, 128, (n, n), dtype=np.int8), "b")
-    graph = onnx.helper.make_graph([onnx.helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_gemm",
-                                   [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.UINT8, [n, n])],
-                                   [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.INT32, [n, n])], [weights])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
-    session = ort.InferenceSession(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
-                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8)}
-    return 2 * n**3 / best_seconds(lambda: session.run(None, feed), repeats) / 1e9
-
-
-def best_seconds(call: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` timed calls of `call`, after one untimed warm-up call."""
-    call()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def peak_kind(precision: str) -> str | None:
-    """Which measured GEMM peak a mode of `precision` (e.g. "int8", "fp32", "f32 (default hint)") is set against:
-    "fp32", "int8", or None (bf16: no bf16 peak is measured)."""
-    kind = precision.split()[0]
-    return {"fp32": "fp32", "f32": "fp32", "int8": "int8"}.get(kind)
 
 
 def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str | None]:
@@ -429,7 +330,8 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     for result, mode_labels in zip(results, labels):
         result["agreement_with_baseline"] = float(np.mean(mode_labels == labels[0]))
         result["ratio_to_baseline"] = result["sentences_per_s"] / baseline["sentences_per_s"]
-        result["gflops"] = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"]) / result["seconds"] / 1e9
+        flops = sum(forward_flops(speed.classifier.architecture, b, s) for b, s in result["batch_shapes"])
+        result["gflops"] = flops / result["seconds"] / 1e9
         result["peak"] = peak_kind(result["precision"])
         result["peak_fraction"] = None if result["peak"] is None else result["gflops"] / peak[result["peak"]]
     return {"machine": machine(), "threads": threads, "repeats": repeats, "batch_size": BATCH_SIZE,
@@ -508,23 +410,6 @@ def run_one(mode: str, speed: Models, trained: Models | None, texts: list[str], 
                  batch_shapes=[list(shape) for shape in recorder.shapes], labels=labels)
     progress(f"{mode}: {entry['sentences_per_s']:.1f} sentences/s ({entry['name']})")
     return entry
-
-
-def ratios(results: list[dict]) -> dict:
-    """Ours against the fastest peer (by its fastest pass) and against each engine row, each as `versus` gives it
-    (None / empty where those rows were not run)."""
-    ours = next((r for r in results if r["group"] == "ours"), None)
-    peers = [r for r in results if r["group"] == "peer"]
-    fastest = max(peers, key=lambda r: r["sentences_per_s"])
-    if ours is None:
-        return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": None, "ours_vs_engine": {}}
-    return {"fastest_peer": fastest["mode"], "ours_vs_fastest_peer": versus(ours, fastest),
-            "ours_vs_engine": {r["mode"]: versus(ours, r) for r in results if r["group"] == "engine"}}
-
-
-def counted(count: int, noun: str) -> str:
-    """"1 stream", "2 streams"."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def ours_forms(bundles: list[str]) -> dict[str, tuple[str, str]]:

@@ -90,3 +90,8 @@ def throughput_bars(result: dict):
     ax.set_xlabel("sentences / s (tokenisation included)")
     fig.tight_layout()
     return fig
+
+
+def counted(count: int, noun: str) -> str:
+    """"1 stream", "2 streams"."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"

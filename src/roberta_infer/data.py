@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import re
-import struct
 import unicodedata
 import urllib.request
 import zipfile

@@ -114,7 +114,8 @@ def check_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: 
         kind, folder = holder
         what = f"the {target.name} of" if target.parent == folder and target.name == KINDS[kind][0] else "inside"
         raise RobertaInferError(f"{flag} {named} is {what} {describe(kind)} in {folder}: refusing to "
-                                f"{'replace' if target.exists() else 'write'} it, even with --force; give a path outside that folder")
+                                f"{'replace' if target.exists() else 'write'} it, even with --force; "
+                                "give a path outside that folder")
     if target.exists() and not force:
         raise RobertaInferError(f"{flag} {named} exists: add --force to replace it")
     return path
@@ -136,8 +137,9 @@ def is_stream(path: Path) -> bool:
 
 def artifact_holding(path: Path, own: Path | None = None) -> tuple[str, Path] | None:
     """(kind, folder) when the folder `path` goes in is an output folder (`kind_of`, by its marker file) other than
-    `own` or one being built (`output_dir`'s hidden sibling); None otherwise. (Only that folder: marker names such as summary.json are too common to judge every folder
-    above; an output's own files lie directly in it, and a run folder's parts are output folders themselves.)"""
+    `own` or one being built (`output_dir`'s hidden sibling); None otherwise. (Only that folder: marker names such as
+    summary.json are too common to judge every folder above; an output's own files lie directly in it, and a run
+    folder's parts are output folders themselves.)"""
     folder = Path(path).absolute().parent
     kind = kind_of(folder)
     building = folder.name.startswith(".") and folder.name.endswith(".tmp")  # `output_dir`'s sibling, being filled

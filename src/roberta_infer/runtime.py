@@ -14,7 +14,8 @@ from .hardware import machine, physical_cores
 from .tokenise import TextEncoder
 
 # machine and physical_cores live in `hardware`; bench and collection still import them from here.
-__all__ = ["ENGINES", "LAST_LAYERS", "PRECISIONS", "BundleClassifier", "engine_and_precision", "fill_batch", "machine", "physical_cores"]
+__all__ = ["ENGINES", "LAST_LAYERS", "PRECISIONS", "BundleClassifier", "engine_and_precision", "fill_batch", "machine",
+           "physical_cores"]
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
 # How a bundle's graph runs the last encoder layer (manifest "last_layer"; `export.TokensToLogits`): "cls-only" computes

@@ -13,8 +13,8 @@ import json
 import os
 import socket
 import time
-from contextlib import contextmanager
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 

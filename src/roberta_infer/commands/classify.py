@@ -40,9 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "cluster, whose nodes must see the inputs and --output at the same paths and have roberta-infer.\n\n"
             "Bad records (not UTF-8, not JSON, no text field, an empty or blank text, wrong number of CSV fields)\n"
             "stop the job with one line naming file and line (exit 2; shards written so far stay complete), or\n"
-            "with --on-error skip are kept with an `error` column and no label. Unreadable files, files that are not text (compressed,\n"
-            "binary, UTF-16), unknown extensions or a missing or duplicate column always stop the job before it\n"
-            "starts. Default model: the shipped one, as a cached bundle."
+            "with --on-error skip are kept with an `error` column and no label. Unreadable files, files that are\n"
+            "not text (compressed, binary, UTF-16), unknown extensions or a missing or duplicate column always\n"
+            "stop the job before it starts. Default model: the shipped one, as a cached bundle."
         ),
     )
     model_args(p, bundle=True, required=False)
