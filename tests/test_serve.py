@@ -116,6 +116,21 @@ def test_default_model_is_exported_once_into_the_cache(bundle, hf_model, tmp_pat
         assert default.default_bundle(progress=lambda m: pytest.fail(f"exported again: {m}")) == bundle
 
 
+def test_an_older_export_in_the_cache_is_exported_again(hf_model, tmp_path, monkeypatch):
+    """A cached bundle from before every file's sha256 and the cls-only last layer is replaced, once."""
+    monkeypatch.setattr(default, "DEFAULT_MODEL", hf_model)
+    monkeypatch.setenv("ROBERTA_INFER_CACHE", str(tmp_path))
+    bundle = default.default_bundle(progress=lambda _: None)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    older = {key: value for key, value in manifest.items() if key not in ("files", "last_layer")}
+    (bundle / "manifest.json").write_text(json.dumps(older))
+    messages = []
+    assert default.default_bundle(progress=messages.append) == bundle
+    assert "replacing an older export" in messages[0]
+    assert json.loads((bundle / "manifest.json").read_text())["last_layer"] == "cls-only"
+    assert default.default_bundle(progress=lambda m: pytest.fail(f"exported again: {m}")) == bundle
+
+
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(default, "DEFAULT_MODEL", tmp_path / "default_model")
     with pytest.raises(RobertaInferError, match="default model is missing.*pass --model"):

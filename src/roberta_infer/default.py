@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -29,15 +30,23 @@ def cache_root() -> Path:
     return Path(os.environ.get("ROBERTA_INFER_CACHE") or Path.home() / ".cache" / "roberta-infer")
 
 
+# what a cached bundle's manifest must hold to be this version's export (older exports lack them: every file's sha256,
+# the cls-only last layer); one that lacks any is exported again
+CURRENT_EXPORT = ("files", "last_layer")
+
+
 def default_bundle(progress: Callable[[str], None] = print) -> Path:
-    """The default model as a dynamic-shape bundle under `cache_root()/<sha256 of its weights>`, exported on first use."""
+    """The default model as a dynamic-shape bundle under `cache_root()/<sha256 of its weights>`, exported on first use
+    (and again over one an older roberta-infer exported there, see CURRENT_EXPORT)."""
     from .checkpoint import load_classifier  # deferred: torch, needed only on first use
 
     model = default_model_dir()
     weights = next(model / name for name in HF_WEIGHTS if (model / name).is_file())
     target = cache_root() / sha256_file(weights)
-    if not (target / "manifest.json").is_file():
-        progress(f"exporting the default model to {target} (first use only)")
+    manifest = target / "manifest.json"
+    older = manifest.is_file() and not set(CURRENT_EXPORT) <= set(json.loads(manifest.read_text(encoding="utf-8")))
+    if older or not manifest.is_file():
+        progress(f"exporting the default model to {target} ({'replacing an older export' if older else 'first use only'})")
         target.parent.mkdir(parents=True, exist_ok=True)
-        build_bundle(load_classifier(model), target, progress=progress)
+        build_bundle(load_classifier(model), target, progress=progress, force=older)
     return target
