@@ -55,6 +55,15 @@ def test_loopback_forms_are_accepted():
         assert check_loopback(url) == url.rstrip("/")
 
 
+def test_a_route_url_means_its_server_and_any_other_path_is_refused_at_once(capsys):
+    """The README's curl URL works as --url; another path is refused before any connection is tried."""
+    assert check_loopback("http://127.0.0.1:8000/v1/classify") == "http://127.0.0.1:8000"
+    assert check_loopback("http://[::1]:9/readyz/") == "http://[::1]:9"
+    assert main(["loadtest", "--url", "http://127.0.0.1:1/v1/predict", "--requests", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the server's base URL (http://127.0.0.1:1), not a path in it" in err
+
+
 def test_texts_fall_back_to_built_in_sentences(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBERTA_INFER_DATA", str(tmp_path))
     assert sample_texts() == (BUILTIN_TEXTS, "built-in sentences")

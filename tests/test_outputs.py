@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -9,6 +10,7 @@ import pytest
 
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.outputs import check_dir, check_file, kind_of, output_dir, output_file, write_text
+from roberta_infer.predict import write_jsonl
 
 
 @pytest.fixture
@@ -146,3 +148,13 @@ def test_fifos_and_devices_are_written_into_and_links_through(tmp_path):
     with pytest.raises(RobertaInferError, match="a link to .*bundle/model.onnx\\) is inside a bundle"):
         write_text(tmp_path / "innocent.onnx", "x", force=True)
     assert (bundle / "model.onnx").read_bytes() == b"graph"
+
+
+def test_jsonl_lines_escape_the_line_breaks_json_leaves_raw(tmp_path):
+    """U+2028, U+2029 and U+0085 are valid raw in JSON, yet line splitters (str.splitlines, JavaScript) break on them."""
+    records = [{"text": "one\u2028two\u2029three\u0085four é 😀", "label": "positive"}, {"text": "plain"}]
+    write_jsonl(records, tmp_path / "out.jsonl")
+    written = (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert written.splitlines() == [
+        '{"text": "one\\u2028two\\u2029three\\u0085four é 😀", "label": "positive"}', '{"text": "plain"}']
+    assert [json.loads(line) for line in written.splitlines()] == records

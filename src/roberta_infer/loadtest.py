@@ -48,13 +48,16 @@ BUILTIN_TEXTS = [
 # Open loop: at most this many requests in flight (a loopback test must stay bounded), and these limits.
 OPEN_LOOP_CONNECTIONS = 256
 MAX_RATE, MAX_DURATION_S = 100_000, 3600
+# routes of `serve` a --url may name (the README's curl URL is /v1/classify): the server's base URL is taken from it
+SERVER_ROUTES = ("/v1/classify", "/healthz", "/readyz", "/metrics", "/v2", "/v2/health/ready", "/v2/health/live")
 BATCH_METRIC = "roberta_infer_batch_size"
 RSS_METRIC = "process_resident_memory_bytes"
 CPU_METRIC = "process_cpu_seconds_total"
 
 
 def check_loopback(url: str) -> str:
-    """The URL without a trailing slash, if it is http(s) to 127.0.0.0/8, ::1 or localhost; else a clear refusal."""
+    """The server's base URL (no trailing slash; from a route of it such as /v1/classify too), if it is http(s) to
+    127.0.0.0/8, ::1 or localhost; else a clear refusal, also for a URL with any other path."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RobertaInferError(f"--url {url!r} is not an http:// or https:// URL")
@@ -66,6 +69,12 @@ def check_loopback(url: str) -> str:
     if not loopback:
         raise RobertaInferError(f"refusing to load-test {host}: only this machine's loopback addresses "
                                 f"(127.0.0.0/8, ::1, localhost) may be targeted")
+    path = parts.path.rstrip("/")
+    if path in SERVER_ROUTES:  # the README's curl URL, or any route of the server: its base is meant
+        return url[: url.index(parts.netloc) + len(parts.netloc)]
+    if path or parts.query or parts.fragment:
+        raise RobertaInferError(f"--url {url!r}: give the server's base URL ({parts.scheme}://{parts.netloc}), "
+                                f"not a path in it; loadtest posts to /v1/classify itself")
     return url.rstrip("/")
 
 

@@ -194,6 +194,17 @@ def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out
         tmp.write_text(text, encoding="utf-8")
 
 
+# JSON leaves these raw in ensure_ascii=False output, yet str.splitlines() and JavaScript's line readers break on them
+LINE_BREAKS_IN_JSON = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
+def jsonl_line(record: dict, **options) -> str:
+    """`record` as one JSON Lines line (UTF-8 text kept as it is, newline-terminated) that every line splitter reads
+    as one line: U+2028, U+2029 and U+0085, which JSON allows raw, written as escapes (JSON Lines, jsonlines.org).
+    `options` go to `json.dumps` (e.g. `default=str`)."""
+    return json.dumps(record, ensure_ascii=False, **options).translate(LINE_BREAKS_IN_JSON) + "\n"
+
+
 def write_json(document: dict, path: Path, *, force: bool = False, flag: str = "--json", own: Path | None = None) -> None:
     """`document` as indented JSON (2 spaces, a final newline) at `path`, through `write_text`."""
     write_text(path, json.dumps(document, indent=2) + "\n", force=force, flag=flag, own=own)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -10,7 +9,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .errors import check_positive
-from .outputs import STDIO, output_file
+from .outputs import STDIO, jsonl_line, output_file
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
 
@@ -113,9 +112,9 @@ def write_jsonl(records: list[dict], path: Path | str, *, force: bool = False, f
     `force`), or to standard output (`-`)."""
     if str(path) == STDIO:
         for record in records:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(jsonl_line(record))
         sys.stdout.flush()
         return
     with output_file(path, force=force, flag=flag) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(jsonl_line(record))

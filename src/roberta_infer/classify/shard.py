@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import pyarrow.parquet as pq
 from .. import readers
 from ..data import sha256_file
 from ..errors import RobertaInferError
-from ..outputs import output_file
+from ..outputs import jsonl_line, output_file
 from ..predict import Classifier, classify, labelled
 
 RESULT_COLUMNS = ("id", "label", "score", "logits", "error")
@@ -87,4 +86,4 @@ def write_table(table: pa.Table, path: Path, output_format: str) -> None:
         return
     with open(path, "w", encoding="utf-8") as f:
         for row in table.to_pylist():
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            f.write(jsonl_line(row, default=str))
