@@ -318,11 +318,11 @@ def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys)
     texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
     common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir",
               str(shared_data / "gpt2_bpe"),
-              "--input", str(texts), "--output", str(tmp_path / "o.jsonl"), "--force"]
+              "--input", str(texts), "--output", str(tmp_path / "out" / "o.jsonl"), "--force"]
     assert main(common) == 2
     assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
     assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0
-    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "out" / "o.jsonl").read_text().splitlines()]
     expected = np.array([case["logits"] for case in EXPECTED["texts"][:3]])
     assert np.abs(np.array([r["logits"] for r in records]) - expected).max() < 1e-4
     assert [r["label"] for r in records] == [{"1": "pos", "0": "neg"}[case["label"]] for case in EXPECTED["texts"][:3]]

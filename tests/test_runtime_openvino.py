@@ -23,7 +23,7 @@ from roberta_infer.errors import RobertaInferError
 from roberta_infer.gate import accuracy_gate
 from roberta_infer.predict import classify
 
-TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
+TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
 QUIET = {"progress": lambda _: None}
 
