@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,27 @@ def test_a_reader_that_stops_early_ends_it_quietly(tmp_path, hf_model):
     assert proc.wait() == 141
     assert json.loads(first)["text"] == "a gorgeous film"
     assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_clean_up_as_ctrl_c_does(tmp_path, hf_model, signum):
+    """`timeout` (SIGTERM) or a closed terminal (SIGHUP) stopping `export` mid-build: the hidden `.bundle.….tmp`
+    being filled is removed, nothing is left at --out, one line on stderr, exit 128 + the signal's number."""
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "roberta_infer.cli", "export", "--model", str(hf_model),
+                                 "--out", str(tmp_path / "out" / "bundle")], stdout=subprocess.DEVNULL, stderr=stderr)
+    building = []
+    while not building and proc.poll() is None:  # until the export is writing its temporary sibling
+        building = list((tmp_path / "out").glob(".bundle.*.tmp")) if (tmp_path / "out").is_dir() else []
+        time.sleep(0.01)
+    assert building, f"the export ended ({proc.returncode}) before its temporary folder was seen"
+    proc.send_signal(signum)
+    assert proc.wait() == 128 + signum
+    assert list(tmp_path.iterdir()) == [err], "no temporary sibling, no bundle, no parent folder made for it"
+    lines = err.read_text().splitlines()
+    assert lines[-1] == f"error: terminated ({signal.Signals(signum).name})"
+    assert not any("Traceback" in line for line in lines)
 
 
 def test_a_table_into_a_closed_pipe_ends_it_quietly(tmp_path, hf_model, shared_data):
