@@ -111,6 +111,17 @@ def test_a_reader_that_stops_early_ends_it_quietly(tmp_path, hf_model):
     assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
 
 
+def test_a_full_standard_output_is_one_line(tmp_path, hf_model):
+    """`predict --output - > /dev/full`: the write error named as such in one line, exit 2, not "internal"."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gorgeous film\nawful\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "predict", "--model", str(hf_model),
+                               "--input", str(texts), "--output", "-"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2
+    assert done.stderr == "error: cannot write to standard output: No space left on device\n"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_clean_up_as_ctrl_c_does(tmp_path, hf_model, signum):
     """`timeout` (SIGTERM) or a closed terminal (SIGHUP) stopping `export` mid-build: the hidden `.bundle.….tmp`

@@ -16,7 +16,7 @@ import warnings
 
 from .commands import COMMANDS
 from .commands.args import formatter
-from .errors import RobertaInferError, Terminated
+from .errors import RobertaInferError, StdoutError, Terminated
 from .version import __version__
 
 REFERENCE = "Reproduces Huawei's Ascend ModelZoo RoBERTa/SST-2 inference guide on ONNX Runtime."
@@ -80,6 +80,8 @@ def _main(argv: list[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own exit-time flush must not fail again
         return 128 + 13
     except RobertaInferError as e:
+        if isinstance(e, StdoutError):  # a full disk under `> file`: Python's exit-time flush must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (`Terminated`); a command may add a hint as a note
