@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -243,3 +245,16 @@ def test_openvino_manifest_is_checked_against_its_ir(tmp_path, hf_model):
     (tmp_path / "b" / "model.bin").write_bytes((tmp_path / "b" / "model.bin").read_bytes()[:-100])
     with pytest.raises(RobertaInferError, match="model.bin does not match its sha256 in manifest.json"):
         load_bundle(tmp_path / "b")
+
+
+@pytest.mark.openvino
+def test_nncf_progress_goes_to_stderr_not_stdout(tmp_path, hf_model, shared_data):
+    """An int8 export through the CLI: NNCF's progress bars ("Statistics collection", rich) and its log lines land
+    on stderr; stdout, which a user redirects into a table or file, holds none of them."""
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "export", "--model", str(hf_model), "--out",
+                           str(tmp_path / "int8"), "--engine", "openvino", "--precision", "int8", "--data",
+                           str(shared_data), "--calibration-size", "64", "--max-accuracy-drop", "100"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Statistics collection" in done.stderr, "NNCF showed its progress (on stderr)"
+    assert "Statistics collection" not in done.stdout and "INFO:nncf" not in done.stdout
