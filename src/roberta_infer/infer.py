@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .data import numbered_files, read_rows
@@ -62,7 +63,7 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
     logits = np.zeros((n, len(classifier.class_names)), dtype=np.float32)
     latencies = []
     columns = [TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
+    with Progress(*columns, disable=not show_progress, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("infer", total=len(batches) * loop)
         for index, feed in batches:
             for repeat in range(loop):
