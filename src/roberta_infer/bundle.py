@@ -218,7 +218,8 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
                                                   lambda t: fill_batch(t, spec.batch_size, classifier.encoder)
                                                   if spec.batch_size else t)
                 progress(f"accuracy-aware: NNCF reverts the most sensitive ops to floating point until at most "
-                         f"{heldout_max_drop:g} points are lost on {len(heldout.sentences)} held-out SST-2 train sentences fp32 gets right")
+                         f"{heldout_max_drop:g} points are lost on {len(heldout.sentences)} held-out SST-2 train "
+                         "sentences fp32 gets right")
                 log.setLevel(logging.INFO)
                 log.addHandler(reverted)
                 quantized = nncf.quantize_with_accuracy_control(

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
-import re
 import stat
 import warnings
 from collections.abc import Iterable, Iterator
