@@ -123,6 +123,21 @@ def test_a_full_standard_output_is_one_line(tmp_path, hf_model):
     assert "internal" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
 
 
+def test_a_killed_writers_leftover_is_swept_by_the_next_run(tmp_path, shared_data, hf_model, capsys):
+    """What a SIGKILLed `prepare --out prep` left (its hidden sibling, its process gone) is removed by the next
+    `prepare --out prep`, which says so on stderr."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its id now names no process
+    leftover = tmp_path / f".prep.{child.pid}-0123abcd.tmp"
+    (leftover / "src_tokens").mkdir(parents=True)
+    (leftover / "src_tokens" / "src_tokens_0.bin").write_bytes(b"partial")
+    capsys.readouterr()
+    assert main(["prepare", "--data", str(shared_data), "--split", "dev", "--seq-len", "32", "--model", str(hf_model),
+                 "--out", str(tmp_path / "prep")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"]
+    assert f"warning: removed {leftover}, left by an earlier run" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_clean_up_as_ctrl_c_does(tmp_path, hf_model, signum):
     """`timeout` (SIGTERM) or a closed terminal (SIGHUP) stopping `export` mid-build: the hidden `.bundle.….tmp`

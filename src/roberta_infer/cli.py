@@ -52,6 +52,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _terminate(signum, frame) -> None:
+    """Stop as Ctrl-C does; a second SIGTERM/SIGHUP (`timeout` or a supervisor insisting) must not cut the clean-up
+    short, so both are ignored from here on (main restores the caller's handlers)."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     raise Terminated(signum)
 
 
