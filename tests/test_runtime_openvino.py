@@ -27,6 +27,9 @@ from roberta_infer.predict import classify
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either ."]
+# What a user sends (`predict`, `serve`): an empty text is refused there, one line (the reader's rule); the library
+# call above still takes it.
+SENT = [text for text in TEXTS if text]
 QUIET = {"progress": lambda _: None}
 
 
@@ -119,11 +122,11 @@ def test_bf16_and_int8_manifests(ov_bundles, shared_data):
 def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model, shared_data, tmp_path, capsys):
     bundle = ov_bundles[precision]
     names = json.loads((bundle / "manifest.json").read_text())["class_names"]
-    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    (tmp_path / "texts.txt").write_text("\n".join(SENT) + "\n")
     assert main(["predict", "--model", str(bundle), "--input", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "p.jsonl"),
                  "--threads", "1"]) == 0
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [r["text"] for r in records] == TEXTS and all(r["label"] in names and len(r["logits"]) == 2 for r in records)
+    assert [r["text"] for r in records] == SENT and all(r["label"] in names and len(r["logits"]) == 2 for r in records)
     assert main(["prepare", "--data", str(shared_data), "--model", str(bundle), "--seq-len", "64", "--out",
                  str(tmp_path / "prep")]) == 0
     for layout_args in ([], ["--no-length-aware"]):
@@ -147,10 +150,10 @@ def test_every_command_takes_an_openvino_bundle(ov_bundles, precision, hf_model,
 def test_serve_answers_from_an_openvino_bundle(ov_bundles):
     from test_serve import running, wait_ready
 
-    expected = classify(load_bundle(ov_bundles["int8"], threads=1), TEXTS)
+    expected = classify(load_bundle(ov_bundles["int8"], threads=1), SENT)
     with running(lambda: load_bundle(ov_bundles["int8"], threads=1)) as base:
         wait_ready(base)
-        results = httpx.post(f"{base}/v1/classify", json={"texts": TEXTS}, timeout=30).json()["results"]
+        results = httpx.post(f"{base}/v1/classify", json={"texts": SENT}, timeout=30).json()["results"]
     assert np.abs(np.array([r["logits"] for r in results]) - expected).max() < 1e-5
 
 
