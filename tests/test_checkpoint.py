@@ -312,13 +312,34 @@ def test_classification_head_by_name(tmp_path):
     assert np.abs(load_classifier(lone, fairseq_data=FAIRSEQ / "data").logits(tokens) - expected).max() < 1e-4
 
 
+def test_a_head_with_another_class_count_than_the_label_dictionary_asks_for_class_names(tmp_path, capsys):
+    """A 3-class head (another task's) beside SST-2's 2-label dictionary: one line naming --class-names, exit 2;
+    with --class-names it loads, named as given."""
+    path = _two_heads(tmp_path, names=("sst2", "mnli"))
+    state = torch.load(path, weights_only=False)
+    for part in ("weight", "bias"):
+        key = f"classification_heads.mnli.out_proj.{part}"
+        state["model"][key] = torch.cat([state["model"][key], state["model"][key][:1]])
+    torch.save(state, path)
+    with pytest.raises(RobertaInferError, match=r"head 'mnli' has 3 classes but the label dictionary .*label/dict.txt "
+                                                r"beside it lists 2 \(1, 0\): give --class-names"):
+        load_classifier(path, fairseq_data=FAIRSEQ / "data", head="mnli")
+    loaded = load_classifier(path, fairseq_data=FAIRSEQ / "data", head="mnli", class_names=["e", "n", "c"])
+    assert loaded.class_names == ["e", "n", "c"]
+    (tmp_path / "t.txt").write_text("fine\n")
+    assert main(["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--head", "mnli",
+                 "--input", str(tmp_path / "t.txt"), "--output", str(tmp_path / "out" / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "give --class-names" in err and len(err.splitlines()) == 1
+
+
 def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys):
     path = _two_heads(tmp_path, names=("sst2", "mnli"))
     texts = tmp_path / "t.txt"
     texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
     common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir",
               str(shared_data / "gpt2_bpe"),
-              "--input", str(texts), "--output", str(tmp_path / "out" / "o.jsonl"), "--force"]
+              "--input", str(texts), "--output", str(tmp_path / "out" / "o.jsonl"), "--force"]  # not beside checkpoint.pt
     assert main(common) == 2
     assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
     assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,54 @@ def test_a_reader_that_stops_early_ends_it_quietly(tmp_path, hf_model):
     assert proc.wait() == 141
     assert json.loads(first)["text"] == "a gorgeous film"
     assert "error" not in stderr and "Traceback" not in stderr and "Exception" not in stderr
+
+
+def test_a_full_standard_output_is_one_line(tmp_path, hf_model):
+    """`predict --output - > /dev/full`: the write error named as such in one line, exit 2, not "internal"."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gorgeous film\nawful\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "predict", "--model", str(hf_model),
+                               "--input", str(texts), "--output", "-"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "error: cannot write to standard output: No space left on device"
+    assert "internal" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
+
+
+def test_a_killed_writers_leftover_is_swept_by_the_next_run(tmp_path, shared_data, hf_model, capsys):
+    """What a SIGKILLed `prepare --out prep` left (its hidden sibling, its process gone) is removed by the next
+    `prepare --out prep`, which says so on stderr."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its id now names no process
+    leftover = tmp_path / f".prep.{child.pid}-0123abcd.tmp"
+    (leftover / "src_tokens").mkdir(parents=True)
+    (leftover / "src_tokens" / "src_tokens_0.bin").write_bytes(b"partial")
+    capsys.readouterr()
+    assert main(["prepare", "--data", str(shared_data), "--split", "dev", "--seq-len", "32", "--model", str(hf_model),
+                 "--out", str(tmp_path / "prep")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"]
+    assert f"warning: removed {leftover}, left by an earlier run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_clean_up_as_ctrl_c_does(tmp_path, hf_model, signum):
+    """`timeout` (SIGTERM) or a closed terminal (SIGHUP) stopping `export` mid-build: the hidden `.bundle.….tmp`
+    being filled is removed, nothing is left at --out, one line on stderr, exit 128 + the signal's number."""
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "roberta_infer.cli", "export", "--model", str(hf_model),
+                                 "--out", str(tmp_path / "out" / "bundle")], stdout=subprocess.DEVNULL, stderr=stderr)
+    building = []
+    while not building and proc.poll() is None:  # until the export is writing its temporary sibling
+        building = list((tmp_path / "out").glob(".bundle.*.tmp")) if (tmp_path / "out").is_dir() else []
+        time.sleep(0.01)
+    assert building, f"the export ended ({proc.returncode}) before its temporary folder was seen"
+    proc.send_signal(signum)
+    assert proc.wait() == 128 + signum
+    assert list(tmp_path.iterdir()) == [err], "no temporary sibling, no bundle, no parent folder made for it"
+    lines = err.read_text().splitlines()
+    assert lines[-1] == f"error: terminated ({signal.Signals(signum).name})"
+    assert not any("Traceback" in line for line in lines)
 
 
 def test_a_table_into_a_closed_pipe_ends_it_quietly(tmp_path, hf_model, shared_data):

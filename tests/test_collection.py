@@ -24,6 +24,8 @@ from roberta_infer import cli
 from roberta_infer.bundle import build_bundle, load_bundle
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.classify import ShardWorker, classify_collection
+from roberta_infer.classify import job as job_module
+from roberta_infer.classify.local_engine import run_local
 from roberta_infer.data import read_sst2
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import predict
@@ -423,6 +425,30 @@ def small_job(tmp_path, bundle):
     expected = dict(zip([f"{source}:{i + 1}" for i in range(30)], predict(load_bundle(bundle, threads=1), texts)))
     assert cli.main(["classify", *args]) == 0
     return args, out, expected
+
+
+def test_an_interrupted_job_says_how_to_finish_it(tmp_path, bundle, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) after the first of 3 shards: exit 130, one line that mentions --resume; --resume then
+    writes the other two and the rows are all there."""
+    texts = [f"sentence number {i}" for i in range(30)]
+    (tmp_path / "t.txt").write_text("".join(t + "\n" for t in texts))
+    out = tmp_path / "out"
+    args = ["classify", "--model", str(bundle), "--input", str(tmp_path / "t.txt"), "--output", str(out),
+            "--shard-size", "10"]
+
+    def interrupted(classifier, pending, job, **options):
+        run_local(classifier, pending[:1], job, **options)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job_module, "run_local", interrupted)
+    capsys.readouterr()
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("error: interrupted (SIGINT)") and "run the same command with --resume" in err[-1]
+    assert len(list(out.glob("part-*"))) == 1
+    monkeypatch.setattr(job_module, "run_local", run_local)
+    assert cli.main([*args, "--resume"]) == 0
+    assert len(read_rows(out)) == 30
 
 
 def assert_complete(out: Path, expected: dict[str, dict]) -> None:

@@ -182,3 +182,23 @@ def test_reference_batch_files_bad_inputs(tmp_path, prepared_and_bundle, capsys)
     assert "has 1 numbered files but no src_tokens_0.bin" in capsys.readouterr().err
     with pytest.raises(RobertaInferError, match="give --seq-len"):
         load_prepared(_reference_batches(tmp_path / "other", REFERENCE_ROWS, batch=3))
+
+
+def test_a_truncated_sample_file_is_named_in_one_line(tmp_path, prepared_and_bundle, capsys):
+    """A per-sample `src_tokens_5.bin` cut short (a copy interrupted): one line naming the file, its size and the
+    size one row of 32 int64 ids takes (256 bytes), exit 2, no results written — not numpy's shape complaint."""
+    prep, bundle = prepared_and_bundle
+    copy = tmp_path / "prep"
+    copy.mkdir()
+    (copy / "meta.json").write_bytes((prep / "meta.json").read_bytes())
+    (copy / "src_tokens").mkdir()
+    for sample in (prep / "src_tokens").iterdir():
+        (copy / "src_tokens" / sample.name).write_bytes(sample.read_bytes())
+    cut = copy / "src_tokens" / "src_tokens_5.bin"
+    cut.write_bytes(cut.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["infer", "--model", str(bundle), "--input", str(copy), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {cut} holds 100 bytes, not one row of 32 int64 values (256 bytes): truncated, or written " \
+                  "with another length\n"
+    assert not (tmp_path / "res").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -40,6 +42,34 @@ def test_an_error_leaves_nothing_behind(tmp_path):
         tmp.write_text("partial")
         raise ValueError("half-way")
     assert list(tmp_path.iterdir()) == []
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (a child started and reaped here)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_writer_sweeps_what_a_killed_one_left(tmp_path):
+    """A SIGKILLed writer leaves its hidden sibling; the next write to the same name removes it, with a warning, and
+    leaves a live process's sibling (another writer at work) and other names' siblings alone."""
+    dead, alive = dead_pid(), os.getpid()
+    left_dir = tmp_path / f".bundle.{dead}-0123abcd.tmp"
+    left_dir.mkdir()
+    (left_dir / "raw.onnx").write_bytes(b"x" * 1000)
+    left_file = tmp_path / f".out.jsonl.{dead}-89abcdef.tmp"
+    left_file.write_text("partial")
+    working = tmp_path / f".bundle.{alive}-00000000.tmp"
+    working.mkdir()
+    other = tmp_path / f".other.{dead}-00000000.tmp"
+    other.mkdir()
+    with pytest.warns(UserWarning, match=f"removed .*{left_dir.name}.*process {dead} is gone"):
+        with output_dir(tmp_path / "bundle", "bundle") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+    with pytest.warns(UserWarning, match=f"removed .*{left_file.name}"):
+        write_text(tmp_path / "out.jsonl", "done\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bundle", "out.jsonl", working.name, other.name])
 
 
 def test_an_error_while_replacing_keeps_the_old_output(tmp_path):

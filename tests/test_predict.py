@@ -114,6 +114,7 @@ def test_predict_reads_stdin_jsonl_csv_and_writes_stdout(tmp_path, hf_model):
     for run, count in zip(runs, (3, 4, 4)):
         assert run.returncode == 0, run.stderr
         assert f"wrote {count} predictions to standard output" in run.stderr
+        assert f"· classifying {count} texts, 32 per batch" in run.stderr  # progress on stderr; stdout is JSON only
         outputs.append([json.loads(line) for line in run.stdout.splitlines()])
     assert outputs[1] == outputs[2]
     for alone, batched in zip(outputs[0], outputs[1]):  # batched with the fourth text: padded differently

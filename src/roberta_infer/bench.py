@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import RobertaInferError
@@ -62,7 +63,7 @@ def bench(classifier: BundleClassifier, batch_sizes: list[int] | None, seq_lens:
     reference = roberta_base_shaped(classifier.manifest["architecture"])
     cells = []
     columns = [TextColumn("bench {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
+    with Progress(*columns, disable=not show_progress, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("", total=len(batch_sizes) * len(seq_lens))
         for seq in seq_lens:
             for batch in batch_sizes:

@@ -10,9 +10,12 @@ accuracy gate). It runs without PyTorch or the original checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,6 +173,21 @@ def build_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, man
     return part
 
 
+@contextlib.contextmanager
+def library_output_to_stderr(logger: str) -> Iterator[None]:
+    """While a library runs: its progress bars (rich, tqdm: whatever writes to `sys.stdout` at the time) and its
+    logger's console handlers bound to standard output (NNCF's, set up at import) write to stderr instead, so that
+    stdout holds only the command's results (a table, `--output -`)."""
+    moved = [(handler, handler.setStream(sys.stderr)) for handler in logging.getLogger(logger).handlers
+             if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__)]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+
+
 def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, manifest: dict, fp32, *, data: Path | None,
                       max_accuracy_drop: float, calibration_size: int, threads: int | None, progress, accuracy_aware: bool,
                       heldout_max_drop: float) -> dict:
@@ -192,25 +210,27 @@ def quantize_openvino(classifier: RobertaClassifier, tmp: Path, spec: OnnxSpec, 
     log, reverted = logging.getLogger("nncf"), RevertedOps()
     level = log.level
     log.setLevel(logging.WARNING)  # its INFO lines restate what the line above says
-    try:
-        if accuracy_aware:
-            heldout = heldout_set(reference, data, exclude=set(sentences))
-            items, validate = nncf_validation(heldout, classifier, spec.batch_size or CALIBRATION_BATCH, spec.seq_len,
-                                              lambda t: fill_batch(t, spec.batch_size, classifier.encoder)
-                                              if spec.batch_size else t)
-            progress(f"accuracy-aware: NNCF reverts the most sensitive ops to floating point until at most {heldout_max_drop:g} "
-                     f"points are lost on {len(heldout.sentences)} held-out SST-2 train sentences fp32 gets right")
-            log.setLevel(logging.INFO)
-            log.addHandler(reverted)
-            quantized = nncf.quantize_with_accuracy_control(
-                ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds), nncf.Dataset(items, lambda item: item[0]),
-                validate, max_drop=heldout_max_drop / 100, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
-        else:
-            quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds),
-                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
-    finally:
-        log.setLevel(level)
-        log.removeHandler(reverted)
+    with library_output_to_stderr("nncf"):  # its progress bars and INFO lines: stdout is for results
+        try:
+            if accuracy_aware:
+                heldout = heldout_set(reference, data, exclude=set(sentences))
+                items, validate = nncf_validation(heldout, classifier, spec.batch_size or CALIBRATION_BATCH, spec.seq_len,
+                                                  lambda t: fill_batch(t, spec.batch_size, classifier.encoder)
+                                                  if spec.batch_size else t)
+                progress(f"accuracy-aware: NNCF reverts the most sensitive ops to floating point until at most "
+                         f"{heldout_max_drop:g} points are lost on {len(heldout.sentences)} held-out SST-2 train "
+                         "sentences fp32 gets right")
+                log.setLevel(logging.INFO)
+                log.addHandler(reverted)
+                quantized = nncf.quantize_with_accuracy_control(
+                    ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds), nncf.Dataset(items, lambda item: item[0]),
+                    validate, max_drop=heldout_max_drop / 100, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+            else:
+                quantized = nncf.quantize(ov.Core().read_model(tmp / "model.xml"), nncf.Dataset(feeds),
+                                          model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+        finally:
+            log.setLevel(level)
+            log.removeHandler(reverted)
     for name in ("model.xml", "model.bin"):  # unlinked first: the fp32 session may still map the old weights
         (tmp / name).unlink()
     ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)

@@ -208,7 +208,8 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
                  class_names: list[str] | None = None) -> RobertaClassifier:
     """fairseq RoBERTa (≥0.10 `cfg` + `encoder.*`, or 2019 `args` + `decoder.*`) → transformers model.
 
-    Class names: `class_names`, else the label dictionary's lines, else "0", "1", … with a warning.
+    Class names: `class_names`, else the label dictionary's lines (which must count as many as the head's classes:
+    RobertaInferError naming --class-names otherwise), else "0", "1", … with a warning.
     """
     state = safe_torch_load(path)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
@@ -228,11 +229,11 @@ def load_fairseq(path: Path, *, fairseq_data: Path | None, bpe_dir: Path | None,
     if class_names is not None:
         names = named_classes([str(i) for i in range(num_classes)], class_names, path)
     elif label_path is not None:
-        labels = label_symbols(label_path)  # class k is line k
-        if num_classes > len(labels):
-            raise RobertaInferError(f"{path} has {num_classes} classes but the label dictionary {label_path} lists only "
-                                    f"{len(labels)}")
-        names = labels[:num_classes]
+        names = label_symbols(label_path)  # class k is line k
+        if num_classes != len(names):  # a head trained on other data (another task's head in the same checkpoint)
+            raise RobertaInferError(f"{path}: classification head {head!r} has {num_classes} classes but the label "
+                                    f"dictionary {label_path} beside it lists {len(names)} ({', '.join(names)}): give "
+                                    f"--class-names with the head's {num_classes} class names, in logit order")
     else:
         names = [str(i) for i in range(num_classes)]
         warnings.warn(f"no label dictionary (label/dict.txt) for {path}: its {num_classes} classes are named by index "

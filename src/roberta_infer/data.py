@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from .errors import RobertaInferError
 
 # The official files' sha256 (the same values as ../shared/data/SHA256SUMS): a download or a local copy
@@ -290,6 +292,19 @@ def numbered_files(directory: Path, pattern: str) -> list[Path]:
         example = pattern.replace(r"(\d+)", str(missing)).replace("\\", "")
         raise RobertaInferError(f"{directory} has {len(found)} numbered files but no {example}: the set is incomplete")
     return [found[i] for i in range(len(found))]
+
+
+def read_rows(files: list[Path], dtype: str, width: int) -> np.ndarray:
+    """One raw little-endian row of `width` `dtype` values per file (per-sample `src_tokens_{i}.bin`: int64 ids;
+    ais_bench's `src_tokens_{i}_0.bin`: float32 logits) → array [len(files), width]. Raises RobertaInferError naming
+    the first file whose size is not exactly one row (truncated or another length/dtype)."""
+    row_bytes = np.dtype(dtype).itemsize * width
+    for path in files:
+        size = path.stat().st_size
+        if size != row_bytes:
+            raise RobertaInferError(f"{path} holds {size} bytes, not one row of {width} {dtype} values ({row_bytes} "
+                                    "bytes): truncated, or written with another length")
+    return np.stack([np.fromfile(path, dtype=dtype) for path in files]) if files else np.zeros((0, width), dtype)
 
 
 def download(dest: Path, mirror: str = OFFICIAL_HOST) -> Path:

@@ -7,6 +7,20 @@ class RobertaInferError(Exception):
     """Bad input or an unusable file: the message is shown to the user as is, without a traceback."""
 
 
+class StdoutError(RobertaInferError):
+    """Standard output refused a write (a full disk or device, an I/O error); not a closed pipe (BrokenPipeError),
+    which ends a command quietly. The CLI points standard output at /dev/null after it, so nothing writes there again."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP received (`signum`): raised by the CLI's handler where the signal arrives, so that the same
+    clean-up as for Ctrl-C runs (every `outputs` writer removes its temporary sibling); exit status 128 + `signum`."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def check_positive(values: dict[str, float | None]) -> None:
     """Refuse (RobertaInferError "NAME must be positive, got V") the first value ≤ 0; None means "not given" and passes.
     Keys are the names messages use (a flag such as `--workers`, or words such as `batch size`)."""

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .data import numbered_files
+from .data import numbered_files, read_rows
 from .errors import RobertaInferError, check_positive
 from .hardware import machine
 from .outputs import check_dir, output_dir
@@ -62,7 +63,7 @@ def infer(classifier: BundleClassifier, prepared: Prepared, out: Path, *, batch_
     logits = np.zeros((n, len(classifier.class_names)), dtype=np.float32)
     latencies = []
     columns = [TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
+    with Progress(*columns, disable=not show_progress, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("infer", total=len(batches) * loop)
         for index, feed in batches:
             for repeat in range(loop):
@@ -163,7 +164,7 @@ def read_outputs(results: Path, *, class_names: list[str] | None = None) -> tupl
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise RobertaInferError(f"{results} is missing {len(missing)} output files, e.g. {missing[0]}")
-        logits = np.stack([np.fromfile(f, dtype=np.float32) for f in files])
+        logits = read_rows(files, "float32", classes)
     if logits.shape != (n, classes):
         raise RobertaInferError(f"{results}: outputs have shape {logits.shape}, summary.json says ({n}, {classes})")
     return logits, summary

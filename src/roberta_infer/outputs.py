@@ -13,16 +13,20 @@ exit 2) raised before anything is written:
 Work happens in a hidden sibling `.NAME.….tmp`, created with the user's umask (so a service account can read what
 we write, unlike `tempfile`'s 0700), and is renamed over NAME only when complete; on any error it is removed, as
 are parent folders created for it. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
-sibling, which `remove_leftovers` clears (`classify --resume` does).
+sibling, which `remove_leftovers` clears (`classify --resume` does), and which the next writer of the same NAME
+sweeps (`sweep_dead`: a sibling whose writing process is gone) with a warning. The CLI turns SIGTERM and SIGHUP into
+the same exception as Ctrl-C, so those clean up as any error does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +157,7 @@ def output_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out
     """Yield a new empty folder beside `path` to fill; on normal exit it replaces `path`, on an exception it and any
     parent folders made for it are removed and `path` is untouched. Checked first with `check_dir`."""
     path = check_dir(path, kind, force=force, flag=flag)
+    sweep_dead(path)
     made = _make_parents(path)
     tmp = _sibling(path, "tmp")
     try:
@@ -176,6 +181,7 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
     if is_stream(path):
         yield path
         return
+    sweep_dead(path)
     made = _make_parents(path)
     tmp = _sibling(path, "tmp")
     try:
@@ -235,6 +241,40 @@ def remove_leftovers(folder: Path) -> None:
     """Remove the temporary files (`.NAME.….tmp`) that writers killed before renaming them left in `folder`."""
     for leftover in Path(folder).glob(".*.tmp"):
         leftover.unlink()
+
+
+def sweep_dead(path: Path) -> list[Path]:
+    """Remove the temporary siblings of `path` (`.NAME.PID-….tmp`, file or folder) whose writing process PID no
+    longer runs (a writer SIGKILLed or lost with its machine), each with a warning naming it; returns those removed.
+    A sibling of a live process (another writer at work) is left alone."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[0-9a-f]+\.tmp")
+    removed = []
+    for leftover in sorted(path.parent.iterdir()):
+        match = pattern.fullmatch(leftover.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        warnings.warn(f"removed {leftover}, left by an earlier run writing {path} that was killed "
+                      f"(process {match.group(1)} is gone)", stacklevel=2)
+        removed.append(leftover)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one of another user's counts: signal 0 is refused, not absent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sibling(path: Path, what: str) -> Path:

@@ -8,7 +8,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .errors import check_positive
+from .errors import StdoutError, check_positive
 from .outputs import STDIO, jsonl_line, output_file
 from .tokenise import TextEncoder, pad_to, warn_truncated
 
@@ -111,9 +111,14 @@ def write_jsonl(records: list[dict], path: Path | str, *, force: bool = False, f
     """One JSON object per line to `path` (through `outputs.output_file`: an existing file is replaced only with
     `force`), or to standard output (`-`)."""
     if str(path) == STDIO:
-        for record in records:
-            sys.stdout.write(jsonl_line(record))
-        sys.stdout.flush()
+        try:
+            for record in records:
+                sys.stdout.write(jsonl_line(record))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutError(f"cannot write to standard output: {e.strerror or e}") from e
         return
     with output_file(path, force=force, flag=flag) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:

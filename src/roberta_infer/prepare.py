@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .binarised import BinarisedSplit
-from .data import SST2_LABEL_ALIASES, Sst2Split, numbered_files, sha256_file
+from .data import SST2_LABEL_ALIASES, Sst2Split, numbered_files, read_rows, sha256_file
 from .errors import RobertaInferError
 from .outputs import output_dir
 from .tokenise import FairseqDictionary, TextEncoder, label_symbols, pad_to, warn_truncated
@@ -140,7 +140,7 @@ def load_prepared(directory: Path, *, seq_len: int | None = None) -> Prepared:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise RobertaInferError(f"{directory} is missing {len(missing)} sample files, e.g. {missing[0]}")
-        tokens = np.stack([np.fromfile(f, dtype=np.int64) for f in files]) if files else np.zeros((0, seq_len), np.int64)
+        tokens = read_rows(files, "int64", seq_len)
     if tokens.shape != (n, seq_len) or tokens.dtype != np.int64:
         raise RobertaInferError(f"{directory}: ids have shape {tokens.shape} {tokens.dtype}, meta.json says ({n}, {seq_len}) "
                                 "int64")

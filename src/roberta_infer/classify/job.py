@@ -96,6 +96,9 @@ def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fai
             if fresh:
                 discard_output(out, shard_names, output_format)
             raise
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the shards written stay, the CLI shows this hint
+            e.add_note(f"the shards written are kept: run the same command with --resume to finish the job in {out}")
+            raise
         manifest = summarise(plan, pending, results, identity, engine=engine, out=out, output_format=output_format,
                              wall_time_s=time.perf_counter() - began, workers=workers, threads=threads, batch_size=batch_size,
                              model=model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..predict import Classifier
@@ -16,7 +17,7 @@ def run_local(classifier: Classifier, pending: list[Shard], job: Job, *, show_pr
     worker = f"local:{os.getpid()}"
     results = []
     columns = (TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress, transient=True) as progress:
+    with Progress(*columns, disable=not show_progress, transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task("classify", total=sum(shard.count for shard in pending))
         for shard in pending:
             results.append(run_shard(classifier, shard, job) | {"worker": worker})

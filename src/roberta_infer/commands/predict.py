@@ -45,6 +45,7 @@ def execute(args: argparse.Namespace) -> None:
         check_file(args.output, force=args.force, flag="--output", inputs=[args.input])
     texts = read_texts(args.input, text_field=args.text_field)
     classifier = load_model(args, threads=args.threads, provider=args.provider)
+    print(f"· classifying {len(texts)} texts, {args.batch_size} per batch", file=sys.stderr)
     records = predict(classifier, texts, batch_size=args.batch_size)
     write_jsonl(records, args.output, force=args.force)
     print(f"wrote {len(records)} predictions to {'standard output' if args.output == '-' else args.output}", file=sys.stderr)
