@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bundle import OLDER_BUNDLE, verify_files
 from .errors import RobertaInferError
 from .runtime import engine_and_precision
+from .verify import OLDER_BUNDLE, verify_files
 
 
 def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | None = None) -> dict:
@@ -34,7 +34,7 @@ def describe(path: Path, *, fairseq_data: Path | None = None, bpe_dir: Path | No
 
 def describe_bundle(directory: Path) -> dict:
     """A bundle's manifest, summarised: engine, precision, shapes, fused ops, fidelity, gate, source; and whether its
-    files verify (`bundle.verify_files`: "verified" is "yes", "partly" for an older bundle that lists only its model
+    files verify (`verify.verify_files`: "verified" is "yes", "partly" for an older bundle that lists only its model
     files' sha256, or "no", with "verification" saying what was checked or which file failed)."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))

@@ -31,7 +31,7 @@ import onnxruntime.quantization
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from .accuracy_aware import heldout_measure, heldout_set, matmul_groups, search_float_nodes
-from .bundle import build_bundle, load_bundle, write_manifest
+from .bundle import build_bundle, load_bundle
 from .checkpoint import RobertaClassifier, load_classifier
 from .data import sha256_file, sst2_file
 from .engines import make_session
@@ -43,6 +43,7 @@ from .outputs import check_dir, output_dir
 from .predict import classify
 from .runtime import BundleClassifier
 from .synthetic import mark_synthetic, synthetic_classifier
+from .verify import write_manifest
 
 QUANTIZATION_SOURCE = str(Path(onnxruntime.quantization.__file__).parent)
 WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}

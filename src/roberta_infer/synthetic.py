@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
-from .bundle import build_bundle, write_manifest
+from .bundle import build_bundle
 from .checkpoint import RobertaClassifier
 from .data import bpe_dir, data_root
 from .errors import RobertaInferError
 from .tokenise import FairseqDictionary, TextEncoder
+from .verify import write_manifest
 
 # fairseq's roberta-base: its dictionary (4 specials + dict.txt's 50,260 lines + <mask>) sizes the embedding.
 SHAPES = {
