@@ -8,6 +8,7 @@ Every handler finds the service in `app.state.service`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
@@ -17,10 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from ..errors import RobertaInferError
 from ..runtime import BundleClassifier
 from ..version import __version__
 from . import v2
 from .limits import Limits
+from .metrics import ConnectionRefusals, log
 from .requests import ErrorResponse
 from .service import Service
 from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
@@ -33,19 +36,38 @@ ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text
 router = APIRouter()
 
 
+UNAUTHORIZED = b'{"error":"this server needs an API key: send the header \'Authorization: Bearer KEY\'"}'
+UNAUTHORIZED_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(UNAUTHORIZED)).encode()),
+                        (b"www-authenticate", b"Bearer")]
+
+
+def open_path(path: str) -> bool:
+    """The routes that need no API key: the liveness and readiness probes (/healthz, /v2/health/live|ready)."""
+    return path == "/healthz" or path.startswith("/v2/health/")
+
+
 class ClassifyFirst:
-    """POST /v1/classify and the v2 infer route go straight to the service; everything else, their OpenAPI entries
-    included, is FastAPI's (`app`).
+    """The ASGI front door: the API key check, then POST /v1/classify and the v2 infer route straight to the service;
+    everything else, their OpenAPI entries included, is FastAPI's (`app`).
+
+    With `api_key`, every HTTP request but the health probes (`open_path`) must carry `Authorization: Bearer KEY`
+    (compared in constant time, `hmac.compare_digest`), else 401 with `{"error": ...}`, counted in /metrics as
+    errors{reason="unauthorized"}: a header lookup per request, no middleware stack.
 
     The service reads, limits, parses and answers the request itself, errors included, so the route needs none of
     FastAPI's middleware and routing, which cost 50 to 70 µs of CPU per request here: 30 to 40 % of the serving
     stack's own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
     """
 
-    def __init__(self, app: FastAPI, service: Service):
+    def __init__(self, app: FastAPI, service: Service, api_key: str | None = None):
         self.app, self.service = app, service
+        self.bearer = None if api_key is None else b"bearer " + api_key.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.bearer is not None and scope["type"] == "http" and not self.authorized(scope):
+            self.service.metrics.errors.labels("unauthorized").inc()
+            await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
+            return await send({"type": "http.response.body", "body": UNAUTHORIZED})
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == CLASSIFY_PATH:
@@ -56,32 +78,58 @@ class ClassifyFirst:
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
+    def authorized(self, scope: Scope) -> bool:
+        """A health probe, or a request whose Authorization header is `Bearer KEY` (the scheme in any case)."""
+        if open_path(scope["path"]):
+            return True
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value[:7].lower() + value[7:], self.bearer)
+        return False
+
 
 def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
-               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME) -> ClassifyFirst:
+               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME,
+               api_key: str | None = None) -> ClassifyFirst:
     """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads).
 
     The model is served under `name` on the Open Inference Protocol's /v2 routes; `on_load_error` is told if `load`
-    fails. Raises RobertaInferError for `limits` that fail `Limits.check` or a name `v2.check_name` refuses.
+    fails; with `api_key`, every route but the health probes needs it (`ClassifyFirst`). Raises RobertaInferError
+    for `limits` that fail `Limits.check`, a name `v2.check_name` refuses, or an empty `api_key`.
     """
     limits.check()
     v2.check_name(name)
+    check_api_key(api_key)
     app = FastAPI(title="roberta-infer", summary="RoBERTa sentence classification with dynamic batching",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.service = Service(load, limits, on_load_error, name)
     app.add_exception_handler(HTTPException, http_error)
     app.include_router(router)
-    return ClassifyFirst(app, app.state.service)
+    return ClassifyFirst(app, app.state.service, api_key)
+
+
+def check_api_key(api_key: str | None) -> None:
+    """None (no key) or a key usable in an HTTP header: visible ASCII, no spaces; else RobertaInferError, which
+    never repeats the key."""
+    if api_key is not None and (not api_key or not all("!" <= c <= "~" for c in api_key)):
+        raise RobertaInferError("--api-key / ROBERTA_INFER_API_KEY: give a non-empty key of visible ASCII characters "
+                                "without spaces (the key is not shown here)")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The model loads in the background from startup; shutdown waits for it, then drains the queue."""
+    """The model loads in the background from startup; shutdown waits for it, then drains the queue. While the app
+    lives, uvicorn's refusals beyond --max-connections are counted in its /metrics (`ConnectionRefusals`)."""
     service: Service = app.state.service
+    refusals = ConnectionRefusals(service.metrics.connections_refused)
+    log.addFilter(refusals)
     loading = asyncio.create_task(service.start())
-    yield
-    await loading
-    await service.stop()
+    try:
+        yield
+        await loading
+        await service.stop()
+    finally:
+        log.removeFilter(refusals)
 
 
 async def http_error(_: Request, e: HTTPException) -> JSONResponse:
