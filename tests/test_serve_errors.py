@@ -29,7 +29,7 @@ def v2(texts) -> dict:
                         "data": texts}]}
 
 
-ROUTES = {"/v1/classify": v1, "/v2/models/roberta/infer": v2}
+ROUTES = {"/v1/classify": v1, "/v2/models/roberta/infer": v2, "/v2/models/roberta/versions/1/infer": v2}
 # class of bad request → (body for a route's document builder, statuses it may get)
 CLASSES = {
     "not JSON": (lambda make: b"{not json", {400}),

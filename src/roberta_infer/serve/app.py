@@ -73,8 +73,8 @@ class ClassifyFirst:
             if path == CLASSIFY_PATH:
                 response = await self.service.classify(Request(scope, receive))
                 return await response(scope, receive, send)
-            if path.startswith(V2_MODELS) and path.endswith(V2_INFER) and "/" not in path[len(V2_MODELS):-len(V2_INFER)]:
-                response = await self.service.infer_v2(Request(scope, receive), path[len(V2_MODELS):-len(V2_INFER)])
+            if (target := v2.infer_target(path)) is not None:
+                response = await self.service.infer_v2(Request(scope, receive), *target)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -180,14 +180,25 @@ async def v2_server() -> dict:
     return {"name": "roberta-infer", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
+VERSIONED = "{model_name}/versions/{model_version}"  # the version is the one `model_metadata` lists: "1"
+
+
 @router.get(V2_MODELS + "{model_name}")
 async def v2_model(model_name: str, request: Request) -> JSONResponse:
-    """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out."""
+    """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out;
+    its engine and precision."""
     service = served(request, model_name)
     if not service.ready:
         error = service.unready_error()
         return JSONResponse({"error": error.message}, 503, headers=error.headers)
     return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(service.model["class_names"])))
+
+
+@router.get(V2_MODELS + VERSIONED)
+async def v2_model_version(model_name: str, model_version: str, request: Request) -> JSONResponse:
+    """The model's metadata at `model_version` (404 for a version it does not have)."""
+    served(request, model_name, model_version)
+    return await v2_model(model_name, request)
 
 
 @router.get(V2_MODELS + "{model_name}/ready")
@@ -197,10 +208,23 @@ async def v2_model_ready(model_name: str, request: Request) -> JSONResponse:
     return JSONResponse({"name": service.name, "ready": service.ready}, 200 if service.ready else 503)
 
 
+@router.get(V2_MODELS + VERSIONED + "/ready")
+async def v2_model_version_ready(model_name: str, model_version: str, request: Request) -> JSONResponse:
+    """200 once the model at `model_version` is loaded and warm, else 503 (404 for a version it does not have)."""
+    served(request, model_name, model_version)
+    return await v2_model_ready(model_name, request)
+
+
 @router.post(V2_MODELS + "{model_name}" + V2_INFER, responses=ERRORS)
 async def v2_infer(model_name: str, request: Request) -> Response:
     """Classify the BYTES tensor `text` (JSON or binary tensor data), batched with every other request's texts."""
     return await request.app.state.service.infer_v2(request, model_name)  # reached when mounted without ClassifyFirst
+
+
+@router.post(V2_MODELS + VERSIONED + V2_INFER, responses=ERRORS)
+async def v2_infer_version(model_name: str, model_version: str, request: Request) -> Response:
+    """Infer with the model at `model_version` (404 for a version it does not have)."""
+    return await request.app.state.service.infer_v2(request, model_name, model_version)  # without ClassifyFirst
 
 
 @router.get("/metrics", response_class=Response)
@@ -209,9 +233,10 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def served(request: Request, model_name: str) -> Service:
-    """The app's service, if it serves `model_name`; else HTTPException 404 (answered as `{"error": ...}`)."""
+def served(request: Request, model_name: str, version: str | None = None) -> Service:
+    """The app's service, if it serves `model_name` (at `version`; None: any); else HTTPException 404 (answered as
+    `{"error": ...}`) naming the model and versions it serves."""
     service: Service = request.app.state.service
-    if model_name != service.name:
-        raise HTTPException(404, f"unknown model {model_name!r}: this server serves {service.name!r}")
+    if (unknown := v2.unknown_model(model_name, version, service.name)) is not None:
+        raise HTTPException(404, unknown)
     return service

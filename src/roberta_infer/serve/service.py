@@ -98,11 +98,12 @@ class Service:
 
         return await self.handle(request, answer)
 
-    async def infer_v2(self, request: Request, model_name: str) -> Response:
-        """POST /v2/models/{name}/infer: the Open Inference Protocol's request and response around the same queue."""
+    async def infer_v2(self, request: Request, model_name: str, version: str | None = None) -> Response:
+        """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's request and response
+        around the same queue; 404 for another model or version."""
         async def answer(body: bytes) -> Response:
-            if model_name != self.name:
-                raise ApiError(404, f"unknown model {model_name!r}: this server serves {self.name!r}", "unknown_model")
+            if (unknown := v2.unknown_model(model_name, version, self.name)) is not None:
+                raise ApiError(404, unknown, "unknown_model")
             try:
                 parsed = v2.parse_infer_request(body, request.headers.get(v2.HEADER_LENGTH))
             except v2.ProtocolError as e:

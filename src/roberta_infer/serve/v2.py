@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import RobertaInferError
 
-V2_MODELS, V2_INFER = "/v2/models/", "/infer"  # POST V2_MODELS + name + V2_INFER
+V2_MODELS, V2_INFER = "/v2/models/", "/infer"  # POST V2_MODELS + name [+ "/versions/" + version] + V2_INFER
 DEFAULT_NAME = "roberta"  # the model's name on the /v2 routes (`serve --name`)
 MODEL_VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -49,6 +49,28 @@ def check_name(name: str) -> None:
     """A model name usable as one path segment of the /v2 routes, else RobertaInferError naming `--name`."""
     if not name or any(c in name for c in "/?#% ") or not name.isprintable():
         raise RobertaInferError(f"--name {name!r}: give a non-empty name without '/', '?', '#', '%' or spaces")
+
+
+def infer_target(path: str) -> tuple[str, str | None] | None:
+    """The model name and version (None: unversioned) an infer path names: /v2/models/NAME/infer or
+    /v2/models/NAME/versions/VERSION/infer; None for any other path."""
+    if not (path.startswith(V2_MODELS) and path.endswith(V2_INFER)):
+        return None
+    parts = path[len(V2_MODELS):-len(V2_INFER)].split("/")
+    if len(parts) == 1:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions":
+        return parts[0], parts[2]
+    return None
+
+
+def unknown_model(name: str, version: str | None, served: str) -> str | None:
+    """Why `name` (at `version`, None: any) is not the served model, for a 404; None when it is."""
+    if name != served:
+        return f"unknown model {name!r}: this server serves {served!r}"
+    if version is not None and version != MODEL_VERSION:
+        return f"model {name!r} has no version {version!r}: the versions available are {MODEL_VERSION!r}"
+    return None
 
 
 def model_metadata(name: str, version: str, classes: int) -> dict:
