@@ -345,10 +345,13 @@ def test_the_classify_shortcut_answers_as_the_fastapi_route_does(bundle):
     assert answers[0] == answers[1]
 
 
-def test_health_ready_metrics_openapi(url):
+def test_health_ready_metrics_openapi(url, bundle):
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 200 and ready.json()["model"]["class_names"] == ["negative", "positive"]
+    manifest = json.loads((bundle / "manifest.json").read_text())  # what the export recorded
+    served = ready.json()["model"]
+    assert (served["engine"], served["precision"]) == (manifest["engine"], manifest["precision"]) == ("onnxruntime", "fp32")
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("roberta_infer_requests_total", "roberta_infer_errors_total", "roberta_infer_texts_total",

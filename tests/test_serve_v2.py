@@ -78,7 +78,7 @@ def test_one_output_only(client):
     assert [o["name"] for o in result.get_response()["outputs"]] == ["label"]
 
 
-def test_health_and_metadata(url, client):
+def test_health_and_metadata(url, client, bundle):
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("roberta")
     assert not client.is_model_ready("bert")
     server = client.get_server_metadata()
@@ -88,6 +88,8 @@ def test_health_and_metadata(url, client):
     assert model["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                                 {"name": "score", "datatype": "FP32", "shape": [-1]},
                                 {"name": "logits", "datatype": "FP32", "shape": [-1, 2]}]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert (model["engine"], model["precision"]) == (manifest["engine"], manifest["precision"]) == ("onnxruntime", "fp32")
     with pytest.raises(InferenceServerException, match="unknown model 'bert'"):
         client.get_model_metadata("bert")
 

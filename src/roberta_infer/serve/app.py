@@ -191,7 +191,9 @@ async def v2_model(model_name: str, request: Request) -> JSONResponse:
     if not service.ready:
         error = service.unready_error()
         return JSONResponse({"error": error.message}, 503, headers=error.headers)
-    return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(service.model["class_names"])))
+    model = service.model
+    return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(model["class_names"]), model["engine"],
+                                          model["precision"]))
 
 
 @router.get(V2_MODELS + VERSIONED)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from ..errors import RobertaInferError
 from ..predict import classify
-from ..runtime import BundleClassifier
+from ..runtime import BundleClassifier, engine_and_precision
 from . import v2
 from .batcher import Batcher, Refused
 from .call_cost import WARMUP_TEXT, call_cost_tokens
@@ -70,14 +70,17 @@ class Service:
             if self.on_load_error is not None:
                 self.on_load_error(e)
             return
+        engine, precision = engine_and_precision(classifier.manifest)
         self.model = {"class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
+                      "engine": engine, "precision": precision,
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
                       "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
                       "parallel_calls": self.limits.parallel_calls,
                       "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
-        log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
+        log.info("model ready: %s %s, classes %s, %d threads (%s)", engine, precision, classifier.class_names,
+                 classifier.threads, classifier.provider)
 
     def _load_and_warm(self) -> tuple[BundleClassifier, float | None]:
         """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""

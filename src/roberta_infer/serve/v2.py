@@ -73,9 +73,10 @@ def unknown_model(name: str, version: str | None, served: str) -> str | None:
     return None
 
 
-def model_metadata(name: str, version: str, classes: int) -> dict:
-    """`GET /v2/models/{name}`: the model's tensors."""
-    return {"name": name, "versions": [version], "platform": "roberta-infer",
+def model_metadata(name: str, version: str, classes: int, engine: str, precision: str) -> dict:
+    """`GET /v2/models/{name}`: the model's tensors, and (beyond the protocol's fields, which clients ignore) the
+    bundle's engine ("onnxruntime" | "openvino") and precision ("fp32" | "bf16" | "int8")."""
+    return {"name": name, "versions": [version], "platform": "roberta-infer", "engine": engine, "precision": precision,
             "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                         {"name": "score", "datatype": "FP32", "shape": [-1]},
