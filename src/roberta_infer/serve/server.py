@@ -59,7 +59,7 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
                   log_level: str = "info") -> uvicorn.Config:
     """uvicorn's settings for `app`: at most `max_connections` open connections or requests in flight (beyond: 503
     from uvicorn, `limit_concurrency`; None: no limit), idle keep-alive connections closed after `keep_alive_s`
-    seconds. Request heads keep uvicorn's parser limits (h11: 16 KiB; httptools: llhttp's)."""
+    seconds. Request heads keep uvicorn's parser defaults (httptools, used when installed: no size limit)."""
     return uvicorn.Config(app, lifespan="on", access_log=access_log, log_level=log_level, timeout_graceful_shutdown=None,
                           limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s)
 
