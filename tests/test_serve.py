@@ -318,6 +318,9 @@ BAD = [
     (b'{"text": "\\ud800"}', 422, "not valid Unicode"),
     (json.dumps({"texts": ["a"] * 257}).encode(), 413, '"texts" has 257 texts; the limit is 256'),
     (json.dumps({"texts": ["ok", "x" * 10_001]}).encode(), 413, '"texts"[1] has 10001 characters; the limit is 10000'),
+    (b'{"texts": ["ok"], "timeout_ms": 0}', 422, '"timeout_ms" is 0: give a positive number of milliseconds'),
+    (b'{"texts": ["ok"], "timeout_ms": "soon"}', 422, '"timeout_ms" is a string: give a positive number'),
+    (b'{"text": "ok", "timeout_ms": true}', 422, '"timeout_ms" is a boolean: give a positive number'),
 ]
 
 
@@ -498,6 +501,57 @@ def test_not_ready_then_overloaded(bundle):
         assert 'roberta_infer_errors_total{reason="overloaded"}' in metrics
 
 
+@pytest.mark.parametrize("whose", ["request", "server"])
+def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
+    """A model call held busy: requests queued behind it get 504 once their deadline passes, while the call is still
+    held, and their texts never reach the model. The server's --request-timeout-ms also ends the held request (its
+    texts are computed all the same), and the sooner of the server's and a request's own deadline applies."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def held_load() -> BundleClassifier:
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+
+        def held(tokens: np.ndarray) -> np.ndarray:
+            if hold.is_set():
+                entered.set()
+                release.wait(30)
+            return logits(tokens)
+
+        classifier.logits = held
+        return classifier
+
+    server_ms, own_ms = (None, 50) if whose == "request" else (50, 600_000)
+    with running(held_load, Limits(max_batch_size=2, max_wait_ms=1, request_timeout_ms=server_ms)) as base:
+        wait_ready(base)
+        before = httpx.get(f"{base}/metrics").text
+        hold.set()
+        first: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: first.append(
+            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
+        sender.start()
+        assert entered.wait(30), "the first request never reached the model"
+        if whose == "server":  # its deadline passes while its texts are in the held model call
+            sender.join(30)
+            assert first[0].status_code == 504
+        v1 = httpx.post(f"{base}/v1/classify", json={"texts": ["c", "d", "e"], "timeout_ms": own_ms}, timeout=60)
+        v2 = httpx.post(f"{base}/v2/models/roberta/infer", timeout=60, json={
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["f"]}], "parameters": {"timeout_ms": own_ms}})
+        assert v1.status_code == 504 and v1.json() == {
+            "error": "the request's deadline (50 ms) passed before its texts were classified"}
+        assert v2.status_code == 504 and v2.json() == v1.json()
+        release.set()
+        sender.join(30)
+        assert first[0].status_code == (200 if whose == "request" else 504)
+        deadline = time.monotonic() + 30
+        while (dropped := sample(httpx.get(f"{base}/metrics").text, "roberta_infer_texts_dropped_total")
+               - sample(before, "roberta_infer_texts_dropped_total")) < 4:
+            assert time.monotonic() < deadline, "the queued texts were never dropped"
+        after = httpx.get(f"{base}/metrics").text
+        assert dropped == 4 and sample(after, "roberta_infer_errors_total", reason="deadline") == (2 if whose == "request" else 3)
+        assert sample(after, "roberta_infer_texts_total") - sample(before, "roberta_infer_texts_total") == 2  # the held call's
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
     """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
     slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
@@ -546,7 +600,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
 def test_cli_defaults_are_the_limits_and_bad_settings_are_refused():
     args = build_parser().parse_args(["serve"])
     assert Limits(args.max_batch_size, args.max_wait_ms, args.max_texts_per_request, args.max_text_chars,
-                  args.max_queue, args.parallel_calls, args.max_body_bytes) == Limits()
+                  args.max_queue, args.parallel_calls, args.max_body_bytes, args.request_timeout_ms) == Limits()
     assert (args.max_connections, args.keep_alive_s, args.api_key) == (1000, 5.0, None)
     with pytest.raises(RobertaInferError, match="--max-queue"):
         Limits(max_queue=10).check()

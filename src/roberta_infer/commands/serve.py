@@ -58,6 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model calls running at once on the one session (default 1; 2 helps models so small that "
                         "tokenising and answering take as long as the call)")
     p.add_argument("--name", default="roberta", help="the model's name on the /v2 routes (default roberta)")
+    p.add_argument("--request-timeout-ms", type=ranged(float, 0, 3_600_000, low_open=True), metavar="MS",
+                   help="a request's deadline (default: none): texts still queued when it passes are dropped, and the "
+                        "request gets 504; a request may ask for a sooner one (v1: \"timeout_ms\" in the body; v2: "
+                        "in its \"parameters\")")
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but the health "
                    "probes (default: $ROBERTA_INFER_API_KEY if set, else no key)")
     p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, metavar="N",
@@ -78,7 +82,8 @@ def execute(args: argparse.Namespace) -> None:
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
-                    parallel_calls=args.parallel_calls, max_body_bytes=args.max_body_bytes)
+                    parallel_calls=args.parallel_calls, max_body_bytes=args.max_body_bytes,
+                    request_timeout_ms=args.request_timeout_ms)
     api_key = args.api_key if args.api_key is not None else os.environ.get("ROBERTA_INFER_API_KEY")
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,

@@ -130,7 +130,9 @@ class Batcher:
                     break
             window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
             self.metrics.queued.set(len(self.pending))
-            window = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            live = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            self.metrics.dropped.inc(len(window) - len(live))
+            window = live
             rows: list[list[int]] = []
             batches: list[np.ndarray] = []
             try:

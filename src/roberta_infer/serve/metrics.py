@@ -23,6 +23,8 @@ class Metrics:
         self.requests = Counter("roberta_infer_requests", "classify requests answered, by HTTP status", ["status"], registry=r)
         self.errors = Counter("roberta_infer_errors", "requests refused or failed, by reason (unauthorized: any route)", ["reason"], registry=r)
         self.texts = Counter("roberta_infer_texts", "texts classified", registry=r)
+        self.dropped = Counter("roberta_infer_texts_dropped", "queued texts dropped before their model call: their "
+                               "request's deadline passed or it was cancelled", registry=r)
         self.batch_size = Histogram("roberta_infer_batch_size", "texts per model call", buckets=sizes, registry=r)
         self.queue_seconds = Histogram("roberta_infer_queue_seconds", "time a text waited for its model call",
                                        buckets=LATENCY_BUCKETS, registry=r)

@@ -17,8 +17,8 @@ from .batcher import Batcher, Refused
 from .call_cost import WARMUP_TEXT, call_cost_tokens
 from .limits import Limits
 from .metrics import Metrics, log
-from .requests import RETRY_AFTER, ApiError, check_texts, read_body
-from .v1 import parse_texts
+from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
+from .v1 import parse_request
 
 
 class Service:
@@ -97,7 +97,8 @@ class Service:
     async def classify(self, request: Request) -> Response:
         """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
         async def answer(body: bytes) -> Response:
-            return JSONResponse({"results": await self.queue(parse_texts(body, self.limits))})
+            texts, timeout_ms = parse_request(body, self.limits)
+            return JSONResponse({"results": await self.queue(texts, timeout_ms)})
 
         return await self.handle(request, answer)
 
@@ -112,19 +113,31 @@ class Service:
             except v2.ProtocolError as e:
                 raise ApiError(400, str(e), "bad_request") from None
             texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
-            content, headers = v2.infer_response(parsed, await self.queue(texts), model_name=self.name,
+            timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
+            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms), model_name=self.name,
                                                  model_version=v2.MODEL_VERSION)
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
         return await self.handle(request, answer)
 
-    async def queue(self, texts: list[str]) -> list[dict]:
-        """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed)."""
+    async def queue(self, texts: list[str], timeout_ms: float | None = None) -> list[dict]:
+        """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
+
+        With a deadline (the sooner of `timeout_ms` and --request-timeout-ms) that passes first: ApiError 504, and
+        the texts still queued are dropped (their futures cancelled: the batcher skips them, counted in /metrics as
+        roberta_infer_texts_dropped_total).
+        """
+        deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
         try:
-            return await self.batcher.classify(texts)
+            if not deadlines:
+                return await self.batcher.classify(texts)
+            return await asyncio.wait_for(self.batcher.classify(texts), min(deadlines) / 1000)
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were "
+                                "classified", "deadline") from None
 
     async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
         """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""

@@ -43,6 +43,7 @@ class InferRequest:
     texts: list
     id: str | None
     outputs: dict[str, bool]  # output name → as binary data
+    timeout_ms: object = None  # the request's parameters' "timeout_ms", unchecked (`requests.check_timeout_ms`)
 
 
 def check_name(name: str) -> None:
@@ -128,7 +129,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             raise ProtocolError(f"input element {bad} is not a string")
     if len(texts) != shape[0]:
         raise ProtocolError(f"input shape {shape} does not match its {len(texts)} elements")
-    return InferRequest(texts, document.get("id"), requested_outputs(document))
+    return InferRequest(texts, document.get("id"), requested_outputs(document),
+                        parameters(document, "the request's").get("timeout_ms"))
 
 
 def requested_outputs(document: dict) -> dict[str, bool]:
