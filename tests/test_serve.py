@@ -363,7 +363,7 @@ def test_health_ready_metrics_openapi(url, bundle):
         assert name in metrics.text
     spec = httpx.get(f"{url}/openapi.json").json()
     operation = spec["paths"]["/v1/classify"]["post"]
-    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text"}
+    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text", "timeout_ms"}
     assert {"200", "400", "413", "422", "503"} <= set(operation["responses"])
     missing = httpx.get(f"{url}/nowhere")
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
@@ -550,6 +550,55 @@ def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
         after = httpx.get(f"{base}/metrics").text
         assert dropped == 4 and sample(after, "roberta_infer_errors_total", reason="deadline") == (2 if whose == "request" else 3)
         assert sample(after, "roberta_infer_texts_total") - sample(before, "roberta_infer_texts_total") == 2  # the held call's
+
+
+def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
+    """Behind a held model call, a client queues three texts and hangs up: the server notices at once (while the
+    call is still held) and its texts never reach the model."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def held_load() -> BundleClassifier:
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+
+        def held(tokens: np.ndarray) -> np.ndarray:
+            if hold.is_set():
+                entered.set()
+                release.wait(30)
+            return logits(tokens)
+
+        classifier.logits = held
+        return classifier
+
+    def metric(name: str, **labels: str) -> float:
+        return sample(httpx.get(f"{base}/metrics").text, name, **labels) - sample(before, name, **labels)
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, what
+
+    with running(held_load, Limits(max_batch_size=2, max_wait_ms=1)) as base:
+        wait_ready(base)
+        before = httpx.get(f"{base}/metrics").text
+        hold.set()
+        first: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: first.append(
+            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
+        sender.start()
+        assert entered.wait(30), "the first request never reached the model"
+        body = b'{"texts": ["c", "d", "e"]}'
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as conn:
+            conn.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            until(lambda: metric("roberta_infer_requests_in_flight") == 2, "the second request never got queued")
+        until(lambda: metric("roberta_infer_errors_total", reason="disconnected") == 1, "the disconnect went unnoticed")
+        assert not release.is_set() and metric("roberta_infer_texts_dropped_total") == 0  # still queued, call held
+        release.set()
+        sender.join(30)
+        assert first[0].status_code == 200
+        until(lambda: metric("roberta_infer_texts_dropped_total") == 3, "the queued texts were never dropped")
+        assert metric("roberta_infer_texts_total") == 2 and metric("roberta_infer_requests_in_flight") == 0
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):

@@ -98,7 +98,7 @@ class Service:
         """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
         async def answer(body: bytes) -> Response:
             texts, timeout_ms = parse_request(body, self.limits)
-            return JSONResponse({"results": await self.queue(texts, timeout_ms)})
+            return JSONResponse({"results": await self.queue(texts, timeout_ms, request)})
 
         return await self.handle(request, answer)
 
@@ -114,30 +114,39 @@ class Service:
                 raise ApiError(400, str(e), "bad_request") from None
             texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
             timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
-            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms), model_name=self.name,
+            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms, request), model_name=self.name,
                                                  model_version=v2.MODEL_VERSION)
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
         return await self.handle(request, answer)
 
-    async def queue(self, texts: list[str], timeout_ms: float | None = None) -> list[dict]:
+    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request) -> list[dict]:
         """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
 
-        With a deadline (the sooner of `timeout_ms` and --request-timeout-ms) that passes first: ApiError 504, and
-        the texts still queued are dropped (their futures cancelled: the batcher skips them, counted in /metrics as
-        roberta_infer_texts_dropped_total).
+        The texts still queued are dropped (the batcher skips them, counted in /metrics as
+        roberta_infer_texts_dropped_total) when the deadline (the sooner of `timeout_ms` and --request-timeout-ms)
+        passes first: ApiError 504; or when the client disconnects first: ApiError 499 (nginx's "client closed
+        request", which no client sees).
         """
-        deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
         try:
-            if not deadlines:
-                return await self.batcher.classify(texts)
-            return await asyncio.wait_for(self.batcher.classify(texts), min(deadlines) / 1000)
+            results = self.batcher.submit(texts)
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
-        except asyncio.TimeoutError:
-            raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were "
-                                "classified", "deadline") from None
+        deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            await asyncio.wait((results, gone), timeout=min(deadlines) / 1000 if deadlines else None,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if results.done():
+            return list(results.result())
+        results.cancel()
+        if gone.done() and not gone.cancelled():
+            raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
+        raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
+                       "deadline")
 
     async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
         """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""
@@ -156,3 +165,9 @@ class Service:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(str(response.status_code)).inc()
         return response
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (ASGI `http.disconnect`); call it after the body has been read."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
