@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "request heads keep uvicorn's parser defaults (httptools: no size limit; put a reverse proxy in\n"
             "front of an exposed server). /docs is off: Swagger UI loads its scripts from a CDN;\n"
             "/openapi.json describes the API.\n"
+            "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms) a request gets 504; its texts\n"
+            "still queued are dropped, as are those of a client that disconnects.\n"
             "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
             "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."

@@ -32,7 +32,8 @@ from .v2 import DEFAULT_NAME, V2_INFER, V2_MODELS
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
     (400, "body is not UTF-8 or not JSON, or a text is empty or only whitespace"),
     (413, "too many texts, a text too long, or a body too large"),
-    (422, "wrong fields or types, or an empty list"), (503, "loading, overloaded or shutting down (see Retry-After)"))}
+    (401, "no or a wrong API key (servers started with --api-key)"), (422, "wrong fields or types, or an empty list"),
+    (503, "loading, overloaded or shutting down (see Retry-After)"), (504, "the request's deadline passed"))}
 router = APIRouter()
 
 
