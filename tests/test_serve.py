@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -31,6 +32,7 @@ from roberta_infer.loadtest import server_metrics
 from roberta_infer.predict import classify, predict
 from roberta_infer.runtime import BundleClassifier
 from roberta_infer.serve import Limits, call_cost_tokens, create_app, listen
+from roberta_infer.serve.server import exposure_warning, server_config
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴",
          "it 's not a bad film , but it is n't a good one either .", " ".join(["word"] * 100)]  # the last is truncated
@@ -45,14 +47,16 @@ def cached_bundle(hf_model: Path, cache: Path) -> Path:
 
 
 @contextmanager
-def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False) -> Iterator[str]:
-    """uvicorn in a background thread on a free loopback port; yields its base URL once it accepts connections.
+def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False,
+            api_key: str | None = None, **config) -> Iterator[str]:
+    """uvicorn in a background thread on a free loopback port, set up as `serve` sets it up (`server_config`, with
+    `config` for its options); yields its base URL once it accepts connections.
 
-    `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut in front of it.
+    `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut (and API key check) in front of it.
     """
     sock = listen("127.0.0.1", 0)
-    app = create_app(load, limits)
-    server = uvicorn.Server(uvicorn.Config(app.app if fastapi_only else app, lifespan="on", log_level="warning"))
+    app = create_app(load, limits, api_key=api_key)
+    server = uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -66,12 +70,12 @@ def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, 
         thread.join(timeout=30)
 
 
-def wait_ready(url: str, timeout: float = 60) -> None:
+def wait_ready(url: str, timeout: float = 60, headers: dict | None = None) -> None:
     """Until /readyz answers 200; a server that logged its address may not be accepting connections yet."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
+            if httpx.get(f"{url}/readyz", headers=headers).status_code == 200:
                 return
         except httpx.ConnectError:
             pass
@@ -314,6 +318,9 @@ BAD = [
     (b'{"text": "\\ud800"}', 422, "not valid Unicode"),
     (json.dumps({"texts": ["a"] * 257}).encode(), 413, '"texts" has 257 texts; the limit is 256'),
     (json.dumps({"texts": ["ok", "x" * 10_001]}).encode(), 413, '"texts"[1] has 10001 characters; the limit is 10000'),
+    (b'{"texts": ["ok"], "timeout_ms": 0}', 422, '"timeout_ms" is 0: give a positive number of milliseconds'),
+    (b'{"texts": ["ok"], "timeout_ms": "soon"}', 422, '"timeout_ms" is a string: give a positive number'),
+    (b'{"text": "ok", "timeout_ms": true}', 422, '"timeout_ms" is a boolean: give a positive number'),
 ]
 
 
@@ -341,10 +348,13 @@ def test_the_classify_shortcut_answers_as_the_fastapi_route_does(bundle):
     assert answers[0] == answers[1]
 
 
-def test_health_ready_metrics_openapi(url):
+def test_health_ready_metrics_openapi(url, bundle):
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 200 and ready.json()["model"]["class_names"] == ["negative", "positive"]
+    manifest = json.loads((bundle / "manifest.json").read_text())  # what the export recorded
+    served = ready.json()["model"]
+    assert (served["engine"], served["precision"]) == (manifest["engine"], manifest["precision"]) == ("onnxruntime", "fp32")
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("roberta_infer_requests_total", "roberta_infer_errors_total", "roberta_infer_texts_total",
@@ -353,10 +363,84 @@ def test_health_ready_metrics_openapi(url):
         assert name in metrics.text
     spec = httpx.get(f"{url}/openapi.json").json()
     operation = spec["paths"]["/v1/classify"]["post"]
-    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text"}
+    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text", "timeout_ms"}
     assert {"200", "400", "413", "422", "503"} <= set(operation["responses"])
     missing = httpx.get(f"{url}/nowhere")
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    for offline in ("/docs", "/redoc"):  # Swagger UI and ReDoc would load their scripts from a CDN
+        assert httpx.get(f"{url}{offline}").status_code == 404
+
+
+KEY = "s3cret-Key_0"
+GUARDED = [("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/v2"),
+           ("GET", "/v2/models/roberta"), ("GET", "/v2/models/roberta/ready"), ("POST", "/v1/classify"),
+           ("POST", "/v2/models/roberta/infer"), ("GET", "/nowhere")]
+
+
+def test_an_api_key_guards_every_route_but_the_health_probes(bundle):
+    with running(lambda: load_bundle(bundle, threads=1), api_key=KEY) as base:
+        for path in ("/healthz", "/v2/health/live"):
+            assert httpx.get(f"{base}{path}").status_code == 200
+        wait_ready(base, headers={"Authorization": f"Bearer {KEY}"})
+        assert httpx.get(f"{base}/v2/health/ready").status_code == 200
+        bodies = {"/v1/classify": {"text": "fine"},
+                  "/v2/models/roberta/infer": {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["fine"]}]}}
+        refused = 0
+        for method, path in GUARDED:
+            for headers in ({}, {"Authorization": f"Bearer {KEY}x"}, {"Authorization": KEY},
+                            {"Authorization": f"Basic {KEY}"}, {"X-Api-Key": KEY}):
+                response = httpx.request(method, f"{base}{path}", json=bodies.get(path), headers=headers)
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"] == "Bearer" and response.text.count("\n") == 0
+                assert list(response.json()) == ["error"] and KEY not in response.text
+                refused += 1
+            for scheme in ("Bearer", "bearer"):
+                response = httpx.request(method, f"{base}{path}", json=bodies.get(path),
+                                         headers={"Authorization": f"{scheme} {KEY}"})
+                assert response.status_code == (404 if path in ("/docs", "/nowhere") else 200), (method, path)
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+        assert sample(metrics, "roberta_infer_errors_total", reason="unauthorized") == refused
+
+
+def test_listening_beyond_loopback_without_a_key_is_warned_about():
+    for host in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"):
+        assert exposure_warning(host, None) is None
+    for host in ("0.0.0.0", "::", "192.168.1.7", "example.org"):
+        assert "without an API key" in exposure_warning(host, None)
+        assert exposure_warning(host, KEY) is None
+
+
+def test_over_max_connections_uvicorn_answers_503_and_metrics_count_them(bundle):
+    """With --max-connections 2, one kept-alive connection leaves room for no other request (uvicorn counts the
+    requesting connection too): the second client gets 503 until the first one closes."""
+    with running(lambda: load_bundle(bundle, threads=1), max_connections=2, keep_alive_s=600) as base:
+        wait_ready(base)
+        seen_503 = 0
+        first = httpx.Client(base_url=base)
+        deadline = time.monotonic() + 30
+        while (status := first.get("/healthz").status_code) != 200:  # until wait_ready's connection is gone
+            assert status == 503 and time.monotonic() < deadline
+            seen_503 += 1
+        with httpx.Client(base_url=base) as second:
+            refused = second.get("/readyz")
+            assert refused.status_code == 503
+            seen_503 += 1
+            metrics = first.get("/metrics").text
+            assert sample(metrics, "roberta_infer_connections_refused_total") == seen_503
+            first.close()
+            deadline = time.monotonic() + 30
+            while second.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the second client was never let in"
+
+
+def test_an_idle_keep_alive_connection_is_closed_by_the_server(bundle):
+    with running(lambda: load_bundle(bundle, threads=1), keep_alive_s=0.2) as base:
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while chunk := conn.recv(4096):  # the response, then b"" once the server closes the idle connection
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"status":"ok"}')
 
 
 def test_not_ready_then_overloaded(bundle):
@@ -420,6 +504,106 @@ def test_not_ready_then_overloaded(bundle):
         assert 'roberta_infer_errors_total{reason="overloaded"}' in metrics
 
 
+@pytest.mark.parametrize("whose", ["request", "server"])
+def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
+    """A model call held busy: requests queued behind it get 504 once their deadline passes, while the call is still
+    held, and their texts never reach the model. The server's --request-timeout-ms also ends the held request (its
+    texts are computed all the same), and the sooner of the server's and a request's own deadline applies."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def held_load() -> BundleClassifier:
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+
+        def held(tokens: np.ndarray) -> np.ndarray:
+            if hold.is_set():
+                entered.set()
+                release.wait(30)
+            return logits(tokens)
+
+        classifier.logits = held
+        return classifier
+
+    server_ms, own_ms = (None, 50) if whose == "request" else (50, 600_000)
+    with running(held_load, Limits(max_batch_size=2, max_wait_ms=1, request_timeout_ms=server_ms)) as base:
+        wait_ready(base)
+        before = httpx.get(f"{base}/metrics").text
+        hold.set()
+        first: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: first.append(
+            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
+        sender.start()
+        assert entered.wait(30), "the first request never reached the model"
+        if whose == "server":  # its deadline passes while its texts are in the held model call
+            sender.join(30)
+            assert first[0].status_code == 504
+        v1 = httpx.post(f"{base}/v1/classify", json={"texts": ["c", "d", "e"], "timeout_ms": own_ms}, timeout=60)
+        v2 = httpx.post(f"{base}/v2/models/roberta/infer", timeout=60, json={
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["f"]}], "parameters": {"timeout_ms": own_ms}})
+        assert v1.status_code == 504 and v1.json() == {
+            "error": "the request's deadline (50 ms) passed before its texts were classified"}
+        assert v2.status_code == 504 and v2.json() == v1.json()
+        release.set()
+        sender.join(30)
+        assert first[0].status_code == (200 if whose == "request" else 504)
+        deadline = time.monotonic() + 30
+        while (dropped := sample(httpx.get(f"{base}/metrics").text, "roberta_infer_texts_dropped_total")
+               - sample(before, "roberta_infer_texts_dropped_total")) < 4:
+            assert time.monotonic() < deadline, "the queued texts were never dropped"
+        after = httpx.get(f"{base}/metrics").text
+        assert dropped == 4 and sample(after, "roberta_infer_errors_total", reason="deadline") == (2 if whose == "request" else 3)
+        assert sample(after, "roberta_infer_texts_total") - sample(before, "roberta_infer_texts_total") == 2  # the held call's
+
+
+def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
+    """Behind a held model call, a client queues three texts and hangs up: the server notices at once (while the
+    call is still held) and its texts never reach the model."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def held_load() -> BundleClassifier:
+        classifier = load_bundle(bundle, threads=1)
+        logits = classifier.logits
+
+        def held(tokens: np.ndarray) -> np.ndarray:
+            if hold.is_set():
+                entered.set()
+                release.wait(30)
+            return logits(tokens)
+
+        classifier.logits = held
+        return classifier
+
+    def metric(name: str, **labels: str) -> float:
+        return sample(httpx.get(f"{base}/metrics").text, name, **labels) - sample(before, name, **labels)
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, what
+
+    with running(held_load, Limits(max_batch_size=2, max_wait_ms=1)) as base:
+        wait_ready(base)
+        before = httpx.get(f"{base}/metrics").text
+        hold.set()
+        first: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: first.append(
+            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
+        sender.start()
+        assert entered.wait(30), "the first request never reached the model"
+        body = b'{"texts": ["c", "d", "e"]}'
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as conn:
+            conn.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            until(lambda: metric("roberta_infer_requests_in_flight") == 2, "the second request never got queued")
+        until(lambda: metric("roberta_infer_errors_total", reason="disconnected") == 1, "the disconnect went unnoticed")
+        assert not release.is_set() and metric("roberta_infer_texts_dropped_total") == 0  # still queued, call held
+        release.set()
+        sender.join(30)
+        assert first[0].status_code == 200
+        until(lambda: metric("roberta_infer_texts_dropped_total") == 3, "the queued texts were never dropped")
+        assert metric("roberta_infer_texts_total") == 2 and metric("roberta_infer_requests_in_flight") == 0
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
     """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
     slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
@@ -468,7 +652,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
 def test_cli_defaults_are_the_limits_and_bad_settings_are_refused():
     args = build_parser().parse_args(["serve"])
     assert Limits(args.max_batch_size, args.max_wait_ms, args.max_texts_per_request, args.max_text_chars,
-                  args.max_queue, args.parallel_calls) == Limits()
+                  args.max_queue, args.parallel_calls, args.max_body_bytes, args.request_timeout_ms) == Limits()
+    assert (args.max_connections, args.keep_alive_s, args.api_key) == (1000, 5.0, None)
     with pytest.raises(RobertaInferError, match="--max-queue"):
         Limits(max_queue=10).check()
     with pytest.raises(RobertaInferError, match="--max-batch-size must be positive"):
@@ -491,6 +676,9 @@ def test_a_busy_port_is_a_one_line_error():
     (["--threads", "-3"], "argument --threads: must be in [1, 4096], got -3"),
     (["--threads", "0"], "argument --threads: must be in [1, 4096], got 0"),
     (["--name", "a/b"], "--name 'a/b'"),
+    (["--api-key", "s3cret key"], "--api-key / ROBERTA_INFER_API_KEY: give a non-empty key"),
+    (["--api-key", "s3cret", "--port", "99999"], "argument --port"),
+    (["--max-body-bytes", "0"], "argument --max-body-bytes"),
 ])
 def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is
@@ -499,6 +687,14 @@ def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert "s3cret" not in done.stderr  # an API key is never repeated
+
+
+def test_an_api_key_from_the_environment_is_checked_and_never_printed(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "ROBERTA_INFER_API_KEY": "s3 cret"})
+    assert done.returncode == 2 and "ROBERTA_INFER_API_KEY" in done.stderr and "s3 cret" not in done.stderr
 
 
 def test_a_damaged_bundle_stops_serve_with_one_line_and_no_traceback(bundle, tmp_path):

@@ -5,6 +5,7 @@ so a route added to the list is covered by every class."""
 from __future__ import annotations
 
 import json
+import socket
 import struct
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +17,7 @@ from test_serve import cached_bundle, running, wait_ready
 from roberta_infer.bundle import load_bundle
 from roberta_infer.serve import Limits
 
-LIMITS = Limits(max_texts_per_request=4, max_text_chars=50)
+LIMITS = Limits(max_texts_per_request=4, max_text_chars=50, max_body_bytes=4096)
 
 
 def v1(texts) -> dict:
@@ -28,7 +29,7 @@ def v2(texts) -> dict:
                         "data": texts}]}
 
 
-ROUTES = {"/v1/classify": v1, "/v2/models/roberta/infer": v2}
+ROUTES = {"/v1/classify": v1, "/v2/models/roberta/infer": v2, "/v2/models/roberta/versions/1/infer": v2}
 # class of bad request → (body for a route's document builder, statuses it may get)
 CLASSES = {
     "not JSON": (lambda make: b"{not json", {400}),
@@ -102,3 +103,38 @@ def test_binary_data_that_lies_about_its_size(url):
     response = httpx.post(f"{url}/v2/models/roberta/infer", content=header + payload,
                           headers={"Inference-Header-Content-Length": str(len(header))})
     assert response.status_code == 400 and "does not match" in response.json()["error"]
+
+
+def raw_response(url: str, head: bytes, *chunks: bytes) -> bytes:
+    """Send a request head and body chunks over a raw socket, never finishing the body; what comes back until the
+    server closes (the socket's timeout only guards against a hang)."""
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=60) as conn:
+        conn.sendall(head)
+        for chunk in chunks:
+            conn.sendall(chunk)
+        received = b""
+        while data := conn.recv(65536):
+            received += data
+            if b"\r\n\r\n" in received and received.endswith(b"}"):
+                break
+    return received
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(url, route):
+    """Content-Length 1 GB and no body at all: the 413 comes back at once, so nothing was waited for or read."""
+    head = f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+    response = raw_response(url, head.encode())
+    assert response.startswith(b"HTTP/1.1 413"), response
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1]) == {
+        "error": f"the request body has 1000000000 bytes; the limit is {LIMITS.max_body_bytes}"}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_chunked_body_growing_past_the_limit_is_cut_off(url, route):
+    """Chunked transfer declares no length: the body is read until it passes the limit, then refused unfinished."""
+    head = f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"%x\r\n%s\r\n" % (3000, b" " * 3000)
+    response = raw_response(url, head.encode(), chunk, chunk)  # 6000 bytes > 4096, and no final 0-length chunk
+    assert response.startswith(b"HTTP/1.1 413"), response
+    assert json.loads(response.split(b"\r\n\r\n", 1)[1]) == {"error": "the request body is over the 4096-byte limit"}

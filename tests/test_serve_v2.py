@@ -78,7 +78,7 @@ def test_one_output_only(client):
     assert [o["name"] for o in result.get_response()["outputs"]] == ["label"]
 
 
-def test_health_and_metadata(url, client):
+def test_health_and_metadata(url, client, bundle):
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("roberta")
     assert not client.is_model_ready("bert")
     server = client.get_server_metadata()
@@ -88,6 +88,8 @@ def test_health_and_metadata(url, client):
     assert model["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                                 {"name": "score", "datatype": "FP32", "shape": [-1]},
                                 {"name": "logits", "datatype": "FP32", "shape": [-1, 2]}]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert (model["engine"], model["precision"]) == (manifest["engine"], manifest["precision"]) == ("onnxruntime", "fp32")
     with pytest.raises(InferenceServerException, match="unknown model 'bert'"):
         client.get_model_metadata("bert")
 
@@ -178,3 +180,24 @@ def test_openapi_documents_the_v2_routes(url):
     paths = httpx.get(f"{url}/openapi.json").json()["paths"]
     assert {"/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/{model_name}", "/v2/models/{model_name}/ready",
             "/v2/models/{model_name}/infer"} <= set(paths)
+
+
+def test_the_versioned_routes_serve_the_advertised_version_only(url, client):
+    """/v2/models/NAME/versions/V/...: V is what the metadata lists; tritonclient's model_version reaches them."""
+    (version,) = client.get_model_metadata("roberta")["versions"]
+    assert version == "1"
+    assert client.get_model_metadata("roberta", version) == client.get_model_metadata("roberta")
+    assert client.is_model_ready("roberta", version)
+    versioned = client.infer("roberta", [text_input(TEXTS, binary=False)], model_version=version)
+    plain = client.infer("roberta", [text_input(TEXTS, binary=False)])
+    assert versioned.as_numpy("label").tolist() == plain.as_numpy("label").tolist()
+    np.testing.assert_array_equal(versioned.as_numpy("logits"), plain.as_numpy("logits"))
+    assert versioned.get_response()["model_version"] == "1"
+    for method, path in [("GET", "/v2/models/roberta/versions/2"), ("GET", "/v2/models/roberta/versions/2/ready"),
+                         ("POST", "/v2/models/roberta/versions/2/infer"), ("POST", "/v2/models/roberta/versions//infer")]:
+        response = httpx.request(method, f"{url}{path}", content=v2_request(["a"]) if method == "POST" else None)
+        assert response.status_code == 404, path
+        assert "has no version" in response.json()["error"] and "the versions available are '1'" in response.json()["error"]
+    response = httpx.post(f"{url}/v2/models/bert/versions/1/infer", content=v2_request(["a"]))
+    assert response.status_code == 404 and "this server serves 'roberta'" in response.json()["error"]
+    assert httpx.post(f"{url}/v2/models/roberta/versions/1/x/infer", content=v2_request(["a"])).status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .args import BATCH, PORT, bundle_dir, formatter, positive_int, ranged, runtime_args
 
@@ -16,16 +17,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             '  POST /v1/classify {"texts": ["...", ...]} or {"text": "..."}\n'
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
-            "       /openapi.json, /docs\n"
+            "       /openapi.json\n"
             "The Open Inference Protocol (KServe v2), as Triton's and KServe's clients (tritonclient) speak it:\n"
             "  POST /v2/models/NAME/infer  input text BYTES [N] → outputs label BYTES [N], score FP32 [N],\n"
             "       logits FP32 [N, C]; JSON or binary tensor data\n"
             "  GET  /v2/health/live, /v2/health/ready, /v2 (server), /v2/models/NAME, /v2/models/NAME/ready\n"
+            "  and /v2/models/NAME/versions/1[/ready|/infer] (the one version served; others: 404)\n"
             "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted, cut\n"
             "where padding would cost more than another call, padded to the longest; results equal `predict`.\n"
             "Texts wait for company only while the model is busy, and at most --max-wait-ms after the oldest:\n"
             "an idle model runs a lone request at once.\n"
             'Bad input gets a 4xx with {"error": ...}; more than --max-queue waiting texts, 503 + Retry-After.\n'
+            "Security: with an API key (--api-key, or better $ROBERTA_INFER_API_KEY: a command line is visible to\n"
+            "every user in `ps`) every route but /healthz and /v2/health/* needs `Authorization: Bearer KEY`,\n"
+            "else 401; the key is never printed. Listening beyond loopback without a key logs a warning.\n"
+            "HTTP limits: a body over --max-body-bytes gets 413 unread; beyond --max-connections open connections\n"
+            "uvicorn answers 503 (counted in /metrics); idle keep-alive connections close after --keep-alive-s;\n"
+            "request heads keep uvicorn's parser defaults (httptools: no size limit; put a reverse proxy in\n"
+            "front of an exposed server). /docs is off: Swagger UI loads its scripts from a CDN;\n"
+            "/openapi.json describes the API.\n"
+            "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms) a request gets 504; its texts\n"
+            "still queued are dropped, as are those of a client that disconnects.\n"
             "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
             "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
@@ -48,17 +60,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model calls running at once on the one session (default 1; 2 helps models so small that "
                         "tokenising and answering take as long as the call)")
     p.add_argument("--name", default="roberta", help="the model's name on the /v2 routes (default roberta)")
+    p.add_argument("--request-timeout-ms", type=ranged(float, 0, 3_600_000, low_open=True), metavar="MS",
+                   help="a request's deadline (default: none): texts still queued when it passes are dropped, and the "
+                        "request gets 504; a request may ask for a sooner one (v1: \"timeout_ms\" in the body; v2: "
+                        "in its \"parameters\")")
+    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` on every route but the health "
+                   "probes (default: $ROBERTA_INFER_API_KEY if set, else no key)")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, metavar="N",
+                   help="request body bytes at most (default 1048576 = 1 MiB); more: 413, not read")
+    p.add_argument("--max-connections", type=positive_int, default=1000, metavar="N",
+                   help="open connections (or requests in flight) at most (default 1000); beyond, uvicorn answers 503")
+    p.add_argument("--keep-alive-s", type=ranged(float, 0.1, 3600), default=5.0, metavar="S",
+                   help="an idle keep-alive connection is closed after S seconds (default 5)")
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
     runtime_args(p)
     p.set_defaults(func=execute)
 
 
 def execute(args: argparse.Namespace) -> None:
-    """`serve.serve(...)` with the parsed options: the size and wait limits as its Limits, the rest as they are."""
+    """`serve.serve(...)` with the parsed options: the size and wait limits as its Limits, the API key from
+    --api-key or $ROBERTA_INFER_API_KEY, the rest as they are."""
     from ..serve import Limits, serve  # deferred: it imports FastAPI, onnx and ONNX Runtime
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
-                    parallel_calls=args.parallel_calls)
+                    parallel_calls=args.parallel_calls, max_body_bytes=args.max_body_bytes,
+                    request_timeout_ms=args.request_timeout_ms)
+    api_key = args.api_key if args.api_key is not None else os.environ.get("ROBERTA_INFER_API_KEY")
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
-          access_log=args.access_log, name=args.name)
+          access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,
+          keep_alive_s=args.keep_alive_s)

@@ -4,7 +4,8 @@ Every request puts its texts on one queue; one worker turns them into length-sor
 results equal `roberta-infer predict`'s. The queue is bounded in texts: beyond --max-queue a request gets 503 with
 Retry-After rather than waiting without limit. The same queue serves /v1/classify (`v1`) and the Open Inference
 Protocol (KServe v2: `/v2/health/*`, `/v2`, `/v2/models/{name}[/ready|/infer]`, `v2`), so Triton's and KServe's
-clients get the same batching, limits and errors.
+clients get the same batching, limits and errors. An optional API key guards every route but the health probes;
+body size, open connections, keep-alive and request deadlines are bounded (`serve --help`).
 
 - `limits`: the Limits (`serve`'s size and wait options);
 - `batcher`: the queue and its worker (no HTTP); `call_cost`: a model call's fixed cost, timed at start-up;

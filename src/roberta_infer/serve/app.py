@@ -8,6 +8,7 @@ Every handler finds the service in `app.state.service`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
@@ -17,10 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from ..errors import RobertaInferError
 from ..runtime import BundleClassifier
 from ..version import __version__
 from . import v2
 from .limits import Limits
+from .metrics import ConnectionRefusals, log
 from .requests import ErrorResponse
 from .service import Service
 from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
@@ -29,59 +32,105 @@ from .v2 import DEFAULT_NAME, V2_INFER, V2_MODELS
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
     (400, "body is not UTF-8 or not JSON, or a text is empty or only whitespace"),
     (413, "too many texts, a text too long, or a body too large"),
-    (422, "wrong fields or types, or an empty list"), (503, "loading, overloaded or shutting down (see Retry-After)"))}
+    (401, "no or a wrong API key (servers started with --api-key)"), (422, "wrong fields or types, or an empty list"),
+    (503, "loading, overloaded or shutting down (see Retry-After)"), (504, "the request's deadline passed"))}
 router = APIRouter()
 
 
+UNAUTHORIZED = b'{"error":"this server needs an API key: send the header \'Authorization: Bearer KEY\'"}'
+UNAUTHORIZED_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(UNAUTHORIZED)).encode()),
+                        (b"www-authenticate", b"Bearer")]
+
+
+def open_path(path: str) -> bool:
+    """The routes that need no API key: the liveness and readiness probes (/healthz, /v2/health/live|ready)."""
+    return path == "/healthz" or path.startswith("/v2/health/")
+
+
 class ClassifyFirst:
-    """POST /v1/classify and the v2 infer route go straight to the service; everything else, their OpenAPI entries
-    included, is FastAPI's (`app`).
+    """The ASGI front door: the API key check, then POST /v1/classify and the v2 infer route straight to the service;
+    everything else, their OpenAPI entries included, is FastAPI's (`app`).
+
+    With `api_key`, every HTTP request but the health probes (`open_path`) must carry `Authorization: Bearer KEY`
+    (compared in constant time, `hmac.compare_digest`), else 401 with `{"error": ...}`, counted in /metrics as
+    errors{reason="unauthorized"}: a header lookup per request, no middleware stack.
 
     The service reads, limits, parses and answers the request itself, errors included, so the route needs none of
     FastAPI's middleware and routing, which cost 50 to 70 µs of CPU per request here: 30 to 40 % of the serving
     stack's own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
     """
 
-    def __init__(self, app: FastAPI, service: Service):
+    def __init__(self, app: FastAPI, service: Service, api_key: str | None = None):
         self.app, self.service = app, service
+        self.bearer = None if api_key is None else b"bearer " + api_key.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.bearer is not None and scope["type"] == "http" and not self.authorized(scope):
+            self.service.metrics.errors.labels("unauthorized").inc()
+            await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
+            return await send({"type": "http.response.body", "body": UNAUTHORIZED})
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == CLASSIFY_PATH:
                 response = await self.service.classify(Request(scope, receive))
                 return await response(scope, receive, send)
-            if path.startswith(V2_MODELS) and path.endswith(V2_INFER) and "/" not in path[len(V2_MODELS):-len(V2_INFER)]:
-                response = await self.service.infer_v2(Request(scope, receive), path[len(V2_MODELS):-len(V2_INFER)])
+            if (target := v2.infer_target(path)) is not None:
+                response = await self.service.infer_v2(Request(scope, receive), *target)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
+    def authorized(self, scope: Scope) -> bool:
+        """A health probe, or a request whose Authorization header is `Bearer KEY` (the scheme in any case)."""
+        if open_path(scope["path"]):
+            return True
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value[:7].lower() + value[7:], self.bearer)
+        return False
+
 
 def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
-               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME) -> ClassifyFirst:
+               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME,
+               api_key: str | None = None) -> ClassifyFirst:
     """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads).
 
     The model is served under `name` on the Open Inference Protocol's /v2 routes; `on_load_error` is told if `load`
-    fails. Raises RobertaInferError for `limits` that fail `Limits.check` or a name `v2.check_name` refuses.
+    fails; with `api_key`, every route but the health probes needs it (`ClassifyFirst`). Raises RobertaInferError
+    for `limits` that fail `Limits.check`, a name `v2.check_name` refuses, or an empty `api_key`.
     """
     limits.check()
     v2.check_name(name)
+    check_api_key(api_key)
     app = FastAPI(title="roberta-infer", summary="RoBERTa sentence classification with dynamic batching",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
     app.state.service = Service(load, limits, on_load_error, name)
     app.add_exception_handler(HTTPException, http_error)
     app.include_router(router)
-    return ClassifyFirst(app, app.state.service)
+    return ClassifyFirst(app, app.state.service, api_key)
+
+
+def check_api_key(api_key: str | None) -> None:
+    """None (no key) or a key usable in an HTTP header: visible ASCII, no spaces; else RobertaInferError, which
+    never repeats the key."""
+    if api_key is not None and (not api_key or not all("!" <= c <= "~" for c in api_key)):
+        raise RobertaInferError("--api-key / ROBERTA_INFER_API_KEY: give a non-empty key of visible ASCII characters "
+                                "without spaces (the key is not shown here)")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The model loads in the background from startup; shutdown waits for it, then drains the queue."""
+    """The model loads in the background from startup; shutdown waits for it, then drains the queue. While the app
+    lives, uvicorn's refusals beyond --max-connections are counted in its /metrics (`ConnectionRefusals`)."""
     service: Service = app.state.service
+    refusals = ConnectionRefusals(service.metrics.connections_refused)
+    log.addFilter(refusals)
     loading = asyncio.create_task(service.start())
-    yield
-    await loading
-    await service.stop()
+    try:
+        yield
+        await loading
+        await service.stop()
+    finally:
+        log.removeFilter(refusals)
 
 
 async def http_error(_: Request, e: HTTPException) -> JSONResponse:
@@ -132,14 +181,27 @@ async def v2_server() -> dict:
     return {"name": "roberta-infer", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
+VERSIONED = "{model_name}/versions/{model_version}"  # the version is the one `model_metadata` lists: "1"
+
+
 @router.get(V2_MODELS + "{model_name}")
 async def v2_model(model_name: str, request: Request) -> JSONResponse:
-    """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out."""
+    """The model's tensors: `text` BYTES [-1] in; `label` BYTES [-1], `score` FP32 [-1], `logits` FP32 [-1, C] out;
+    its engine and precision."""
     service = served(request, model_name)
     if not service.ready:
         error = service.unready_error()
         return JSONResponse({"error": error.message}, 503, headers=error.headers)
-    return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(service.model["class_names"])))
+    model = service.model
+    return JSONResponse(v2.model_metadata(service.name, v2.MODEL_VERSION, len(model["class_names"]), model["engine"],
+                                          model["precision"]))
+
+
+@router.get(V2_MODELS + VERSIONED)
+async def v2_model_version(model_name: str, model_version: str, request: Request) -> JSONResponse:
+    """The model's metadata at `model_version` (404 for a version it does not have)."""
+    served(request, model_name, model_version)
+    return await v2_model(model_name, request)
 
 
 @router.get(V2_MODELS + "{model_name}/ready")
@@ -149,10 +211,23 @@ async def v2_model_ready(model_name: str, request: Request) -> JSONResponse:
     return JSONResponse({"name": service.name, "ready": service.ready}, 200 if service.ready else 503)
 
 
+@router.get(V2_MODELS + VERSIONED + "/ready")
+async def v2_model_version_ready(model_name: str, model_version: str, request: Request) -> JSONResponse:
+    """200 once the model at `model_version` is loaded and warm, else 503 (404 for a version it does not have)."""
+    served(request, model_name, model_version)
+    return await v2_model_ready(model_name, request)
+
+
 @router.post(V2_MODELS + "{model_name}" + V2_INFER, responses=ERRORS)
 async def v2_infer(model_name: str, request: Request) -> Response:
     """Classify the BYTES tensor `text` (JSON or binary tensor data), batched with every other request's texts."""
     return await request.app.state.service.infer_v2(request, model_name)  # reached when mounted without ClassifyFirst
+
+
+@router.post(V2_MODELS + VERSIONED + V2_INFER, responses=ERRORS)
+async def v2_infer_version(model_name: str, model_version: str, request: Request) -> Response:
+    """Infer with the model at `model_version` (404 for a version it does not have)."""
+    return await request.app.state.service.infer_v2(request, model_name, model_version)  # without ClassifyFirst
 
 
 @router.get("/metrics", response_class=Response)
@@ -161,9 +236,10 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def served(request: Request, model_name: str) -> Service:
-    """The app's service, if it serves `model_name`; else HTTPException 404 (answered as `{"error": ...}`)."""
+def served(request: Request, model_name: str, version: str | None = None) -> Service:
+    """The app's service, if it serves `model_name` (at `version`; None: any); else HTTPException 404 (answered as
+    `{"error": ...}`) naming the model and versions it serves."""
     service: Service = request.app.state.service
-    if model_name != service.name:
-        raise HTTPException(404, f"unknown model {model_name!r}: this server serves {service.name!r}")
+    if (unknown := v2.unknown_model(model_name, version, service.name)) is not None:
+        raise HTTPException(404, unknown)
     return service

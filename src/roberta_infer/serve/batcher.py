@@ -1,7 +1,7 @@
 """Dynamic batching: one queue of texts from every request, one worker turning them into model calls.
 
 It knows nothing of HTTP (as text-embeddings-inference's batcher): callers hand it texts and await their results;
-a queue that will not take them raises `Refused`, which the service answers as it sees fit.
+a queue that will not take them raises `Refused`; a cancelled request's queued texts are skipped, which the service answers as it sees fit.
 
 A single worker runs the queued texts as soon as the model is idle; while a call runs, it waits until
 max_batch_size texts are queued, or at most max_wait_ms after the oldest arrived, so a lone request is never held
@@ -78,12 +78,12 @@ class Batcher:
         self._fail(list(self.pending), self.failure)
         self.pending.clear()
 
-    async def classify(self, texts: list[str]) -> list[dict]:
-        """Queue the texts (all or none) and wait for their results, in order: `{"label": str, "score": float
-        (softmax probability), "logits": [float] * classes}` each.
+    def submit(self, texts: list[str]) -> asyncio.Future:
+        """Queue the texts (all or none); the future of their results, in order: `{"label": str, "score": float
+        (softmax probability), "logits": [float] * classes}` each. Cancelling it drops those still queued.
 
         Raises Refused while closing, after the worker stopped, or when the texts would overfill the queue; the
-        exception of a failed tokenisation or model call (logged) for its texts only.
+        future holds the exception of a failed tokenisation or model call (logged) for its texts only.
         """
         if self.closing:
             raise Refused("the server is shutting down", "shutting_down", retry=True)
@@ -99,7 +99,7 @@ class Batcher:
         self.pending.extend(items)
         self.metrics.queued.set(len(self.pending))
         self.wakeup.set()
-        return list(await asyncio.gather(*(item.future for item in items)))
+        return asyncio.gather(*(item.future for item in items))
 
     async def close(self) -> None:
         """Refuse new texts, run the queued ones, stop the worker."""
@@ -130,7 +130,9 @@ class Batcher:
                     break
             window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
             self.metrics.queued.set(len(self.pending))
-            window = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            live = [item for item in window if not item.future.done()]  # done: its request was cancelled
+            self.metrics.dropped.inc(len(window) - len(live))
+            window = live
             rows: list[list[int]] = []
             batches: list[np.ndarray] = []
             try:

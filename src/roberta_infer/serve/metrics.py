@@ -21,12 +21,31 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes etc., for loadtest's memory figures
         sizes = sorted({2**i for i in range(max_batch_size.bit_length()) if 2**i < max_batch_size} | {max_batch_size})
         self.requests = Counter("roberta_infer_requests", "classify requests answered, by HTTP status", ["status"], registry=r)
-        self.errors = Counter("roberta_infer_errors", "classify requests refused or failed, by reason", ["reason"], registry=r)
+        self.errors = Counter("roberta_infer_errors", "requests refused or failed, by reason (unauthorized: any route)", ["reason"], registry=r)
         self.texts = Counter("roberta_infer_texts", "texts classified", registry=r)
+        self.dropped = Counter("roberta_infer_texts_dropped", "queued texts dropped before their model call: their "
+                               "request's deadline passed or it was cancelled", registry=r)
         self.batch_size = Histogram("roberta_infer_batch_size", "texts per model call", buckets=sizes, registry=r)
         self.queue_seconds = Histogram("roberta_infer_queue_seconds", "time a text waited for its model call",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.inference_seconds = Histogram("roberta_infer_inference_seconds", "time of one model call (pad + run)",
                                            buckets=LATENCY_BUCKETS, registry=r)
         self.queued = Gauge("roberta_infer_queued_texts", "texts waiting for a model call", registry=r)
+        self.connections_refused = Counter("roberta_infer_connections_refused", "requests uvicorn answered 503 "
+                                           "beyond --max-connections (from its log: every server in this process)",
+                                           registry=r)
         self.in_flight = Gauge("roberta_infer_requests_in_flight", "classify requests being handled", registry=r)
+
+
+class ConnectionRefusals(logging.Filter):
+    """Counts uvicorn's 503s beyond --max-connections (`limit_concurrency`) into `counter`: uvicorn answers them
+    itself, before any app runs, and says so only in its log ("Exceeded concurrency limit."). The record is kept."""
+
+    def __init__(self, counter: Counter):
+        super().__init__()
+        self.counter = counter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Exceeded concurrency limit.":
+            self.counter.inc()
+        return True

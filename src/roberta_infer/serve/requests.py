@@ -46,6 +46,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_timeout_ms(value: Any, what: str) -> float | None:
+    """A request's own deadline in milliseconds (None: none given), else ApiError 422 naming `what`: a positive number."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 < value < float("inf"):
+        raise ApiError(422, f"{what} is {json_type(value) if type(value) not in (int, float) else value}: give a "
+                            "positive number of milliseconds", "bad_request")
+    return float(value)
+
+
 def check_texts(texts: list, limits: Limits, what: str, where: Callable[[int], str]) -> list[str]:
     """The texts of a request, or an ApiError: none (422), too many (413), not strings (422), too long (413), not
     valid Unicode (422), or empty or blank (400: only whitespace, `data.is_blank`; nothing to classify, where a label

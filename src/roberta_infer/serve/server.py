@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import signal
 import socket
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..bundle import load_bundle
 from ..default import default_bundle
 from ..errors import RobertaInferError
 from ..runtime import BundleClassifier
-from .app import create_app
+from .app import check_api_key, create_app
 from .limits import Limits
 from .metrics import log
 from .v2 import DEFAULT_NAME, check_name
@@ -38,13 +39,41 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def loopback(host: str) -> bool:
+    """Whether `host` only reaches this machine: localhost, 127.0.0.0/8 or ::1."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning `serve` logs when it listens beyond loopback without an API key; None when it need not."""
+    if api_key is not None or loopback(host):
+        return None
+    return (f"listening on {host} without an API key: anyone who reaches this address can use the server "
+            "(set ROBERTA_INFER_API_KEY or --api-key)")
+
+
+def server_config(app, *, max_connections: int | None = None, keep_alive_s: float = 5.0, access_log: bool = False,
+                  log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for `app`: at most `max_connections` open connections or requests in flight (beyond: 503
+    from uvicorn, `limit_concurrency`; None: no limit), idle keep-alive connections closed after `keep_alive_s`
+    seconds. Request heads keep uvicorn's parser defaults (httptools, used when installed: no size limit)."""
+    return uvicorn.Config(app, lifespan="on", access_log=access_log, log_level=log_level, timeout_graceful_shutdown=None,
+                          limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s)
+
+
 def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME) -> None:
+          threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
+          api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0) -> None:
     """Serve the bundle `model` over HTTP until SIGINT/SIGTERM, then finish in-flight requests and return.
 
     Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
-    are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request. Raises
-    RobertaInferError for bad limits, name or port, a port that cannot be bound, or a model that cannot load.
+    are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request; `api_key`
+    is required by every route but the health probes (`create_app`); `max_connections` and `keep_alive_s` are
+    `server_config`'s. The key is never logged; listening beyond loopback without one logs a warning. Raises
+    RobertaInferError for bad limits, name, key or port, a port that cannot be bound, or a model that cannot load.
     """
     failures: list[BaseException] = []
 
@@ -62,10 +91,13 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
         server.should_exit = True
 
     check_name(name)
+    check_api_key(api_key)
     sock = listen(host, port)
-    app = create_app(load, limits, on_load_error=stop_on_failure, name=name)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", access_log=access_log,
-                                           log_level="info", timeout_graceful_shutdown=None))
+    app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key)
+    server = uvicorn.Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s,
+                                          access_log=access_log))
+    if (warning := exposure_warning(host, api_key)) is not None:
+        log.warning("%s", warning)
     log.info("serving on http://%s:%d (/readyz answers 200 once the model is warm; SIGTERM or Ctrl+C to stop)",
              f"[{host}]" if ":" in host else host, sock.getsockname()[1])
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler makes that a normal return (exit 0).

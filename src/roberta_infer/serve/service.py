@@ -11,14 +11,14 @@ from starlette.requests import Request
 
 from ..errors import RobertaInferError
 from ..predict import classify
-from ..runtime import BundleClassifier
+from ..runtime import BundleClassifier, engine_and_precision
 from . import v2
 from .batcher import Batcher, Refused
 from .call_cost import WARMUP_TEXT, call_cost_tokens
 from .limits import Limits
 from .metrics import Metrics, log
-from .requests import RETRY_AFTER, ApiError, check_texts, read_body
-from .v1 import parse_texts
+from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
+from .v1 import parse_request
 
 
 class Service:
@@ -70,14 +70,17 @@ class Service:
             if self.on_load_error is not None:
                 self.on_load_error(e)
             return
+        engine, precision = engine_and_precision(classifier.manifest)
         self.model = {"class_names": classifier.class_names, "max_tokens": classifier.max_tokens,
+                      "engine": engine, "precision": precision,
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
                       "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
                       "parallel_calls": self.limits.parallel_calls,
                       "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
         self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
-        log.info("model ready: classes %s, %d threads (%s)", classifier.class_names, classifier.threads, classifier.provider)
+        log.info("model ready: %s %s, classes %s, %d threads (%s)", engine, precision, classifier.class_names,
+                 classifier.threads, classifier.provider)
 
     def _load_and_warm(self) -> tuple[BundleClassifier, float | None]:
         """The model, warmed up, and its call cost for batch planning (timed after the warm-up call)."""
@@ -94,33 +97,56 @@ class Service:
     async def classify(self, request: Request) -> Response:
         """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
         async def answer(body: bytes) -> Response:
-            return JSONResponse({"results": await self.queue(parse_texts(body, self.limits))})
+            texts, timeout_ms = parse_request(body, self.limits)
+            return JSONResponse({"results": await self.queue(texts, timeout_ms, request)})
 
         return await self.handle(request, answer)
 
-    async def infer_v2(self, request: Request, model_name: str) -> Response:
-        """POST /v2/models/{name}/infer: the Open Inference Protocol's request and response around the same queue."""
+    async def infer_v2(self, request: Request, model_name: str, version: str | None = None) -> Response:
+        """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's request and response
+        around the same queue; 404 for another model or version."""
         async def answer(body: bytes) -> Response:
-            if model_name != self.name:
-                raise ApiError(404, f"unknown model {model_name!r}: this server serves {self.name!r}", "unknown_model")
+            if (unknown := v2.unknown_model(model_name, version, self.name)) is not None:
+                raise ApiError(404, unknown, "unknown_model")
             try:
                 parsed = v2.parse_infer_request(body, request.headers.get(v2.HEADER_LENGTH))
             except v2.ProtocolError as e:
                 raise ApiError(400, str(e), "bad_request") from None
             texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
-            content, headers = v2.infer_response(parsed, await self.queue(texts), model_name=self.name,
+            timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
+            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms, request), model_name=self.name,
                                                  model_version=v2.MODEL_VERSION)
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
         return await self.handle(request, answer)
 
-    async def queue(self, texts: list[str]) -> list[dict]:
-        """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed)."""
+    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request) -> list[dict]:
+        """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
+
+        The texts still queued are dropped (the batcher skips them, counted in /metrics as
+        roberta_infer_texts_dropped_total) when the deadline (the sooner of `timeout_ms` and --request-timeout-ms)
+        passes first: ApiError 504; or when the client disconnects first: ApiError 499 (nginx's "client closed
+        request", which no client sees).
+        """
         try:
-            return await self.batcher.classify(texts)
+            results = self.batcher.submit(texts)
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
+        deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            await asyncio.wait((results, gone), timeout=min(deadlines) / 1000 if deadlines else None,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if results.done():
+            return list(results.result())
+        results.cancel()
+        if gone.done() and not gone.cancelled():
+            raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
+        raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
+                       "deadline")
 
     async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
         """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""
@@ -139,3 +165,9 @@ class Service:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(str(response.status_code)).inc()
         return response
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (ASGI `http.disconnect`); call it after the body has been read."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

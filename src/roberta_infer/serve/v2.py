@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import RobertaInferError
 
-V2_MODELS, V2_INFER = "/v2/models/", "/infer"  # POST V2_MODELS + name + V2_INFER
+V2_MODELS, V2_INFER = "/v2/models/", "/infer"  # POST V2_MODELS + name [+ "/versions/" + version] + V2_INFER
 DEFAULT_NAME = "roberta"  # the model's name on the /v2 routes (`serve --name`)
 MODEL_VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -43,6 +43,7 @@ class InferRequest:
     texts: list
     id: str | None
     outputs: dict[str, bool]  # output name → as binary data
+    timeout_ms: object = None  # the request's parameters' "timeout_ms", unchecked (`requests.check_timeout_ms`)
 
 
 def check_name(name: str) -> None:
@@ -51,9 +52,32 @@ def check_name(name: str) -> None:
         raise RobertaInferError(f"--name {name!r}: give a non-empty name without '/', '?', '#', '%' or spaces")
 
 
-def model_metadata(name: str, version: str, classes: int) -> dict:
-    """`GET /v2/models/{name}`: the model's tensors."""
-    return {"name": name, "versions": [version], "platform": "roberta-infer",
+def infer_target(path: str) -> tuple[str, str | None] | None:
+    """The model name and version (None: unversioned) an infer path names: /v2/models/NAME/infer or
+    /v2/models/NAME/versions/VERSION/infer; None for any other path."""
+    if not (path.startswith(V2_MODELS) and path.endswith(V2_INFER)):
+        return None
+    parts = path[len(V2_MODELS):-len(V2_INFER)].split("/")
+    if len(parts) == 1:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions":
+        return parts[0], parts[2]
+    return None
+
+
+def unknown_model(name: str, version: str | None, served: str) -> str | None:
+    """Why `name` (at `version`, None: any) is not the served model, for a 404; None when it is."""
+    if name != served:
+        return f"unknown model {name!r}: this server serves {served!r}"
+    if version is not None and version != MODEL_VERSION:
+        return f"model {name!r} has no version {version!r}: the versions available are {MODEL_VERSION!r}"
+    return None
+
+
+def model_metadata(name: str, version: str, classes: int, engine: str, precision: str) -> dict:
+    """`GET /v2/models/{name}`: the model's tensors, and (beyond the protocol's fields, which clients ignore) the
+    bundle's engine ("onnxruntime" | "openvino") and precision ("fp32" | "bf16" | "int8")."""
+    return {"name": name, "versions": [version], "platform": "roberta-infer", "engine": engine, "precision": precision,
             "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                         {"name": "score", "datatype": "FP32", "shape": [-1]},
@@ -105,7 +129,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             raise ProtocolError(f"input element {bad} is not a string")
     if len(texts) != shape[0]:
         raise ProtocolError(f"input shape {shape} does not match its {len(texts)} elements")
-    return InferRequest(texts, document.get("id"), requested_outputs(document))
+    return InferRequest(texts, document.get("id"), requested_outputs(document),
+                        parameters(document, "the request's").get("timeout_ms"))
 
 
 def requested_outputs(document: dict) -> dict[str, bool]:
