@@ -1,7 +1,8 @@
 """Dynamic batching: one queue of texts from every request, one worker turning them into model calls.
 
 It knows nothing of HTTP (as text-embeddings-inference's batcher): callers hand it texts and await their results;
-a queue that will not take them raises `Refused`; a cancelled request's queued texts are skipped, which the service answers as it sees fit.
+a queue that will not take them raises `Refused`; a cancelled request's queued texts are skipped, which the
+service answers as it sees fit.
 
 A single worker runs the queued texts as soon as the model is idle; while a call runs, it waits until
 max_batch_size texts are queued, or at most max_wait_ms after the oldest arrived, so a lone request is never held

@@ -21,7 +21,8 @@ class Metrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes etc., for loadtest's memory figures
         sizes = sorted({2**i for i in range(max_batch_size.bit_length()) if 2**i < max_batch_size} | {max_batch_size})
         self.requests = Counter("roberta_infer_requests", "classify requests answered, by HTTP status", ["status"], registry=r)
-        self.errors = Counter("roberta_infer_errors", "requests refused or failed, by reason (unauthorized: any route)", ["reason"], registry=r)
+        self.errors = Counter("roberta_infer_errors", "requests refused or failed, by reason (unauthorized: any route)",
+                              ["reason"], registry=r)
         self.texts = Counter("roberta_infer_texts", "texts classified", registry=r)
         self.dropped = Counter("roberta_infer_texts_dropped", "queued texts dropped before their model call: their "
                                "request's deadline passed or it was cancelled", registry=r)
