@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import FIXTURES, make_hf_model
 from transformers import AutoTokenizer, RobertaForSequenceClassification
+from transformers.utils import logging as hf_logging
 
 from roberta_infer.checkpoint import load_classifier
 from roberta_infer.cli import main
@@ -42,6 +43,17 @@ def test_huggingface_matches_transformers(tmp_path, shared_data, tokenizer_json,
     assert np.abs(got - expected).max() < 1e-4
     assert ours.class_names == ["negative", "positive", "neutral"]
     assert ours.source["kind"] == "huggingface" and len(ours.source["sha256"]) == 64
+
+
+def test_loading_leaves_transformers_logging_as_it_was(hf_model):
+    """No process-wide change: transformers' level and progress bars are the caller's again after a load."""
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        load_classifier(hf_model)
+        assert hf_logging.get_verbosity() == hf_logging.INFO and hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity_warning()
 
 
 def test_huggingface_bad_inputs(tmp_path, hf_model):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import FIXTURES, make_hf_model
 from safetensors.numpy import load_file
 
@@ -67,7 +68,14 @@ def test_same_seed_same_weights(tiny_model, short_rows, tmp_path):
     train(short_rows, tmp_path / "again", epochs=12, seed=3, **TINY)
     again = load_file(tmp_path / "again" / "model.safetensors")
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
-    train(short_rows, tmp_path / "other", epochs=2, seed=4, **TINY)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if threads == 1 else 1)  # whatever it is, train (at 1 thread) must give it back
+    try:
+        before = torch.get_num_threads()
+        train(short_rows, tmp_path / "other", epochs=2, seed=4, **TINY)
+        assert torch.get_num_threads() == before, "train restores PyTorch's thread count"
+    finally:
+        torch.set_num_threads(threads)
     other = load_file(tmp_path / "other" / "model.safetensors")
     assert not np.array_equal(first["classifier.out_proj.weight"], other["classifier.out_proj.weight"])
 

@@ -13,6 +13,8 @@ import json
 import pickle
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,33 @@ HF_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 # Tensors a Hugging Face RoBERTa checkpoint may hold or lack without changing a classifier's logits: index buffers
 # (older transformers saved them) and the pooler, which RobertaForSequenceClassification does not use.
 HARMLESS_TENSORS = re.compile(r"(^|\.)(position_ids|token_type_ids)$|(^|\.)pooler\.")
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to `threads` for the block (None: left as it is), restored after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def transformers_quiet() -> Iterator[None]:
+    """transformers' warnings and progress bars off for the block (our output stays one line per step), its logging
+    level and progress-bar setting restored after: no process-wide change."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @dataclass
@@ -132,12 +161,11 @@ def load_huggingface(model_dir: Path, *, bpe_dir: Path | None = None, class_name
     if config.get("model_type") != "roberta":
         raise RobertaInferError(f"{model_dir} holds a {config.get('model_type')!r} model, not a RoBERTa one")
     weights = huggingface_weights(model_dir)
-    hf_logging.disable_progress_bar()  # our own output stays one line per step
-    hf_logging.set_verbosity_error()
     try:
-        model, loading = RobertaForSequenceClassification.from_pretrained(
-            model_dir, attn_implementation="eager", local_files_only=True, output_loading_info=True
-        )
+        with transformers_quiet():
+            model, loading = RobertaForSequenceClassification.from_pretrained(
+                model_dir, attn_implementation="eager", local_files_only=True, output_loading_info=True
+            )
     except (OSError, ValueError, RuntimeError) as e:
         raise RobertaInferError(f"cannot load {model_dir}: {str(e).splitlines()[0]}") from None
     check_coverage(model_dir, loading)

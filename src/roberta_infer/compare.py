@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .bundle import build_bundle, load_bundle
-from .checkpoint import RobertaClassifier, load_classifier
+from .checkpoint import RobertaClassifier, load_classifier, torch_threads
 from .compare_report import counted
 from .data import read_sst2, sst2_file
 from .default import default_model_dir
@@ -312,9 +312,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     speed = Models(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress,
                    max_drop=max_accuracy_drop, search=accuracy_model is speed_model, float_like=trained)
     trained = speed if accuracy_model is speed_model else trained
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)  # the PyTorch modes and the GEMM peak get the cores the other engines get
-    try:
+    with torch_threads(threads):  # the PyTorch modes and the GEMM peak get the cores the other engines get
         load_before = os.getloadavg()
         peaks = [gemm_peak_gflops()]
         int8_peaks = [int8_gemm_peak_gops(threads=threads)]
@@ -322,8 +320,6 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
                    for mode in modes]
         peaks.append(gemm_peak_gflops())  # before and after: the higher one is the machine's, the lower was disturbed
         int8_peaks.append(int8_gemm_peak_gops(threads=threads))
-    finally:
-        torch.set_num_threads(torch_threads)
     progress(f"GEMM peaks on {threads} threads: fp32 {max(peaks):.0f} GFLOP/s, int8 {max(int8_peaks):.0f} GOP/s")
     peak = {"fp32": max(peaks), "int8": max(int8_peaks)}
     baseline, labels = results[0], [result.pop("labels") for result in results]

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from rich.console import Console
 from transformers import RobertaConfig, RobertaForSequenceClassification
-from transformers.utils import logging as hf_logging
 
-from .checkpoint import RobertaClassifier, load_classifier
+from .checkpoint import RobertaClassifier, load_classifier, torch_threads, transformers_quiet
 from .data import bpe_dir as gpt2_bpe_dir
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
@@ -95,8 +94,6 @@ def train(data: Path | None, out: Path, *, init: Path | str | None = None, fairs
     texts, raw_labels = split.sentences[:max_train_rows], split.labels[:max_train_rows]
     if not texts:
         raise RobertaInferError(f"no training rows: {tsv} has a header but no labelled rows")
-    if threads is not None:
-        torch.set_num_threads(threads)
     train_rows, heldout_rows, train_sentences = split_by_sentence(texts, holdout, np.random.default_rng(holdout_seed))
     if not train_rows:
         raise RobertaInferError(
@@ -105,7 +102,8 @@ def train(data: Path | None, out: Path, *, init: Path | str | None = None, fairs
     rng = np.random.default_rng(seed)
     console = Console(stderr=True)
     starting = console.status("building the vocabulary and the model, tokenising") if show_progress else nullcontext()
-    with torch.random.fork_rng(devices=[]), starting:
+    with torch_threads(threads), torch.random.fork_rng(devices=[]), starting:
+        threads_used = torch.get_num_threads()
         torch.manual_seed(seed)
         if init is None:
             encoder, vocab = build_vocabulary([texts[i] for i in train_rows], bpe_dir, min_count,
@@ -153,7 +151,7 @@ def train(data: Path | None, out: Path, *, init: Path | str | None = None, fairs
                  "label_smoothing": label_smoothing, "token_dropout": token_dropout,
                  "warmup": warmup, "mlm_steps": mlm_steps, "average": average, "freeze_embeddings": freeze_embeddings,
                  "save_dtype": save_dtype, "holdout": holdout,
-                 "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": torch.get_num_threads()},
+                 "holdout_seed": holdout_seed, "max_train_rows": max_train_rows, "threads": threads_used},
         "seed": seed,
         "data": {"path": str(tsv), "sha256": sha256_file(tsv), "rows": len(texts), "train_rows": len(train_rows),
                  "heldout_sentences": len(heldout_rows),
@@ -253,8 +251,7 @@ def save_model(classifier: RobertaClassifier, out: Path, record: dict, *, dtype:
     """An HF folder `load_classifier` reads: config, safetensors in `dtype` (float32 or float16), tokenizer (id map
     or own BPE), training.json; written through `outputs.output_dir` (an earlier trained model is replaced only
     with `force`)."""
-    hf_logging.disable_progress_bar()
-    with output_dir(out, "model", force=force) as tmp:
+    with output_dir(out, "model", force=force) as tmp, transformers_quiet():
         classifier.model.to(SAVE_DTYPES[dtype]).save_pretrained(tmp)
         classifier.model.float()
         classifier.encoder.save(tmp, include_bpe=classifier.encoder.id_map is None)

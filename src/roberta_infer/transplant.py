@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders
 from transformers import BertModel, RobertaConfig, RobertaForSequenceClassification
-from transformers.utils import logging as hf_logging
 
-from .checkpoint import RobertaClassifier
+from .checkpoint import RobertaClassifier, transformers_quiet
 from .data import read_utf8, sha256_file
 from .errors import RobertaInferError
 from .tokenise import FairseqDictionary, TextEncoder
@@ -71,9 +70,8 @@ def transplant(bert_dir: Path, bpe_dir: Path, class_names: list[str], *, texts: 
         if not (bpe_dir / name).is_file():
             raise RobertaInferError(f"{bpe_dir / name} not found: the transplant needs GPT-2's encoder.json and vocab.bpe "
                                     "and fairseq's roberta dict.txt (roberta-infer prepare --download fetches them)")
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    bert = BertModel.from_pretrained(bert_dir, local_files_only=True, attn_implementation="eager").float().eval()
+    with transformers_quiet():
+        bert = BertModel.from_pretrained(bert_dir, local_files_only=True, attn_implementation="eager").float().eval()
     wordpiece = Tokenizer.from_file(str(bert_dir / "tokenizer.json"))
     dictionary = FairseqDictionary.load(bpe_dir / "dict.txt")
     encoder = TextEncoder.gpt2_fairseq(bpe_dir, dictionary)
