@@ -504,14 +504,11 @@ def test_not_ready_then_overloaded(bundle):
         assert 'roberta_infer_errors_total{reason="overloaded"}' in metrics
 
 
-@pytest.mark.parametrize("whose", ["request", "server"])
-def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
-    """A model call held busy: requests queued behind it get 504 once their deadline passes, while the call is still
-    held, and their texts never reach the model. The server's --request-timeout-ms also ends the held request (its
-    texts are computed all the same), and the sooner of the server's and a request's own deadline applies."""
-    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+def held_loader(bundle: Path, hold: threading.Event, entered: threading.Event,
+                release: threading.Event) -> Callable[[], BundleClassifier]:
+    """`serve`'s loader of `bundle` whose model calls, once `hold` is set, set `entered` and wait for `release`."""
 
-    def held_load() -> BundleClassifier:
+    def load() -> BundleClassifier:
         classifier = load_bundle(bundle, threads=1)
         logits = classifier.logits
 
@@ -523,6 +520,17 @@ def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
 
         classifier.logits = held
         return classifier
+
+    return load
+
+
+@pytest.mark.parametrize("whose", ["request", "server"])
+def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
+    """A model call held busy: requests queued behind it get 504 once their deadline passes, while the call is still
+    held, and their texts never reach the model. The server's --request-timeout-ms also ends the held request (its
+    texts are computed all the same), and the sooner of the server's and a request's own deadline applies."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+    held_load = held_loader(bundle, hold, entered, release)
 
     server_ms, own_ms = (None, 50) if whose == "request" else (50, 600_000)
     with running(held_load, Limits(max_batch_size=2, max_wait_ms=1, request_timeout_ms=server_ms)) as base:
@@ -559,19 +567,7 @@ def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
     """Behind a held model call, a client queues three texts and hangs up: the server notices at once (while the
     call is still held) and its texts never reach the model."""
     hold, entered, release = threading.Event(), threading.Event(), threading.Event()
-
-    def held_load() -> BundleClassifier:
-        classifier = load_bundle(bundle, threads=1)
-        logits = classifier.logits
-
-        def held(tokens: np.ndarray) -> np.ndarray:
-            if hold.is_set():
-                entered.set()
-                release.wait(30)
-            return logits(tokens)
-
-        classifier.logits = held
-        return classifier
+    held_load = held_loader(bundle, hold, entered, release)
 
     def metric(name: str, **labels: str) -> float:
         return sample(httpx.get(f"{base}/metrics").text, name, **labels) - sample(before, name, **labels)
