@@ -524,6 +524,19 @@ def held_loader(bundle: Path, hold: threading.Event, entered: threading.Event,
     return load
 
 
+def start_held_call(base: str, hold: threading.Event, entered: threading.Event
+                    ) -> tuple[threading.Thread, list[httpx.Response]]:
+    """Set `hold` and send two texts from a thread; return once their model call is held (`held_loader`): the thread
+    and the list its response will be appended to."""
+    hold.set()
+    first: list[httpx.Response] = []
+    sender = threading.Thread(target=lambda: first.append(
+        httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
+    sender.start()
+    assert entered.wait(30), "the first request never reached the model"
+    return sender, first
+
+
 @pytest.mark.parametrize("whose", ["request", "server"])
 def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
     """A model call held busy: requests queued behind it get 504 once their deadline passes, while the call is still
@@ -536,12 +549,7 @@ def test_texts_queued_past_their_deadline_are_dropped_with_504(bundle, whose):
     with running(held_load, Limits(max_batch_size=2, max_wait_ms=1, request_timeout_ms=server_ms)) as base:
         wait_ready(base)
         before = httpx.get(f"{base}/metrics").text
-        hold.set()
-        first: list[httpx.Response] = []
-        sender = threading.Thread(target=lambda: first.append(
-            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
-        sender.start()
-        assert entered.wait(30), "the first request never reached the model"
+        sender, first = start_held_call(base, hold, entered)
         if whose == "server":  # its deadline passes while its texts are in the held model call
             sender.join(30)
             assert first[0].status_code == 504
@@ -580,12 +588,7 @@ def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
     with running(held_load, Limits(max_batch_size=2, max_wait_ms=1)) as base:
         wait_ready(base)
         before = httpx.get(f"{base}/metrics").text
-        hold.set()
-        first: list[httpx.Response] = []
-        sender = threading.Thread(target=lambda: first.append(
-            httpx.post(f"{base}/v1/classify", json={"texts": ["held", "call"]}, timeout=60)))
-        sender.start()
-        assert entered.wait(30), "the first request never reached the model"
+        sender, first = start_held_call(base, hold, entered)
         body = b'{"texts": ["c", "d", "e"]}'
         with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as conn:
             conn.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
