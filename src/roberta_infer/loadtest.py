@@ -69,13 +69,12 @@ def check_loopback(url: str) -> str:
     if not loopback:
         raise RobertaInferError(f"refusing to load-test {host}: only this machine's loopback addresses "
                                 f"(127.0.0.0/8, ::1, localhost) may be targeted")
-    path = parts.path.rstrip("/")
-    if path in SERVER_ROUTES:  # the README's curl URL, or any route of the server: its base is meant
-        return url[: url.index(parts.netloc) + len(parts.netloc)]
-    if path or parts.query or parts.fragment:
-        raise RobertaInferError(f"--url {url!r}: give the server's base URL ({parts.scheme}://{parts.netloc}), "
-                                f"not a path in it; loadtest posts to /v1/classify itself")
-    return url.rstrip("/")
+    base, path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+    # a route of the server (the README's curl URL is /v1/classify) means its base; any other path is a mistake
+    if path not in SERVER_ROUTES and (path or parts.query or parts.fragment):
+        raise RobertaInferError(f"--url {url!r}: give the server's base URL ({base}), not a path in it; "
+                                f"loadtest posts to /v1/classify itself")
+    return base
 
 
 def sample_texts() -> tuple[list[str], str]:
