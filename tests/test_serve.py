@@ -133,6 +133,9 @@ def test_an_older_export_in_the_cache_is_exported_again(hf_model, tmp_path, monk
     assert "replacing an older export" in messages[0]
     assert json.loads((bundle / "manifest.json").read_text())["last_layer"] == "cls-only"
     assert default.default_bundle(progress=lambda m: pytest.fail(f"exported again: {m}")) == bundle
+    (bundle / "manifest.json").write_bytes(b"\xff not json")  # damaged: exported again, not an internal error
+    assert default.default_bundle(progress=lambda _: None) == bundle
+    assert json.loads((bundle / "manifest.json").read_text())["last_layer"] == "cls-only"
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):

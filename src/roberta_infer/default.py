@@ -44,9 +44,19 @@ def default_bundle(progress: Callable[[str], None] = print) -> Path:
     weights = next(model / name for name in HF_WEIGHTS if (model / name).is_file())
     target = cache_root() / sha256_file(weights)
     manifest = target / "manifest.json"
-    older = manifest.is_file() and not set(CURRENT_EXPORT) <= set(json.loads(manifest.read_text(encoding="utf-8")))
+    older = manifest.is_file() and not current_export(manifest)
     if older or not manifest.is_file():
         progress(f"exporting the default model to {target} ({'replacing an older export' if older else 'first use only'})")
         target.parent.mkdir(parents=True, exist_ok=True)
         build_bundle(load_classifier(model), target, progress=progress, force=older)
     return target
+
+
+def current_export(manifest: Path) -> bool:
+    """Whether a cached bundle's manifest.json is this version's export: a JSON object with every CURRENT_EXPORT field
+    (an unreadable one is not, and is exported again rather than failing with an internal error)."""
+    try:
+        fields = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(fields, dict) and set(CURRENT_EXPORT) <= set(fields)
