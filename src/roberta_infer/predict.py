@@ -69,20 +69,25 @@ def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def planned_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, call_cost: float) -> list[np.ndarray]:
+def planned_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, call_cost: float | None,
+                    max_tokens: int | None = None) -> list[np.ndarray]:
     """Row indices of each batch: the length-sorted rows cut where it costs least, not every `batch_size` rows.
 
     A model call costs about `call_cost` + rows × longest row, in padded tokens (its fixed cost `call_cost` in
-    tokens' worth; `serve` measures it). Among batches of consecutive sorted rows, at most `batch_size` each, the
-    cheapest cut is found exactly (dynamic programming): a few arrival-order texts are then split where their
-    lengths jump, instead of all padded to the longest, which saves most when a window holds few texts.
+    tokens' worth; `serve` measures it); with `call_cost` None (a static-shape model, whose every call costs its
+    full fixed shape) only the number of calls counts. Among batches of consecutive sorted rows, at most
+    `batch_size` each and, with `max_tokens`, at most `max_tokens` padded tokens (rows × longest row; a row longer
+    than that alone still forms its own batch), the cheapest cut is found exactly (dynamic programming): a few
+    arrival-order texts are then split where their lengths jump, instead of all padded to the longest, which saves
+    most when a window holds few texts.
     """
     order = np.argsort(lengths, kind="stable")
     longest = np.asarray(lengths)[order].astype(np.float64)
     best, cut = np.zeros(len(order) + 1), np.zeros(len(order) + 1, dtype=np.int64)
     for end in range(1, len(order) + 1):  # best[end]: the cheapest way to run the `end` shortest rows
-        start = np.arange(max(0, end - batch_size), end)
-        cost = best[start] + call_cost + (end - start) * longest[end - 1]
+        rows = batch_size if max_tokens is None else min(batch_size, max(1, int(max_tokens // max(longest[end - 1], 1))))
+        start = np.arange(max(0, end - rows), end)  # sorted rows: a batch ending here is padded to longest[end - 1]
+        cost = best[start] + (1.0 if call_cost is None else call_cost + (end - start) * longest[end - 1])
         k = int(cost.argmin())  # ties go to the larger batch
         best[end], cut[end] = cost[k], start[k]
     batches, end = [], len(order)
