@@ -48,14 +48,14 @@ def cached_bundle(hf_model: Path, cache: Path) -> Path:
 
 @contextmanager
 def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, fastapi_only: bool = False,
-            api_key: str | None = None, **config) -> Iterator[str]:
+            api_key: str | None = None, tracer_provider=None, **config) -> Iterator[str]:
     """uvicorn in a background thread on a free loopback port, set up as `serve` sets it up (`server_config`, with
-    `config` for its options); yields its base URL once it accepts connections.
+    `config` for its options; spans to `tracer_provider`); yields its base URL once it accepts connections.
 
     `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut (and API key check) in front of it.
     """
     sock = listen("127.0.0.1", 0)
-    app = create_app(load, limits, api_key=api_key)
+    app = create_app(load, limits, api_key=api_key, tracer_provider=tracer_provider)
     server = uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -361,8 +361,9 @@ def test_health_ready_metrics_openapi(url, bundle):
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("roberta_infer_requests_total", "roberta_infer_errors_total", "roberta_infer_texts_total",
-                 "roberta_infer_batch_size_bucket", "roberta_infer_queue_seconds_bucket",
-                 "roberta_infer_inference_seconds_bucket", "process_resident_memory_bytes"):
+                 "roberta_infer_batch_size_bucket", "roberta_infer_batch_tokens_bucket",
+                 "roberta_infer_request_queue_duration_seconds_bucket", "roberta_infer_tokenization_duration_seconds_bucket",
+                 "roberta_infer_model_call_duration_seconds_bucket", "process_resident_memory_bytes"):
         assert name in metrics.text
     spec = httpx.get(f"{url}/openapi.json").json()
     operation = spec["paths"]["/v1/classify"]["post"]
@@ -681,6 +682,8 @@ def test_a_busy_port_is_a_one_line_error():
     (["--api-key", "s3cret key"], "--api-key / ROBERTA_INFER_API_KEY: give a non-empty key"),
     (["--api-key", "s3cret", "--port", "99999"], "argument --port"),
     (["--max-body-bytes", "0"], "argument --max-body-bytes"),
+    (["--max-batch-tokens", "0"], "argument --max-batch-tokens"),
+    (["--otlp-endpoint", "localhost:4318"], "--otlp-endpoint 'localhost:4318': give an OTLP/HTTP collector's URL"),
 ])
 def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is

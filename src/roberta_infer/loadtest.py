@@ -87,16 +87,18 @@ def sample_texts() -> tuple[list[str], str]:
 
 
 def server_metrics(text: str) -> dict:
-    """Cumulative batch-size bucket counts, batch count/sum, and the server's RSS and CPU time from /metrics text."""
+    """Cumulative batch-size bucket counts, batch count/sum (summed over the models served), and the server's RSS
+    and CPU time from /metrics text."""
     out: dict = {"buckets": {}, "count": 0.0, "sum": 0.0, "rss_bytes": None, "cpu_seconds": None}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == f"{BATCH_METRIC}_bucket":
-                out["buckets"][float(sample.labels["le"])] = sample.value
+                le = float(sample.labels["le"])
+                out["buckets"][le] = out["buckets"].get(le, 0.0) + sample.value
             elif sample.name == f"{BATCH_METRIC}_count":
-                out["count"] = sample.value
+                out["count"] += sample.value
             elif sample.name == f"{BATCH_METRIC}_sum":
-                out["sum"] = sample.value
+                out["sum"] += sample.value
             elif sample.name == RSS_METRIC:
                 out["rss_bytes"] = sample.value
             elif sample.name == CPU_METRIC:

@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "       logits FP32 [N, C]; JSON or binary tensor data\n"
             "  GET  /v2/health/live, /v2/health/ready, /v2 (server), /v2/models/NAME, /v2/models/NAME/ready\n"
             "  and /v2/models/NAME/versions/1[/ready|/infer] (the one version served; others: 404)\n"
-            "Texts from concurrent requests share model calls: up to --max-batch-size texts, length-sorted, cut\n"
-            "where padding would cost more than another call, padded to the longest; results equal `predict`.\n"
+            "Texts from concurrent requests share model calls: up to --max-batch-size texts and --max-batch-tokens\n"
+            "padded tokens (rows × the longest row), length-sorted, cut where padding would cost more than another\n"
+            "call, padded to the longest; results equal `predict`.\n"
             "Texts wait for company only while the model is busy, and at most --max-wait-ms after the oldest:\n"
             "an idle model runs a lone request at once.\n"
             'Bad input gets a 4xx with {"error": ...}; more than --max-queue waiting texts, 503 + Retry-After.\n'
@@ -38,6 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "/openapi.json describes the API.\n"
             "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms) a request gets 504; its texts\n"
             "still queued are dropped, as are those of a client that disconnects.\n"
+            "Observability: /metrics has histograms, labelled by model, of each request's queue time, of\n"
+            "tokenisation and model call times, and of rows and padded tokens per model call:\n"
+            "roberta_infer_request_queue_duration_seconds, roberta_infer_tokenization_duration_seconds,\n"
+            "roberta_infer_model_call_duration_seconds, roberta_infer_batch_size, roberta_infer_batch_tokens.\n"
+            "With --otlp-endpoint, OpenTelemetry traces go to that collector (OTLP/HTTP): a span per request\n"
+            "(a child of the caller's W3C `traceparent` header) and one per model call, linked to the requests\n"
+            "it served.\n"
             "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
             "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
@@ -48,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="default 8000 (0: any free port)")
     p.add_argument("--max-batch-size", type=BATCH, default=32, metavar="B", help="texts per model call at most (default 32)")
+    p.add_argument("--max-batch-tokens", type=positive_int, metavar="N",
+                   help="padded tokens per model call at most: rows × the longest row's tokens (default: no bound but "
+                        "--max-batch-size); a single text longer than N still runs, alone")
     p.add_argument("--max-wait-ms", type=ranged(float, 0, 60_000), default=5.0, metavar="MS",
                    help="how long a batch may wait for more texts after its oldest arrived, while the model is "
                         "busy with another call (default 5)")
@@ -72,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="open connections (or requests in flight) at most (default 1000); beyond, uvicorn answers 503")
     p.add_argument("--keep-alive-s", type=ranged(float, 0.1, 3600), default=5.0, metavar="S",
                    help="an idle keep-alive connection is closed after S seconds (default 5)")
+    p.add_argument("--otlp-endpoint", metavar="URL",
+                   help="export OpenTelemetry traces over OTLP/HTTP to this collector, e.g. http://localhost:4318 "
+                        "(/v1/traces is added to a URL without a path; default: no traces exported)")
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs CPU under load)")
     runtime_args(p)
     p.set_defaults(func=execute)
@@ -85,8 +99,8 @@ def execute(args: argparse.Namespace) -> None:
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
                     parallel_calls=args.parallel_calls, max_body_bytes=args.max_body_bytes,
-                    request_timeout_ms=args.request_timeout_ms)
+                    request_timeout_ms=args.request_timeout_ms, max_batch_tokens=args.max_batch_tokens)
     api_key = args.api_key if args.api_key is not None else os.environ.get("ROBERTA_INFER_API_KEY")
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,
-          keep_alive_s=args.keep_alive_s)
+          keep_alive_s=args.keep_alive_s, otlp_endpoint=args.otlp_endpoint)

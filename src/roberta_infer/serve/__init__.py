@@ -9,7 +9,7 @@ body size, open connections, keep-alive and request deadlines are bounded (`serv
 
 - `limits`: the Limits (`serve`'s size and wait options);
 - `batcher`: the queue and its worker (no HTTP); `call_cost`: a model call's fixed cost, timed at start-up;
-- `metrics`: Prometheus metrics and the log;
+- `metrics`: Prometheus metrics and the log; `tracing`: OpenTelemetry spans of requests and model calls;
 - `requests`: what both protocols share (ApiError, body size, text checks); `v1` and `v2`: their wire formats;
 - `service`: the model's life (loading → ready → draining) and each protocol's infer request answered;
 - `app`: the routes (`create_app`) and the ASGI shim that sends the infer routes past FastAPI;

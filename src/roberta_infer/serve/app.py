@@ -14,6 +14,7 @@ from typing import AsyncIterator, Callable
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
@@ -26,6 +27,7 @@ from .limits import Limits
 from .metrics import ConnectionRefusals, log
 from .requests import ErrorResponse
 from .service import Service
+from .tracing import server_tracer
 from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
 from .v2 import DEFAULT_NAME, V2_INFER, V2_MODELS
 
@@ -91,11 +93,13 @@ class ClassifyFirst:
 
 def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
                on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME,
-               api_key: str | None = None) -> ClassifyFirst:
+               api_key: str | None = None, tracer_provider: TracerProvider | None = None) -> ClassifyFirst:
     """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads).
 
     The model is served under `name` on the Open Inference Protocol's /v2 routes; `on_load_error` is told if `load`
-    fails; with `api_key`, every route but the health probes needs it (`ClassifyFirst`). Raises RobertaInferError
+    fails; with `api_key`, every route but the health probes needs it (`ClassifyFirst`); the request and model call
+    spans go to `tracer_provider` (None: the one the application registered with OpenTelemetry, if any;
+    `tracing.server_tracer`). Raises RobertaInferError
     for `limits` that fail `Limits.check`, a name `v2.check_name` refuses, or an empty `api_key`.
     """
     limits.check()
@@ -103,7 +107,7 @@ def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), 
     check_api_key(api_key)
     app = FastAPI(title="roberta-infer", summary="RoBERTa sentence classification with dynamic batching",
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
-    app.state.service = Service(load, limits, on_load_error, name)
+    app.state.service = Service(load, limits, on_load_error, name, server_tracer(tracer_provider))
     app.add_exception_handler(HTTPException, http_error)
     app.include_router(router)
     return ClassifyFirst(app, app.state.service, api_key)

@@ -8,25 +8,29 @@ A single worker runs the queued texts as soon as the model is idle; while a call
 max_batch_size texts are queued, or at most max_wait_ms after the oldest arrived, so a lone request is never held
 back for company that cannot come. It takes up to LOOKAHEAD batches' worth, tokenises them together, sorts them by
 length in tokens and cuts them where padding would cost more than another call (`predict.planned_batches`, with
-the call's fixed cost from `call_cost.call_cost_tokens`) into model calls of at most max_batch_size texts,
-parallel_calls at a time on the one session, each in an executor thread (so the event loop keeps serving).
-Tokenising, padding and truncation are `predict`'s own functions, so results equal `roberta-infer predict`. Each
-text's result goes back to its caller through a future. The queue is bounded in texts (max_queue).
+the call's fixed cost from `call_cost.call_cost_tokens`) into model calls of at most max_batch_size texts and, where
+set, max_batch_tokens padded tokens, parallel_calls at a time on the one session, each in an executor thread (so
+the event loop keeps serving). Tokenising, padding and truncation are `predict`'s own functions, so results equal
+`roberta-infer predict`. Each text's result goes back to its caller through a future. The queue is bounded in texts
+(max_queue). Each step is timed into `metrics`, and each model call is traced, linked to its requests (`tracing`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 
-from ..predict import batch_logits, encode, labelled, length_batches, planned_batches
+from ..predict import encode, labelled, pad_batch, planned_batches
 from ..runtime import BundleClassifier
 from .limits import Limits
 from .metrics import Metrics, log
+from .tracing import call_span
 
 # A full queue is taken up to this many batches at a time, tokenised together and split into batches of similar
 # length in tokens: padding each to its own longest text wastes far less work than arrival order would.
@@ -43,24 +47,32 @@ class Refused(Exception):
 
 
 @dataclass
+class _Request:
+    enqueued: float  # the event loop's clock, seconds
+    waiting: int  # its texts not yet taken from the queue
+    span: trace.SpanContext  # its request span (`tracing.request_span`; invalid: none), for model calls to link to
+
+
+@dataclass
 class _Item:
     text: str
     future: asyncio.Future
-    enqueued: float
+    request: _Request
 
 
 class Batcher:
-    """One queue of texts from all callers, one worker turning them into model calls of up to max_batch_size.
+    """One queue of texts from all callers, one worker turning them into model calls of up to max_batch_size texts
+    (and max_batch_tokens padded tokens).
 
     Made inside a running event loop (its worker is a task of that loop); `executor` runs the tokenising and the
     model calls, `call_cost` is a model call's fixed cost in padded tokens (`call_cost.call_cost_tokens`; None for
-    a static-shape bundle).
+    a static-shape bundle); `tracer` makes the model calls' spans (`tracing.call_span`).
     """
 
     def __init__(self, classifier: BundleClassifier, limits: Limits, metrics: Metrics, executor: ThreadPoolExecutor,
-                 call_cost: float | None):
+                 call_cost: float | None, tracer: trace.Tracer):
         self.classifier, self.limits, self.metrics, self.executor = classifier, limits, metrics, executor
-        self.call_cost = call_cost
+        self.call_cost, self.tracer = call_cost, tracer
         self.pending: deque[_Item] = deque()
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -79,9 +91,10 @@ class Batcher:
         self._fail(list(self.pending), self.failure)
         self.pending.clear()
 
-    def submit(self, texts: list[str]) -> asyncio.Future:
+    def submit(self, texts: list[str], span: trace.SpanContext = trace.INVALID_SPAN_CONTEXT) -> asyncio.Future:
         """Queue the texts (all or none); the future of their results, in order: `{"label": str, "score": float
-        (softmax probability), "logits": [float] * classes}` each. Cancelling it drops those still queued.
+        (softmax probability), "logits": [float] * classes}` each. Cancelling it drops those still queued. The spans
+        of the model calls that run them link to `span`, their request's span context, where valid.
 
         Raises Refused while closing, after the worker stopped, or when the texts would overfill the queue; the
         future holds the exception of a failed tokenisation or model call (logged) for its texts only.
@@ -95,8 +108,8 @@ class Batcher:
             raise Refused(f"overloaded: {len(self.pending)} texts are waiting and the queue holds "
                           f"{self.limits.max_queue}; retry later", "overloaded", retry=True)
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        items = [_Item(text, loop.create_future(), now) for text in texts]
+        request = _Request(loop.time(), len(texts), span)
+        items = [_Item(text, loop.create_future(), request) for text in texts]
         self.pending.extend(items)
         self.metrics.queued.set(len(self.pending))
         self.wakeup.set()
@@ -122,42 +135,52 @@ class Batcher:
             await self.slots.acquire()
             # With a slot free, a batch waits for company only while another call keeps the model busy, and at most
             # max-wait after its oldest text: an idle model runs what is queued at once.
-            deadline = self.pending[0].enqueued + wait
+            deadline = self.pending[0].request.enqueued + wait
             while len(self.pending) < size and self.running and not self.closing and deadline > loop.time():
                 self.wakeup.clear()
                 try:
                     await asyncio.wait_for(self.wakeup.wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
                     break
-            window = [self.pending.popleft() for _ in range(min(len(self.pending), size * LOOKAHEAD))]
-            self.metrics.queued.set(len(self.pending))
-            live = [item for item in window if not item.future.done()]  # done: its request was cancelled
-            self.metrics.dropped.inc(len(window) - len(live))
-            window = live
-            rows: list[list[int]] = []
-            batches: list[np.ndarray] = []
+            window = self._take(min(len(self.pending), size * LOOKAHEAD), loop.time())
+            planned: list[tuple[np.ndarray, np.ndarray]] = []
             try:
                 if window:
-                    rows, batches = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
+                    planned = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
             except Exception as e:
                 self._fail(window, e)
-            if not batches:
+            if not planned:
                 self.slots.release()
-            for n, batch in enumerate(batches):
+            for n, (batch, tokens) in enumerate(planned):
                 if n:  # the first holds the slot taken above
                     await self.slots.acquire()
-                call = asyncio.create_task(self._run([window[i] for i in batch], [rows[i] for i in batch]))
+                call = asyncio.create_task(self._run([window[i] for i in batch], tokens))
                 self.running.add(call)
                 call.add_done_callback(self._finished)
 
-    def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    def _take(self, n: int, now: float) -> list[_Item]:
+        """The `n` oldest queued texts, less those of cancelled requests (counted as dropped); a request whose last
+        text is taken has its queue time observed."""
+        window = [self.pending.popleft() for _ in range(n)]
+        self.metrics.queued.set(len(self.pending))
+        live = [item for item in window if not item.future.done()]  # done: its request was cancelled
+        self.metrics.dropped.inc(len(window) - len(live))
+        for item in window:
+            item.request.waiting -= 1
+            if not item.request.waiting and not item.future.done():
+                self.metrics.queue_seconds.observe(now - item.request.enqueued)
+        return live
+
+    def _plan(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
-        text), then cut it into the batches that cost the model least."""
-        rows, size = encode(self.classifier, texts), self.limits.max_batch_size
-        lengths = [len(row) for row in rows]
-        if self.call_cost is None:  # a static-shape bundle: each call costs one full fixed-shape batch
-            return rows, length_batches(lengths, size)
-        return rows, planned_batches(lengths, size, self.call_cost)
+        text), cut it into the batches that cost the model least within max_batch_size and max_batch_tokens, and pad
+        each as `predict` does: (indices into `texts`, int64 src_tokens [rows, longest row]) per model call."""
+        began = time.perf_counter()
+        rows = encode(self.classifier, texts)
+        self.metrics.tokenize_seconds.observe(time.perf_counter() - began)
+        lengths = [min(len(row), self.classifier.max_tokens) for row in rows]  # as `pad_batch` cuts them
+        batches = planned_batches(lengths, self.limits.max_batch_size, self.call_cost, self.limits.max_batch_tokens)
+        return [(batch, pad_batch(self.classifier, [rows[i] for i in batch])) for batch in batches]
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)
@@ -172,23 +195,24 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(error)
 
-    async def _run(self, batch: list[_Item], rows: list[list[int]]) -> None:
+    async def _run(self, batch: list[_Item], tokens: np.ndarray) -> None:
+        """One model call on `tokens` (int64 [len(batch), L]), traced and timed; its results to the texts' futures."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        for item in batch:
-            self.metrics.queue_seconds.observe(started - item.enqueued)
         self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_tokens.observe(tokens.size)
         try:
-            results = await loop.run_in_executor(self.executor, self._infer, rows)
-        except Exception as e:
+            with call_span(self.tracer, [item.request.span for item in batch], tokens.size):
+                started = loop.time()
+                results = await loop.run_in_executor(self.executor, self._infer, tokens)
+                self.metrics.call_seconds.observe(loop.time() - started)
+        except Exception as e:  # recorded on the span too
             self._fail(batch, e)
             return
-        self.metrics.inference_seconds.observe(loop.time() - started)
         self.metrics.texts.inc(len(batch))
         for item, result in zip(batch, results):
             if not item.future.done():
                 item.future.set_result(result)
 
-    def _infer(self, rows: list[list[int]]) -> list[dict]:
-        """One model call (in the executor thread), padded and cut as `predict` does, so results equal its."""
-        return labelled(batch_logits(self.classifier, rows), self.classifier.class_names)
+    def _infer(self, tokens: np.ndarray) -> list[dict]:
+        """One model call (in the executor thread) on rows padded as `predict` pads them, so results equal its."""
+        return labelled(self.classifier.logits(tokens), self.classifier.class_names)

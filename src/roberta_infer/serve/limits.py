@@ -18,7 +18,9 @@ class Limits:
     unread when its Content-Length says so, cut off where a chunked body grows past it (default 1 MiB: JSON may
     spend up to 12 bytes on one character, so a request at every other limit may need more); request_timeout_ms:
     a request's deadline (None: none): texts still queued when it passes are dropped and the request gets 504; a
-    request may set a sooner one of its own (`timeout_ms`).
+    request may set a sooner one of its own (`timeout_ms`); max_batch_tokens: padded tokens per model call at most
+    (rows × the longest row, in tokens; None: no bound but max_batch_size), except a single text longer than it,
+    which runs alone.
     """
 
     max_batch_size: int = 32
@@ -32,13 +34,14 @@ class Limits:
     parallel_calls: int = 1
     max_body_bytes: int = 1 << 20
     request_timeout_ms: float | None = None
+    max_batch_tokens: int | None = None
 
     def check(self) -> None:
         """Raises RobertaInferError, naming the `serve` option, for a limit that is not positive, a negative wait, or
         a queue smaller than one full request."""
         check_positive({f"--{name.replace('_', '-')}": getattr(self, name)
                         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_queue", "parallel_calls",
-                                     "max_body_bytes")})
+                                     "max_body_bytes", "max_batch_tokens")})
         if self.request_timeout_ms is not None and not self.request_timeout_ms > 0:
             raise RobertaInferError(f"--request-timeout-ms must be positive, got {self.request_timeout_ms}")
         if self.max_wait_ms < 0:

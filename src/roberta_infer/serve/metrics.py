@@ -13,24 +13,37 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Metrics:
     """Prometheus metrics in a registry of the app's own, so several apps in one process do not collide.
 
-    Batch sizes are bucketed at the powers of two below `max_batch_size` and at it; times in seconds.
+    The batching histograms carry the served model's name, `model` (label `model`; the attributes are its series).
+    Batch sizes are bucketed at the powers of two below `max_batch_size` and at it; padded batch tokens at the powers
+    of two from 16 to 65536 and at `max_batch_tokens` (where set), so the share of calls within the budget reads
+    off one bucket; times in seconds.
     """
 
-    def __init__(self, max_batch_size: int):
+    def __init__(self, max_batch_size: int, max_batch_tokens: int | None, model: str):
         self.registry = r = CollectorRegistry()
         ProcessCollector(registry=r)  # process_resident_memory_bytes etc., for loadtest's memory figures
         sizes = sorted({2**i for i in range(max_batch_size.bit_length()) if 2**i < max_batch_size} | {max_batch_size})
+        tokens = sorted({2**i for i in range(4, 17)} | ({max_batch_tokens} if max_batch_tokens else set()))
         self.requests = Counter("roberta_infer_requests", "classify requests answered, by HTTP status", ["status"], registry=r)
         self.errors = Counter("roberta_infer_errors", "requests refused or failed, by reason (unauthorized: any route)",
                               ["reason"], registry=r)
         self.texts = Counter("roberta_infer_texts", "texts classified", registry=r)
         self.dropped = Counter("roberta_infer_texts_dropped", "queued texts dropped before their model call: their "
                                "request's deadline passed or it was cancelled", registry=r)
-        self.batch_size = Histogram("roberta_infer_batch_size", "texts per model call", buckets=sizes, registry=r)
-        self.queue_seconds = Histogram("roberta_infer_queue_seconds", "time a text waited for its model call",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.inference_seconds = Histogram("roberta_infer_inference_seconds", "time of one model call (pad + run)",
-                                           buckets=LATENCY_BUCKETS, registry=r)
+
+        def histogram(name: str, text: str, buckets) -> Histogram:
+            return Histogram(name, text, ["model"], buckets=buckets, registry=r).labels(model)
+
+        self.batch_size = histogram("roberta_infer_batch_size", "texts (rows) per model call", sizes)
+        self.batch_tokens = histogram("roberta_infer_batch_tokens", "padded tokens per model call: rows × the longest "
+                                      "row (cut to the model's positions)", tokens)
+        self.queue_seconds = histogram("roberta_infer_request_queue_duration_seconds", "time a request's texts waited "
+                                       "in the queue: from arrival until the last of them was taken for tokenising "
+                                       "(requests dropped before: not observed)", LATENCY_BUCKETS)
+        self.tokenize_seconds = histogram("roberta_infer_tokenization_duration_seconds", "time to tokenise one window "
+                                          "of queued texts (one or more model calls' worth)", LATENCY_BUCKETS)
+        self.call_seconds = histogram("roberta_infer_model_call_duration_seconds", "time of one model call (run + softmax)",
+                                      LATENCY_BUCKETS)
         self.queued = Gauge("roberta_infer_queued_texts", "texts waiting for a model call", registry=r)
         self.connections_refused = Counter("roberta_infer_connections_refused", "requests uvicorn answered 503 "
                                            "beyond --max-connections (from its log: every server in this process)",

@@ -17,6 +17,7 @@ from ..runtime import BundleClassifier
 from .app import check_api_key, create_app
 from .limits import Limits
 from .metrics import log
+from .tracing import otlp_provider, otlp_traces_url
 from .v2 import DEFAULT_NAME, check_name
 
 
@@ -66,14 +67,18 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
 
 def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
           threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
-          api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0) -> None:
+          api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0,
+          otlp_endpoint: str | None = None) -> None:
     """Serve the bundle `model` over HTTP until SIGINT/SIGTERM, then finish in-flight requests and return.
 
     Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
     are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request; `api_key`
     is required by every route but the health probes (`create_app`); `max_connections` and `keep_alive_s` are
-    `server_config`'s. The key is never logged; listening beyond loopback without one logs a warning. Raises
-    RobertaInferError for bad limits, name, key or port, a port that cannot be bound, or a model that cannot load.
+    `server_config`'s. The key is never logged; listening beyond loopback without one logs a warning. With
+    `otlp_endpoint` (an OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model call spans are
+    exported there by a tracer provider of the server's own, flushed on exit; without it none is made. Raises
+    RobertaInferError for bad limits, name, key, OTLP endpoint or port, a port that cannot be bound, or a model that
+    cannot load.
     """
     failures: list[BaseException] = []
 
@@ -92,12 +97,17 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
 
     check_name(name)
     check_api_key(api_key)
+    traces = None if otlp_endpoint is None else otlp_traces_url(otlp_endpoint)
     sock = listen(host, port)
-    app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key)
+    tracer_provider = None if otlp_endpoint is None else otlp_provider(otlp_endpoint)
+    app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key,
+                     tracer_provider=tracer_provider)
     server = uvicorn.Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s,
                                           access_log=access_log))
     if (warning := exposure_warning(host, api_key)) is not None:
         log.warning("%s", warning)
+    if traces is not None:
+        log.info("exporting traces over OTLP/HTTP to %s", traces)
     log.info("serving on http://%s:%d (/readyz answers 200 once the model is warm; SIGTERM or Ctrl+C to stop)",
              f"[{host}]" if ":" in host else host, sock.getsockname()[1])
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler makes that a normal return (exit 0).
@@ -107,6 +117,8 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # exports the spans still batched
     if failures:
         error = failures[0]
         raise error if isinstance(error, RobertaInferError) else RobertaInferError(f"cannot load the model: {error}")

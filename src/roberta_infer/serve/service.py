@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
 from starlette.requests import Request
 
 from ..errors import RobertaInferError
@@ -18,20 +19,22 @@ from .call_cost import WARMUP_TEXT, call_cost_tokens
 from .limits import Limits
 from .metrics import Metrics, log
 from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
-from .v1 import parse_request
+from .tracing import current_request, request_span
+from .v1 import CLASSIFY_PATH, parse_request
 
 
 class Service:
     """The model's life in the app: loading (in the executor) → warm and ready → draining on shutdown.
 
     `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when it fails;
-    `name` is the model's name on the /v2 routes.
+    `name` is the model's name on the /v2 routes and in metrics and traces; `tracer` makes the request and model call
+    spans (`tracing`).
     """
 
     def __init__(self, load: Callable[[], BundleClassifier], limits: Limits,
-                 on_load_error: Callable[[BaseException], None] | None, name: str):
-        self.load, self.limits, self.on_load_error, self.name = load, limits, on_load_error, name
-        self.metrics = Metrics(limits.max_batch_size)
+                 on_load_error: Callable[[BaseException], None] | None, name: str, tracer: trace.Tracer):
+        self.load, self.limits, self.on_load_error, self.name, self.tracer = load, limits, on_load_error, name, tracer
+        self.metrics = Metrics(limits.max_batch_size, limits.max_batch_tokens, name)
         self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
         self.batcher: Batcher | None = None
         self.load_failure: str | None = None
@@ -75,10 +78,11 @@ class Service:
                       "engine": engine, "precision": precision,
                       "source": classifier.manifest.get("source"), "architecture": classifier.manifest.get("architecture"),
                       "threads": classifier.threads, "provider": classifier.provider,
-                      "max_batch_size": self.limits.max_batch_size, "max_wait_ms": self.limits.max_wait_ms,
+                      "max_batch_size": self.limits.max_batch_size, "max_batch_tokens": self.limits.max_batch_tokens,
+                      "max_wait_ms": self.limits.max_wait_ms,
                       "parallel_calls": self.limits.parallel_calls,
                       "call_cost_tokens": None if call_cost is None else round(call_cost, 1)}
-        self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost)
+        self.batcher = Batcher(classifier, self.limits, self.metrics, self.executor, call_cost, self.tracer)
         log.info("model ready: %s %s, classes %s, %d threads (%s)", engine, precision, classifier.class_names,
                  classifier.threads, classifier.provider)
 
@@ -100,7 +104,7 @@ class Service:
             texts, timeout_ms = parse_request(body, self.limits)
             return JSONResponse({"results": await self.queue(texts, timeout_ms, request)})
 
-        return await self.handle(request, answer)
+        return await self.handle(request, answer, CLASSIFY_PATH)
 
     async def infer_v2(self, request: Request, model_name: str, version: str | None = None) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's request and response
@@ -119,7 +123,7 @@ class Service:
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
-        return await self.handle(request, answer)
+        return await self.handle(request, answer, v2.V2_MODELS + "{model_name}" + v2.V2_INFER)
 
     async def queue(self, texts: list[str], timeout_ms: float | None, request: Request) -> list[dict]:
         """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
@@ -130,7 +134,7 @@ class Service:
         request", which no client sees).
         """
         try:
-            results = self.batcher.submit(texts)
+            results = self.batcher.submit(texts, current_request())
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
         deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
@@ -148,22 +152,28 @@ class Service:
         raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
                        "deadline")
 
-    async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
-        """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""
-        self.metrics.in_flight.inc()
-        try:
-            if not self.ready:
-                raise self.unready_error()
-            response = await answer(await read_body(request, self.limits.max_body_bytes))
-        except ApiError as e:
-            self.metrics.errors.labels(e.reason).inc()
-            response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
-        except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
-            self.metrics.errors.labels("internal").inc()
-            response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
-        finally:
-            self.metrics.in_flight.dec()
-        self.metrics.requests.labels(str(response.status_code)).inc()
+    async def handle(self, request: Request, answer: Callable[[bytes], Any], route: str) -> Response:
+        """One request of either protocol, to `route` (its path template), in a span of its own (a child of the
+        caller's when it sends `traceparent`, `tracing.request_span`): refusals become `{"error": ...}` with their
+        status; every outcome is counted, and set on the span (5xx: an error)."""
+        with request_span(self.tracer, route, request.method, request.headers, self.name) as span:
+            self.metrics.in_flight.inc()
+            try:
+                if not self.ready:
+                    raise self.unready_error()
+                response = await answer(await read_body(request, self.limits.max_body_bytes))
+            except ApiError as e:
+                self.metrics.errors.labels(e.reason).inc()
+                response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
+            except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
+                self.metrics.errors.labels("internal").inc()
+                response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
+            finally:
+                self.metrics.in_flight.dec()
+            self.metrics.requests.labels(str(response.status_code)).inc()
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(trace.StatusCode.ERROR)
         return response
 
 
