@@ -606,12 +606,15 @@ def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
         assert metric("roberta_infer_texts_total") == 2 and metric("roberta_infer_requests_in_flight") == 0
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
-    """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
-    slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
+# The real CLI with every model call slowed down by 0.5 s: `python -c SLOW_CLI serve ...`
+SLOW_CLI = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
             "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
             "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", slow, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
+    """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
                              "--max-batch-size", "4"], stderr=subprocess.PIPE, text=True)
     try:
         log = []
@@ -681,6 +684,8 @@ def test_a_busy_port_is_a_one_line_error():
     (["--api-key", "s3cret key"], "--api-key / ROBERTA_INFER_API_KEY: give a non-empty key"),
     (["--api-key", "s3cret", "--port", "99999"], "argument --port"),
     (["--max-body-bytes", "0"], "argument --max-body-bytes"),
+    (["--grpc-port", "70000"], "argument --grpc-port: must be in [0, 65535], got 70000"),
+    (["--port", "8123", "--grpc-port", "8123"], "--grpc-port 8123 is --port's too"),
 ])
 def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is
