@@ -54,9 +54,15 @@ def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, 
 
     `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut (and API key check) in front of it.
     """
-    sock = listen("127.0.0.1", 0)
     app = create_app(load, limits, api_key=api_key)
-    server = uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))
+    with in_thread(uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))) as base:
+        yield base
+
+
+@contextmanager
+def in_thread(server: uvicorn.Server) -> Iterator[str]:
+    """`server` running in a background thread on a free loopback port; yields its base URL once it accepts connections."""
+    sock = listen("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -12,16 +12,21 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from test_serve import SLOW_CLI, softmax, wait_ready
+from test_serve import SLOW_CLI, held_loader, in_thread, sample, softmax, start_held_call, wait_ready
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
+
+from roberta_infer.bundle import load_bundle
+from roberta_infer.runtime import BundleClassifier
+from roberta_infer.serve import Limits, create_app
+from roberta_infer.serve.server import Server, server_config
 
 KEY = "grpc-s3cret"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -180,6 +185,82 @@ def test_an_unknown_model_or_version_is_not_found(client):
             "has no version '2'")
     refused(lambda: client.get_model_metadata("bert", headers=AUTH), "NOT_FOUND", "unknown model 'bert'")
     refused(lambda: client.is_model_ready("bert", headers=AUTH), "NOT_FOUND", "unknown model 'bert'")
+
+
+@contextmanager
+def running_grpc(load: Callable[[], BundleClassifier], limits: Limits) -> Iterator[tuple[str, triton.InferenceServerClient]]:
+    """`serve`'s HTTP and gRPC servers (`Server`) over `load` in a background thread (`in_thread`): yields the base URL
+    and a tritonclient.grpc client of the gRPC port."""
+    app = create_app(load, limits)
+    server = Server(server_config(app, log_level="warning"), app.service,
+                    {"host": "127.0.0.1", "port": 0, "api_key": None, "max_message_bytes": limits.max_body_bytes})
+    with in_thread(server) as base:
+        client = triton.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            yield base, client
+        finally:
+            client.close()
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Polls `condition` (the server's own counters) until it holds; fails after 30 s saying `what` never happened."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_unavailable_while_the_model_loads(hf_bundle):
+    loaded = threading.Event()
+
+    def load() -> BundleClassifier:
+        assert loaded.wait(60)
+        return load_bundle(hf_bundle, threads=1)
+
+    with running_grpc(load, Limits()) as (base, client):
+        try:
+            assert client.is_server_live() and not client.is_server_ready() and not client.is_model_ready("roberta")
+            refused(lambda: client.infer("roberta", [text_input(["fine"])]), "UNAVAILABLE", "the model is still loading")
+            refused(lambda: client.get_model_metadata("roberta"), "UNAVAILABLE", "the model is still loading")
+        finally:
+            loaded.set()
+        wait_ready(base)
+        assert client.is_server_ready() and client.infer("roberta", [text_input(["fine"])]).as_numpy("logits").shape == (1, 2)
+
+
+def test_deadlines_cancellation_and_a_full_queue_behind_a_held_model_call(hf_bundle):
+    """A model call held busy: a call queued past its own `timeout` gets DEADLINE_EXCEEDED, one past its gRPC deadline
+    is cancelled, one that would overfill the queue gets RESOURCE_EXHAUSTED; their texts never reach the model."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+    limits = Limits(max_batch_size=2, max_wait_ms=1, max_texts_per_request=4, max_queue=8)
+    with running_grpc(held_loader(hf_bundle, hold, entered, release), limits) as (base, client):
+        wait_ready(base)
+
+        def metric(name: str, **labels: str) -> float:
+            return sample(httpx.get(f"{base}/metrics").text, name, **labels)
+
+        sender, first = start_held_call(base, hold, entered)
+        queued: list = []
+        answered = threading.Event()
+        client.async_infer("roberta", [text_input(["q1", "q2", "q3", "q4"])],
+                           lambda result, error: (queued.append(error or result), answered.set()))
+        until(lambda: metric("roberta_infer_queued_texts") == 4, "the four texts were never queued")
+        refused(lambda: client.infer("roberta", [text_input(["c"])], timeout=50_000), "DEADLINE_EXCEEDED",
+                "the request's deadline (50 ms) passed before its texts were classified")
+        refused(lambda: client.infer("roberta", [text_input(["d", "e"])], client_timeout=0.05), "DEADLINE_EXCEEDED",
+                "Deadline")
+        until(lambda: metric("roberta_infer_errors_total", reason="cancelled") == 1, "the server never saw the cancel")
+        refused(lambda: client.infer("roberta", [text_input(["f", "g"])]), "RESOURCE_EXHAUSTED",
+                "overloaded: 7 texts are waiting and the queue holds 8")
+        assert not release.is_set() and metric("roberta_infer_texts_dropped_total") == 0  # the call is still held
+        release.set()
+        sender.join(30)
+        assert first[0].status_code == 200 and answered.wait(30)
+        assert queued[0].as_numpy("logits").shape == (4, 2)
+        until(lambda: metric("roberta_infer_texts_dropped_total") == 3, "the texts past their deadlines were never dropped")
+        assert metric("roberta_infer_texts_total") == 2 + 4
+        assert metric("roberta_infer_errors_total", reason="deadline") == 1
+        assert metric("roberta_infer_errors_total", reason="overloaded") == 1
 
 
 def test_sigterm_finishes_grpc_calls_in_flight_then_exits_0(hf_bundle: Path):

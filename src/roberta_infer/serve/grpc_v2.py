@@ -16,6 +16,8 @@ texts dropped.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from grpc import aio
 from tritonclient.grpc import model_config_pb2 as config_pb2
@@ -153,6 +155,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         try:
             response = await self.service.run(answer)
+        except asyncio.CancelledError:  # the client cancelled, or its gRPC deadline passed: its queued texts are dropped
+            self.service.metrics.errors.labels("cancelled").inc()
+            raise
         except ApiError as e:
             self.service.metrics.requests.labels(str(e.status)).inc()
             await context.abort(status_code(e), e.message)

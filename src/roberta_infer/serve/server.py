@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 import uvicorn
+from grpc import aio
 
 from ..bundle import load_bundle
 from ..default import default_bundle
@@ -75,12 +76,14 @@ class Server(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config, service: Service, grpc: dict | None = None):
         super().__init__(config)
-        self.service, self.grpc, self.grpc_server = service, grpc, None
+        self.service, self.grpc = service, grpc
+        self.grpc_server: aio.Server | None = None
+        self.grpc_port: int | None = None  # the port gRPC listens on, once started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.grpc is not None:
-            self.grpc_server, port = await start_grpc(self.service, **self.grpc)
-            log.info("gRPC (KServe v2) on %s:%d", bracketed(self.grpc["host"]), port)
+            self.grpc_server, self.grpc_port = await start_grpc(self.service, **self.grpc)
+            log.info("gRPC (KServe v2) on %s:%d", bracketed(self.grpc["host"]), self.grpc_port)
         await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
