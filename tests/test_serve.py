@@ -612,15 +612,12 @@ def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
         assert metric("roberta_infer_texts_total") == 2 and metric("roberta_infer_requests_in_flight") == 0
 
 
-# The real CLI with every model call slowed down by 0.5 s: `python -c SLOW_CLI serve ...`
-SLOW_CLI = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
-            "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
-            "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-
-
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
     """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
+    slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
+            "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
+            "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", slow, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
                              "--max-batch-size", "4"], stderr=subprocess.PIPE, text=True)
     try:
         log = []

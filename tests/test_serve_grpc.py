@@ -4,8 +4,10 @@ protocol's health and metadata, the API key, clear errors as gRPC status codes, 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from test_serve import SLOW_CLI, held_loader, in_thread, sample, softmax, start_held_call, wait_ready
+from test_serve import held_loader, in_thread, sample, softmax, start_held_call, wait_ready
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -35,11 +37,13 @@ TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but
 
 
 @contextmanager
-def serve_process(*args: str, cli: list[str] | None = None) -> Iterator[tuple[subprocess.Popen, str, str, list[str]]]:
-    """`roberta-infer serve --port 0 --grpc-port 0 ARGS` in a subprocess (`cli`: how to start it): yields the process,
-    its base URL, its gRPC address and its log so far, once it has logged both; killed afterwards if still running."""
+def serve_process(*args: str, cli: list[str] | None = None, env: dict | None = None
+                  ) -> Iterator[tuple[subprocess.Popen, str, str, list[str]]]:
+    """`roberta-infer serve --port 0 --grpc-port 0 ARGS` in a subprocess (`cli`: how to start it, `env` its
+    environment): yields the process, its base URL, its gRPC address and its log so far, once it has logged both;
+    killed afterwards if still running."""
     proc = subprocess.Popen([*(cli or [sys.executable, "-m", "roberta_infer.cli"]), "serve", "--port", "0",
-                             "--grpc-port", "0", *args], stderr=subprocess.PIPE, text=True)
+                             "--grpc-port", "0", *args], stderr=subprocess.PIPE, text=True, env=env)
     log: list[str] = []
     addresses: dict[str, str] = {}
     both = threading.Event()
@@ -187,6 +191,19 @@ def test_an_unknown_model_or_version_is_not_found(client):
     refused(lambda: client.is_model_ready("bert", headers=AUTH), "NOT_FOUND", "unknown model 'bert'")
 
 
+def test_a_busy_grpc_port_is_a_one_line_error(tmp_path):
+    """The real CLI: exit 2 and one line naming --grpc-port, before the model loads (the bundle is only a manifest)."""
+    (tmp_path / "manifest.json").write_text("{}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "roberta_infer.cli", "serve", "--model", str(tmp_path), "--port", "0",
+                               "--grpc-port", str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == f"error: --grpc-port: cannot listen on 127.0.0.1:{port}: " \
+        "Address already in use\n", done.stderr
+
+
 @contextmanager
 def running_grpc(load: Callable[[], BundleClassifier], limits: Limits) -> Iterator[tuple[str, triton.InferenceServerClient]]:
     """`serve`'s HTTP and gRPC servers (`Server`) over `load` in a background thread (`in_thread`): yields the base URL
@@ -263,11 +280,21 @@ def test_deadlines_cancellation_and_a_full_queue_behind_a_held_model_call(hf_bun
         assert metric("roberta_infer_errors_total", reason="overloaded") == 1
 
 
-def test_sigterm_finishes_grpc_calls_in_flight_then_exits_0(hf_bundle: Path):
-    """A slowed-down model: gRPC calls in flight at SIGTERM still get their results, and serve exits 0."""
-    with serve_process("--model", str(hf_bundle), "--threads", "1", "--max-batch-size", "2",
-                       cli=[sys.executable, "-c", SLOW_CLI]) as (proc, base, address, log):
+# The real CLI whose model calls wait while the file $HOLD exists: `python -c HOLD_CLI serve ...`
+HOLD_CLI = ("import os, sys, time\nfrom pathlib import Path\nfrom roberta_infer.runtime import BundleClassifier\n"
+            "run, hold = BundleClassifier.run, Path(os.environ['HOLD'])\n"
+            "def held(self, tokens):\n    while hold.exists():\n        time.sleep(0.01)\n    return run(self, tokens)\n"
+            "BundleClassifier.run = held\nfrom roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+
+
+def test_sigterm_finishes_grpc_calls_in_flight_then_exits_0(hf_bundle: Path, tmp_path: Path):
+    """The real CLI with its model calls held: gRPC calls in flight at SIGTERM still get their results once the model
+    is let go, new calls are refused meanwhile, and serve exits 0."""
+    hold = tmp_path / "hold"
+    with serve_process("--model", str(hf_bundle), "--threads", "1", cli=[sys.executable, "-c", HOLD_CLI],
+                       env={**os.environ, "HOLD": str(hold)}) as (proc, base, address, log):
         wait_ready(base)
+        hold.touch()
         client = triton.InferenceServerClient(address)
         results: dict[int, object] = {}
         callbacks = threading.Semaphore(0)
@@ -276,16 +303,27 @@ def test_sigterm_finishes_grpc_calls_in_flight_then_exits_0(hf_bundle: Path):
             results[i] = error if error is not None else result
             callbacks.release()
 
-        for i in range(3):
-            client.async_infer("roberta", [text_input([f"text {i}", "more"])], lambda result, error, i=i: done(i, result, error))
-        deadline = time.monotonic() + 30
-        while "roberta_infer_requests_in_flight 3.0" not in httpx.get(f"{base}/metrics").text:
-            assert time.monotonic() < deadline, "the calls never reached the server"
-            time.sleep(0.02)
+        for i in range(2):
+            client.async_infer("roberta", [text_input([f"text {i}", "more"])],
+                               lambda result, error, i=i: done(i, result, error))
+        until(lambda: sample(httpx.get(f"{base}/metrics").text, "roberta_infer_requests_in_flight") == 2,
+              "the calls never reached the server")
         proc.send_signal(signal.SIGTERM)
-        for _ in range(3):
+        until(lambda: not live(address), "the gRPC server still takes new calls after SIGTERM")
+        assert not results  # the calls in flight are still held
+        hold.unlink()
+        for _ in range(2):
             assert callbacks.acquire(timeout=60), "a call in flight never finished"
         assert proc.wait(60) == 0, "".join(log)
         client.close()
-    assert not any(isinstance(results[i], InferenceServerException) for i in range(3)), results
-    assert [results[i].as_numpy("logits").shape for i in range(3)] == [(2, 2)] * 3
+    assert not any(isinstance(results[i], InferenceServerException) for i in range(2)), results
+    assert [results[i].as_numpy("logits").shape for i in range(2)] == [(2, 2)] * 2
+
+
+def live(address: str) -> bool:
+    """Whether a new client's ServerLive call to `address` is answered."""
+    with triton.InferenceServerClient(address) as client:
+        try:
+            return client.is_server_live(client_timeout=5)
+        except InferenceServerException:
+            return False

@@ -135,6 +135,11 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
     if grpc_port is not None and grpc_port == port != 0:
         raise RobertaInferError(f"--grpc-port {grpc_port} is --port's too: give gRPC a port of its own (0: any free port)")
     sock = listen(host, port)
+    if grpc_port:  # a busy port is one line now, before uvicorn starts and the model loads (gRPC binds it again later)
+        try:
+            listen(host, grpc_port).close()
+        except RobertaInferError as e:
+            raise RobertaInferError(f"--grpc-port: {e}") from None
     app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key)
     grpc = None if grpc_port is None else {"host": host, "port": grpc_port, "api_key": api_key,
                                            "max_message_bytes": limits.max_body_bytes}

@@ -147,13 +147,13 @@ class Service:
             await asyncio.wait((results, gone), timeout=min(deadlines) / 1000 if deadlines else None,
                                return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            results.cancel()
+            drop(results)
             raise
         finally:
             gone.cancel()
         if results.done():
             return list(results.result())
-        results.cancel()
+        drop(results)
         if gone.done() and not gone.cancelled():
             raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
         raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
@@ -189,6 +189,14 @@ class Service:
             raise ApiError(500, "internal error: the model call failed (see the server log)", "internal") from None
         finally:
             self.metrics.in_flight.dec()
+
+
+def drop(results: asyncio.Future) -> None:
+    """Cancel the future `Batcher.submit` gave (the batcher then skips its texts still queued). The asyncio.gather
+    behind it then ends with a CancelledError that nobody awaits: retrieved here, else asyncio logs it
+    ("_GatheringFuture exception was never retrieved") when the future is collected."""
+    results.cancel()
+    results.add_done_callback(lambda future: future.cancelled() or future.exception())
 
 
 async def disconnected(request: Request) -> None:
