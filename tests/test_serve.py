@@ -54,9 +54,15 @@ def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, 
 
     `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut (and API key check) in front of it.
     """
-    sock = listen("127.0.0.1", 0)
     app = create_app(load, limits, api_key=api_key, tracer_provider=tracer_provider)
-    server = uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))
+    with in_thread(uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))) as base:
+        yield base
+
+
+@contextmanager
+def in_thread(server: uvicorn.Server) -> Iterator[str]:
+    """`server` running in a background thread on a free loopback port; yields its base URL once it accepts connections."""
+    sock = listen("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -684,6 +690,8 @@ def test_a_busy_port_is_a_one_line_error():
     (["--max-body-bytes", "0"], "argument --max-body-bytes"),
     (["--max-batch-tokens", "0"], "argument --max-batch-tokens"),
     (["--otlp-endpoint", "localhost:4318"], "--otlp-endpoint 'localhost:4318': give an OTLP/HTTP collector's URL"),
+    (["--grpc-port", "70000"], "argument --grpc-port: must be in [0, 65535], got 70000"),
+    (["--port", "8123", "--grpc-port", "8123"], "--grpc-port 8123 is --port's too"),
 ])
 def test_impossible_serve_settings_are_one_line_errors(args, message, tmp_path):
     """The real CLI in a subprocess: exit 2 and one line on stderr, before anything listens or loads (the bundle is

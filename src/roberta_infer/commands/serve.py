@@ -1,4 +1,5 @@
-"""`roberta-infer serve`: HTTP API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn)."""
+"""`roberta-infer serve`: HTTP (and gRPC) API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn,
+grpcio)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from .args import BATCH, PORT, bundle_dir, formatter, positive_int, ranged, runt
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", formatter_class=formatter,
-        help="HTTP API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn)",
+        help="HTTP (and gRPC) API over a bundle, batching texts across concurrent requests (FastAPI + uvicorn, grpcio)",
         description=(
-            "Serve a bundle over HTTP with one session of its engine (ONNX Runtime or OpenVINO):\n"
+            "Serve a bundle over HTTP (and gRPC) with one session of its engine (ONNX Runtime or OpenVINO):\n"
             '  POST /v1/classify {"texts": ["...", ...]} or {"text": "..."}\n'
             '       → {"results": [{"label": ..., "score": softmax prob, "logits": [...]}, ...]} in request order\n'
             "  GET  /healthz (process up), /readyz (200 once the model is loaded and warm), /metrics (Prometheus),\n"
@@ -23,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "       logits FP32 [N, C]; JSON or binary tensor data\n"
             "  GET  /v2/health/live, /v2/health/ready, /v2 (server), /v2/models/NAME, /v2/models/NAME/ready\n"
             "  and /v2/models/NAME/versions/1[/ready|/infer] (the one version served; others: 404)\n"
+            "  With --grpc-port, the same over gRPC (Triton's inference.GRPCInferenceService, tritonclient.grpc):\n"
+            "  ServerLive, ServerReady, ServerMetadata, ModelReady, ModelMetadata, ModelConfig, ModelInfer (text\n"
+            "  as bytes_contents or raw_input_contents; outputs as raw_output_contents), in the same process,\n"
+            "  queue and limits; refusals as gRPC codes: INVALID_ARGUMENT (bad input), NOT_FOUND (another model),\n"
+            "  UNAVAILABLE (loading, shutting down), RESOURCE_EXHAUSTED (queue full), DEADLINE_EXCEEDED,\n"
+            "  UNAUTHENTICATED (API key: metadata `authorization: Bearer KEY`; ServerLive/ServerReady need none)\n"
             "Texts from concurrent requests share model calls: up to --max-batch-size texts and --max-batch-tokens\n"
             "padded tokens (rows × the longest row), length-sorted, cut where padding would cost more than another\n"
             "call, padded to the longest; results equal `predict`.\n"
@@ -37,8 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "request heads keep uvicorn's parser defaults (httptools: no size limit; put a reverse proxy in\n"
             "front of an exposed server). /docs is off: Swagger UI loads its scripts from a CDN;\n"
             "/openapi.json describes the API.\n"
-            "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms) a request gets 504; its texts\n"
-            "still queued are dropped, as are those of a client that disconnects.\n"
+            "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms; gRPC: also its parameter\n"
+            "timeout in microseconds, as tritonclient's infer(timeout=) sends it) a request gets 504\n"
+            "(DEADLINE_EXCEEDED); its texts still queued are dropped, as are those of a client that disconnects\n"
+            "(or a gRPC call cancelled or past its own deadline).\n"
             "Observability: /metrics has histograms, labelled by model, of each request's queue time, of\n"
             "tokenisation and model call times, and of rows and padded tokens per model call:\n"
             "roberta_infer_request_queue_duration_seconds, roberta_infer_tokenization_duration_seconds,\n"
@@ -46,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "With --otlp-endpoint, OpenTelemetry traces go to that collector (OTLP/HTTP): a span per request\n"
             "(a child of the caller's W3C `traceparent` header) and one per model call, linked to the requests\n"
             "it served.\n"
-            "SIGTERM/SIGINT: in-flight requests finish, new connections are refused, exit status 0.\n"
+            "SIGTERM/SIGINT: in-flight requests (and gRPC calls) finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
             "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
         ),
@@ -55,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a bundle written by `roberta-infer export` (default: the shipped model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="default 8000 (0: any free port)")
+    p.add_argument("--grpc-port", type=PORT, metavar="PORT",
+                   help="also serve the Open Inference Protocol over gRPC on this port of --host (default: no gRPC; "
+                        "0: any free port); messages over --max-body-bytes are refused (RESOURCE_EXHAUSTED)")
     p.add_argument("--max-batch-size", type=BATCH, default=32, metavar="B", help="texts per model call at most (default 32)")
     p.add_argument("--max-batch-tokens", type=positive_int, metavar="N",
                    help="padded tokens per model call at most: rows × the longest row's tokens (default: no bound but "
@@ -103,4 +115,4 @@ def execute(args: argparse.Namespace) -> None:
     api_key = args.api_key if args.api_key is not None else os.environ.get("ROBERTA_INFER_API_KEY")
     serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,
-          keep_alive_s=args.keep_alive_s, otlp_endpoint=args.otlp_endpoint)
+          keep_alive_s=args.keep_alive_s, otlp_endpoint=args.otlp_endpoint, grpc_port=args.grpc_port)

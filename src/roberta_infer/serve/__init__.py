@@ -5,12 +5,14 @@ results equal `roberta-infer predict`'s. The queue is bounded in texts: beyond -
 Retry-After rather than waiting without limit. The same queue serves /v1/classify (`v1`) and the Open Inference
 Protocol (KServe v2: `/v2/health/*`, `/v2`, `/v2/models/{name}[/ready|/infer]`, `v2`), so Triton's and KServe's
 clients get the same batching, limits and errors. An optional API key guards every route but the health probes;
-body size, open connections, keep-alive and request deadlines are bounded (`serve --help`).
+body size, open connections, keep-alive and request deadlines are bounded (`serve --help`). With a gRPC port, the
+Open Inference Protocol is also served over gRPC (`grpc_v2`), on the same queue, limits, key and errors.
 
 - `limits`: the Limits (`serve`'s size and wait options);
 - `batcher`: the queue and its worker (no HTTP); `call_cost`: a model call's fixed cost, timed at start-up;
 - `metrics`: Prometheus metrics and the log; `tracing`: OpenTelemetry spans of requests and model calls;
 - `requests`: what both protocols share (ApiError, body size, text checks); `v1` and `v2`: their wire formats;
+- `grpc_v2`: the Open Inference Protocol over gRPC (`serve --grpc-port`), on the same service;
 - `service`: the model's life (loading → ready → draining) and each protocol's infer request answered;
 - `app`: the routes (`create_app`) and the ASGI shim that sends the infer routes past FastAPI;
 - `server`: the process (`serve`: socket, uvicorn, signals, gc.freeze).

@@ -8,7 +8,6 @@ Every handler finds the service in `app.state.service`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
@@ -25,7 +24,7 @@ from ..version import __version__
 from . import v2
 from .limits import Limits
 from .metrics import ConnectionRefusals, log
-from .requests import ErrorResponse
+from .requests import ErrorResponse, bearer_matches
 from .service import Service
 from .tracing import server_tracer
 from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
@@ -87,7 +86,7 @@ class ClassifyFirst:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return hmac.compare_digest(value[:7].lower() + value[7:], self.bearer)
+                return bearer_matches(value, self.bearer)
         return False
 
 

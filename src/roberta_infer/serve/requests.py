@@ -3,6 +3,7 @@ checking a request's texts against the Limits."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Callable
 
 from pydantic import BaseModel
@@ -20,6 +21,12 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.reason, self.headers = status, message, reason, headers
+
+
+def bearer_matches(value: bytes, bearer: bytes) -> bool:
+    """Whether an `Authorization` value is `bearer` (b"bearer " + the key), the scheme in any case, compared in
+    constant time (`hmac.compare_digest`): HTTP's header and gRPC's metadata alike."""
+    return hmac.compare_digest(value[:7].lower() + value[7:], bearer)
 
 
 class ErrorResponse(BaseModel):  # every refusal's body, as /openapi.json documents it

@@ -1,7 +1,9 @@
-"""The `serve` process: its socket, uvicorn, the stop signals and the model load's place in memory (gc.freeze)."""
+"""The `serve` process: its socket, uvicorn (and gRPC beside it), the stop signals and the model load's place in memory
+(gc.freeze)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import ipaddress
 import signal
@@ -9,14 +11,17 @@ import socket
 from pathlib import Path
 
 import uvicorn
+from grpc import aio
 
 from ..bundle import load_bundle
 from ..default import default_bundle
 from ..errors import RobertaInferError
 from ..runtime import BundleClassifier
 from .app import check_api_key, create_app
+from .grpc_v2 import GRACE_S, start_grpc
 from .limits import Limits
 from .metrics import log
+from .service import Service
 from .tracing import otlp_provider, otlp_traces_url
 from .v2 import DEFAULT_NAME, check_name
 
@@ -65,19 +70,51 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
                           limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s)
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server and, with `grpc`, the Open Inference Protocol's gRPC server beside it in the same event loop
+    (`grpc_v2.start_grpc`'s arguments but the service): listening before the model starts loading, and stopping
+    as HTTP does on SIGTERM/SIGINT: new calls refused, calls in flight finished (within `grpc_v2.GRACE_S`)."""
+
+    def __init__(self, config: uvicorn.Config, service: Service, grpc: dict | None = None):
+        super().__init__(config)
+        self.service, self.grpc = service, grpc
+        self.grpc_server: aio.Server | None = None
+        self.grpc_port: int | None = None  # the port gRPC listens on, once started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc is not None:
+            self.grpc_server, self.grpc_port = await start_grpc(self.service, **self.grpc)
+            log.info("gRPC (KServe v2) on %s:%d", bracketed(self.grpc["host"]), self.grpc_port)
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stopping = None if self.grpc_server is None else asyncio.ensure_future(self.grpc_server.stop(GRACE_S))
+        await super().shutdown(sockets)
+        if stopping is not None:
+            await stopping
+
+
+def bracketed(host: str) -> str:
+    """`host` as it goes before ":port": an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
           threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
           api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0,
-          otlp_endpoint: str | None = None) -> None:
-    """Serve the bundle `model` over HTTP until SIGINT/SIGTERM, then finish in-flight requests and return.
+          otlp_endpoint: str | None = None, grpc_port: int | None = None) -> None:
+    """Serve the bundle `model` over HTTP (and gRPC on `grpc_port`, if given) until SIGINT/SIGTERM, then finish
+    in-flight requests and return.
 
     Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
-    are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request; `api_key`
-    is required by every route but the health probes (`create_app`); `max_connections` and `keep_alive_s` are
-    `server_config`'s. The key is never logged; listening beyond loopback without one logs a warning. With
-    `otlp_endpoint` (an OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model call spans are
-    exported there by a tracer provider of the server's own, flushed on exit; without it none is made. Raises
-    RobertaInferError for bad limits, name, key, OTLP endpoint or port, a port that cannot be bound, or a model that
+    are `load_bundle`'s; `name` is the model's name on the /v2 routes and over gRPC; `access_log` logs every HTTP
+    request; `api_key` is required by every route and RPC but the health probes (`create_app`, `grpc_v2.ApiKey`);
+    `max_connections` and `keep_alive_s` are `server_config`'s; gRPC messages are bounded by `limits.max_body_bytes`.
+    The key is never logged; listening beyond loopback without one logs a warning. With `otlp_endpoint` (an
+    OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model call spans are exported there by a
+    tracer provider of the server's own, flushed on exit; without it none is made. Raises RobertaInferError for bad
+    limits, name, key, OTLP endpoint or ports (the gRPC port equal to the HTTP one), a port that cannot be bound, or a
+    model that
     cannot load.
     """
     failures: list[BaseException] = []
@@ -98,18 +135,29 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
     check_name(name)
     check_api_key(api_key)
     traces = None if otlp_endpoint is None else otlp_traces_url(otlp_endpoint)
+    if grpc_port is not None and not 0 <= grpc_port <= 65535:
+        raise RobertaInferError(f"--grpc-port {grpc_port} is not a TCP port: give 0 to 65535 (0: any free port)")
+    if grpc_port is not None and grpc_port == port != 0:
+        raise RobertaInferError(f"--grpc-port {grpc_port} is --port's too: give gRPC a port of its own (0: any free port)")
     sock = listen(host, port)
+    if grpc_port:  # a busy port is one line now, before uvicorn starts and the model loads (gRPC binds it again later)
+        try:
+            listen(host, grpc_port).close()
+        except RobertaInferError as e:
+            raise RobertaInferError(f"--grpc-port: {e}") from None
     tracer_provider = None if otlp_endpoint is None else otlp_provider(otlp_endpoint)
     app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key,
                      tracer_provider=tracer_provider)
-    server = uvicorn.Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s,
-                                          access_log=access_log))
+    grpc = None if grpc_port is None else {"host": host, "port": grpc_port, "api_key": api_key,
+                                           "max_message_bytes": limits.max_body_bytes}
+    server = Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s, access_log=access_log),
+                    app.service, grpc)
     if (warning := exposure_warning(host, api_key)) is not None:
         log.warning("%s", warning)
     if traces is not None:
         log.info("exporting traces over OTLP/HTTP to %s", traces)
     log.info("serving on http://%s:%d (/readyz answers 200 once the model is warm; SIGTERM or Ctrl+C to stop)",
-             f"[{host}]" if ":" in host else host, sock.getsockname()[1])
+             bracketed(host), sock.getsockname()[1])
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler makes that a normal return (exit 0).
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

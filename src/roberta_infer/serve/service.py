@@ -1,10 +1,10 @@
-"""The model's life in the app, and the two protocols' infer requests answered around the one batcher."""
+"""The model's life in the app, and every protocol's infer requests answered around the one batcher (`Service.run`)."""
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
@@ -21,6 +21,8 @@ from .metrics import Metrics, log
 from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
 from .tracing import current_request, request_span
 from .v1 import CLASSIFY_PATH, parse_request
+
+T = TypeVar("T")
 
 
 class Service:
@@ -116,65 +118,94 @@ class Service:
                 parsed = v2.parse_infer_request(body, request.headers.get(v2.HEADER_LENGTH))
             except v2.ProtocolError as e:
                 raise ApiError(400, str(e), "bad_request") from None
-            texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
-            timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
-            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms, request), model_name=self.name,
+            content, headers = v2.infer_response(parsed, await self.infer_texts(parsed, request), model_name=self.name,
                                                  model_version=v2.MODEL_VERSION)
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
         return await self.handle(request, answer, v2.V2_MODELS + "{model_name}" + v2.V2_INFER)
 
-    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request) -> list[dict]:
+    async def infer_texts(self, parsed: v2.InferRequest, request: Request | None = None) -> list[dict]:
+        """An Open Inference Protocol request's texts (input `text`) and `timeout_ms`, checked (`check_texts`,
+        `check_timeout_ms`), → their results (`queue`); over HTTP and gRPC alike."""
+        texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
+        timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
+        return await self.queue(texts, timeout_ms, request)
+
+    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request | None) -> list[dict]:
         """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
 
         The texts still queued are dropped (the batcher skips them, counted in /metrics as
         roberta_infer_texts_dropped_total) when the deadline (the sooner of `timeout_ms` and --request-timeout-ms)
-        passes first: ApiError 504; or when the client disconnects first: ApiError 499 (nginx's "client closed
-        request", which no client sees).
+        passes first: ApiError 504; when the HTTP `request`'s client disconnects first: ApiError 499 (nginx's
+        "client closed request", which no client sees); or when this coroutine is cancelled (a gRPC call cancelled
+        or past its own deadline; `request` None).
         """
         try:
             results = self.batcher.submit(texts, current_request())
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
         deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
-        gone = asyncio.ensure_future(disconnected(request))
+        gone = asyncio.ensure_future(disconnected(request) if request is not None else asyncio.Event().wait())
         try:
             await asyncio.wait((results, gone), timeout=min(deadlines) / 1000 if deadlines else None,
                                return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            drop(results)
+            raise
         finally:
             gone.cancel()
         if results.done():
             return list(results.result())
-        results.cancel()
+        drop(results)
         if gone.done() and not gone.cancelled():
             raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
         raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
                        "deadline")
 
     async def handle(self, request: Request, answer: Callable[[bytes], Any], route: str) -> Response:
-        """One request of either protocol, to `route` (its path template), in a span of its own (a child of the
-        caller's when it sends `traceparent`, `tracing.request_span`): refusals become `{"error": ...}` with their
-        status; every outcome is counted, and set on the span (5xx: an error)."""
+        """One HTTP request of either protocol to `route` (its path template), run by `run` in a span of its own (a
+        child of the caller's when it sends `traceparent`, `tracing.request_span`): refusals become
+        `{"error": ...}` with their status; every outcome is counted, and set on the span (5xx: an error)."""
+        async def read_and_answer() -> Response:
+            return await answer(await read_body(request, self.limits.max_body_bytes))
+
         with request_span(self.tracer, route, request.method, request.headers, self.name) as span:
-            self.metrics.in_flight.inc()
             try:
-                if not self.ready:
-                    raise self.unready_error()
-                response = await answer(await read_body(request, self.limits.max_body_bytes))
+                response = await self.run(read_and_answer)
             except ApiError as e:
-                self.metrics.errors.labels(e.reason).inc()
                 response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
-            except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
-                self.metrics.errors.labels("internal").inc()
-                response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
-            finally:
-                self.metrics.in_flight.dec()
             self.metrics.requests.labels(str(response.status_code)).inc()
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(trace.StatusCode.ERROR)
         return response
+
+    async def run(self, answer: Callable[[], Awaitable[T]]) -> T:
+        """One infer request of any protocol (HTTP v1 and v2, gRPC), counted in flight while `answer` runs: refused
+        with the ApiError `unready_error` unless the model is ready; an ApiError is counted by its reason and raised;
+        any other failure (a failed model call, logged where it failed) becomes ApiError 500 "internal"."""
+        self.metrics.in_flight.inc()
+        try:
+            if not self.ready:
+                raise self.unready_error()
+            return await answer()
+        except ApiError as e:
+            self.metrics.errors.labels(e.reason).inc()
+            raise
+        except Exception:  # this request fails, the server carries on
+            self.metrics.errors.labels("internal").inc()
+            raise ApiError(500, "internal error: the model call failed (see the server log)", "internal") from None
+        finally:
+            self.metrics.in_flight.dec()
+
+
+def drop(results: asyncio.Future) -> None:
+    """Cancel the future `Batcher.submit` gave (the batcher then skips its texts still queued). The asyncio.gather
+    behind it then ends with a CancelledError that nobody awaits: retrieved here, else asyncio logs it
+    ("_GatheringFuture exception was never retrieved") when the future is collected."""
+    results.cancel()
+    results.add_done_callback(lambda future: future.cancelled() or future.exception())
 
 
 async def disconnected(request: Request) -> None:

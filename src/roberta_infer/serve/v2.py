@@ -100,6 +100,12 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         document = json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ProtocolError(f"the request's JSON header is not valid JSON: {e}") from None
+    return infer_request(document, binary)
+
+
+def infer_request(document: object, binary: bytes = b"") -> InferRequest:
+    """A v2 infer request's JSON document, with the binary tensor data after its header (over gRPC: the input's
+    contents as a serialized BYTES tensor), → the texts; ProtocolError as `parse_infer_request` says."""
     if not isinstance(document, dict):
         raise ProtocolError("the request is not a JSON object")
     inputs = document.get("inputs")
@@ -176,19 +182,13 @@ def decode_bytes_tensor(data: bytes) -> list[str]:
 
 def infer_response(request: InferRequest, results: list[dict], *, model_name: str, model_version: str) -> tuple[bytes, dict]:
     """The v2 response body and its extra headers, from `serve`'s per-text `{"label", "score", "logits"}` results."""
-    n = len(results)
-    classes = len(results[0]["logits"]) if results else 0
-    tensors = {
-        "label": ("BYTES", [n], [r["label"] for r in results]),
-        "score": ("FP32", [n], [r["score"] for r in results]),
-        "logits": ("FP32", [n, classes], [x for r in results for x in r["logits"]]),
-    }
+    tensors = output_tensors(results)
     outputs, binary = [], []
     for name, as_binary in request.outputs.items():
         datatype, shape, data = tensors[name]
         output: dict = {"name": name, "datatype": datatype, "shape": shape}
         if as_binary:
-            raw = encode_bytes_tensor(data) if datatype == "BYTES" else np.asarray(data, dtype="<f4").tobytes()
+            raw = raw_tensor(datatype, data)
             output["parameters"] = {"binary_data_size": len(raw)}
             binary.append(raw)
         else:
@@ -203,6 +203,21 @@ def infer_response(request: InferRequest, results: list[dict], *, model_name: st
     return header + b"".join(binary), {HEADER_LENGTH: str(len(header))}
 
 
-def encode_bytes_tensor(texts: list[str]) -> bytes:
-    """UTF-8 strings → Triton's serialized BYTES tensor."""
-    return b"".join(struct.pack("<I", len(raw)) + raw for raw in (text.encode("utf-8") for text in texts))
+def output_tensors(results: list[dict]) -> dict[str, tuple[str, list[int], list]]:
+    """`serve`'s per-text `{"label", "score", "logits"}` results → each output's datatype, shape and row-major data."""
+    n = len(results)
+    classes = len(results[0]["logits"]) if results else 0
+    return {"label": ("BYTES", [n], [r["label"] for r in results]),
+            "score": ("FP32", [n], [r["score"] for r in results]),
+            "logits": ("FP32", [n, classes], [x for r in results for x in r["logits"]])}
+
+
+def raw_tensor(datatype: str, data: list) -> bytes:
+    """An output's data as binary tensor data: BYTES serialized (`encode_bytes_tensor`), FP32 as little-endian float32."""
+    return encode_bytes_tensor(data) if datatype == "BYTES" else np.asarray(data, dtype="<f4").tobytes()
+
+
+def encode_bytes_tensor(texts: list[str] | list[bytes]) -> bytes:
+    """Strings (as UTF-8) or bytes → Triton's serialized BYTES tensor."""
+    return b"".join(struct.pack("<I", len(raw)) + raw
+                    for raw in (text if isinstance(text, bytes) else text.encode("utf-8") for text in texts))
