@@ -12,7 +12,8 @@ exit 2) raised before anything is written:
   device is written into as it is (a terminal, /dev/null, a named pipe: nothing is replaced).
 Work happens in a hidden sibling `.NAME.….tmp`, created with the user's umask (so a service account can read what
 we write, unlike `tempfile`'s 0700), and is renamed over NAME only when complete; on any error it is removed, as
-are parent folders created for it. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
+are parent folders created for it; a full disk or quota (ENOSPC, EDQUOT) is then one NoSpaceError naming the output
+(exit 2), earlier outputs untouched. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
 sibling, which `remove_leftovers` clears (`classify --resume` does), and which the next writer of the same NAME
 sweeps (`sweep_dead`: a sibling whose writing process is gone) with a warning. The CLI turns SIGTERM and SIGHUP into
 the same exception as Ctrl-C, so those clean up as any error does.
@@ -20,6 +21,7 @@ the same exception as Ctrl-C, so those clean up as any error does.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -31,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RobertaInferError
+from .errors import NoSpaceError, RobertaInferError
 
 # kind → (marker file, how the kind is named in messages); the first marker found names a folder's kind.
 KINDS = {
@@ -164,10 +166,11 @@ def output_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out
         os.mkdir(tmp)  # mode 0777 & ~umask, as any folder the user makes
         yield tmp
         _swap(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        _raise_if_full(e, path, flag)
         raise
 
 
@@ -179,7 +182,11 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
     itself, to write into. Checked first with `check_file` (`inputs`, `own`: see there)."""
     path = written_path(check_file(path, force=force, flag=flag, inputs=inputs, own=own))
     if is_stream(path):
-        yield path
+        try:
+            yield path
+        except OSError as e:
+            _raise_if_full(e, path, flag)
+            raise
         return
     sweep_dead(path)
     made = _make_parents(path)
@@ -187,11 +194,21 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        _raise_if_full(e, path, flag)
         raise
+
+
+def _raise_if_full(error: BaseException, path: Path, flag: str) -> None:
+    """Raise NoSpaceError naming the output `path` (`flag` as the user gave it) for an `error` that is a full disk or
+    quota (OSError ENOSPC / EDQUOT: Python's and pyarrow's); return for any other error, which the caller re-raises.
+    Called once the temporary sibling is removed, so the message can say nothing was left."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise NoSpaceError(f"{flag} {path}: no space left on device while writing it (nothing partial left there; "
+                           "free some space and run the command again)") from error
 
 
 def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out", own: Path | None = None) -> None:

@@ -24,7 +24,7 @@ from .. import readers
 from ..bundle import open_model
 from ..data import sha256_file
 from ..default import default_bundle
-from ..errors import RobertaInferError, check_positive
+from ..errors import NoSpaceError, RobertaInferError, check_positive
 from ..outputs import remove_leftovers, write_json
 from ..predict import Classifier
 from .local_engine import run_local
@@ -92,6 +92,9 @@ def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fai
                           "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
                 results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
                                            worker_class=worker_class or ShardWorker)
+        except NoSpaceError as e:  # the disk filled up: the shards written stay, --resume finishes once space is freed
+            raise NoSpaceError(f"{e}; the shards finished are kept: free some space, then run the same command with "
+                               f"--resume to finish the job in {out}") from e
         except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
             if fresh:
                 discard_output(out, shard_names, output_format)
