@@ -25,7 +25,7 @@ from ..bundle import open_model
 from ..data import sha256_file
 from ..default import default_bundle
 from ..errors import NoSpaceError, RobertaInferError, check_positive
-from ..outputs import remove_leftovers, write_json
+from ..outputs import check_outside_outputs, remove_leftovers, write_json
 from ..predict import Classifier
 from .local_engine import run_local
 from .ray_engine import ShardWorker, run_ray
@@ -194,12 +194,13 @@ def plan_shards(files: list[Path], text_field: str, shard_size: int) -> list[Sha
 
 
 def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> tuple[set[str], bool] | None:
-    """Refuse an `out` this job may not write: a file; a non-empty folder without a classify job; another job (one
-    of the keys of `identity` differs: checked first without the model's sha256, before the model loads, then with
-    it); any earlier run without `resume`. Returns None for a new or empty `out`, else the names of the shards
-    already written and whether the job finished."""
+    """Refuse an `out` this job may not write: a file; a folder inside another output (`outputs.artifact_holding`); a
+    non-empty folder without a classify job; another job (one of the keys of `identity` differs: checked first
+    without the model's sha256, before the model loads, then with it); any earlier run without `resume`. Returns
+    None for a new or empty `out`, else the names of the shards already written and whether the job finished."""
     if out.exists() and not out.is_dir():
         raise RobertaInferError(f"--output {out} is a file: choose a directory")
+    check_outside_outputs(out, "--output")
     if not out.exists() or not any(out.iterdir()):
         return None
     check_lock(out)
