@@ -127,3 +127,12 @@ def test_classify_on_a_full_disk_keeps_its_shards_and_resumes(small_disk, hf_bun
         assert row["label"] == expected[key]["label"]
         np.testing.assert_allclose(row["logits"], expected[key]["logits"], atol=1e-5)
     assert json.loads((out / "_SUCCESS").read_text())["records"] == 600
+
+
+def test_a_full_device_as_output_is_named(hf_bundle, tmp_path, capsys):
+    """--output /dev/full (a device: written into, every write ENOSPC): one line naming it, exit 2."""
+    if not Path("/dev/full").exists():
+        pytest.skip("this machine has no /dev/full")
+    source = texts_file(tmp_path, 5)
+    assert cli.main(["predict", "--model", str(hf_bundle), "--input", str(source), "--output", "/dev/full"]) == 2
+    assert one_error_line(capsys).startswith("error: --output /dev/full: no space left on device")

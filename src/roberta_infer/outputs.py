@@ -231,7 +231,7 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
         try:
             yield path
         except OSError as e:
-            _raise_if_full(e, path, flag)
+            _raise_if_full(e, path, flag, streamed=True)
             raise
         return
     sweep_dead(path)
@@ -248,13 +248,15 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
         raise
 
 
-def _raise_if_full(error: BaseException, path: Path, flag: str) -> None:
+def _raise_if_full(error: BaseException, path: Path, flag: str, *, streamed: bool = False) -> None:
     """Raise NoSpaceError naming the output `path` (`flag` as the user gave it) for an `error` that is a full disk or
     quota (OSError ENOSPC / EDQUOT: Python's and pyarrow's); return for any other error, which the caller re-raises.
-    Called once the temporary sibling is removed, so the message can say nothing was left."""
+    Called once the temporary sibling is removed, so the message can say nothing was left (not for a `streamed`
+    output, a FIFO or device such as /dev/full, written into directly)."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise NoSpaceError(f"{flag} {path}: no space left on device while writing it (nothing partial left there; "
-                           "free some space and run the command again)") from error
+        left = "" if streamed else "nothing partial left there; "
+        raise NoSpaceError(f"{flag} {path}: no space left on device while writing it ({left}free some space and run "
+                           "the command again)") from error
 
 
 def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out", own: Path | None = None) -> None:
