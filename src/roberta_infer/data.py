@@ -199,7 +199,8 @@ TEXT_ENDS = re.compile(f"^[\\s{INVISIBLE}]+|[\\s{INVISIBLE}]+\\Z")
 def clean_text(text: str) -> str:
     """`text` without the whitespace, Unicode separators and zero-width characters at its ends (TEXT_ENDS): what is
     classified and written back. Every reader, `prepare`'s TSV, `serve`'s request parsers and the tokeniser use it;
-    an empty result is a blank text, nothing to classify, which they refuse (BLANK)."""
+    an empty result is a blank text, nothing to classify, which the readers and `serve` refuse (BLANK) and
+    `prepare`'s TSV keeps (fairseq binarises it as `</s>` alone)."""
     return TEXT_ENDS.sub("", text)
 
 
@@ -268,10 +269,7 @@ def read_sst2(path: Path) -> Sst2Split:
     for fields, number, _ in records:
         if len(fields) != 2:
             raise RobertaInferError(f"{path} line {number}: expected 2 tab-separated fields, found {len(fields)}")
-        sentence = clean_text(fields[text_col])
-        if not sentence:
-            raise RobertaInferError(f"{path} line {number}: {BLANK}")
-        sentences.append(sentence)
+        sentences.append(clean_text(fields[text_col]))  # an empty one kept: fairseq binarises it as </s> alone
         if label_col is not None:
             label = fields[label_col].strip()
             if label not in SST2_LABEL_ALIASES:
