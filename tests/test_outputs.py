@@ -163,6 +163,12 @@ def test_nothing_is_written_anywhere_inside_another_output(tmp_path, kind):
     with pytest.raises(RobertaInferError, match=f"in {folder}: refusing"), output_dir(folder / "a" / "new", "bench"):
         pass
     assert sorted(folder.rglob("*")) == before
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(folder / "a")
+    with pytest.raises(RobertaInferError, match=f"in {folder}: refusing"):  # by a link into it
+        check_dir(tmp_path / "link" / "out", "bundle")
+    check_dir(folder / ".." / "elsewhere" / "out", "bundle")  # `..` out of it: outside
+    write_text(folder / "a" / ".." / ".." / "elsewhere" / "x.json", "{}")
 
 
 def test_a_marker_name_alone_above_is_no_output(tmp_path):

@@ -161,7 +161,7 @@ def check_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: 
     holder = artifact_holding(target, own)
     if holder is not None:
         kind, folder = holder
-        what = f"the {target.name} of" if target.parent == folder and target.name == KINDS[kind][0] else "inside"
+        what = f"the {target.name} of" if target.parent.resolve() == folder and target.name == KINDS[kind][0] else "inside"
         raise RobertaInferError(f"{flag} {named} is {what} {describe(kind)} in {folder}: refusing to "
                                 f"{'replace' if target.exists() else 'write'} it, even with --force; "
                                 "give a path outside that folder")
@@ -189,7 +189,7 @@ def artifact_holding(path: Path, own: Path | None = None, *, folder: bool = Fals
     by its marker (`kind_of`), for a `folder` output by `enclosing_kind` (a run work directory's parts are outputs of
     their own); every folder above by `enclosing_kind`. None when there is none below `own` (the folder the command
     adds this file to) or one being built (`output_dir`'s hidden sibling), or none at all."""
-    parent = Path(path).absolute().parent
+    parent = Path(path).absolute().parent.resolve()  # where it really goes: `..` and links followed
     for ancestor in (parent, *parent.parents):
         building = ancestor.name.startswith(".") and ancestor.name.endswith(".tmp")  # `output_dir`'s sibling
         if building or (own is not None and ancestor.resolve() == Path(own).resolve()):
