@@ -105,11 +105,13 @@ def output_cases():
             yield command, flag(action), f"{other} for a {kind or 'cache'}", lambda tmp, o=other: str(_artifact(tmp, o))
             if kind is not None and "--force" in COMMANDS[command]._option_string_actions:
                 yield command, flag(action), "same kind without --force", lambda tmp, k=kind: str(_artifact(tmp, k))
+            yield command, flag(action), "inside a bundle, deeper (with --force)", lambda tmp: str(_nesting(tmp) / "new")
         elif role == "out-file":
             yield command, flag(action), "folder for a file", lambda tmp: str(_folder(tmp))
             yield command, flag(action), "under a file (unwritable)", lambda tmp: str(_file(tmp) / "sub.json")
             if "--force" in COMMANDS[command]._option_string_actions:
                 yield command, flag(action), "existing file without --force", lambda tmp: str(_file(tmp))
+            yield command, flag(action), "inside a bundle, deeper (with --force)", lambda tmp: str(_nesting(tmp) / "o.json")
 
 
 def _file(tmp: Path) -> Path:
@@ -131,6 +133,15 @@ def _artifact(tmp: Path, kind: str) -> Path:
     marker = KINDS[kind][0]
     (path / marker).write_text(json.dumps({"format": f"roberta-infer/{kind}/1"}) + "\n")
     return path
+
+
+def _nesting(tmp: Path) -> Path:
+    """A folder two levels inside a bundle (its manifest.json and model.onnx: what recognises it above)."""
+    bundle = tmp / "an-enclosing-bundle"
+    (bundle / "notes" / "deeper").mkdir(parents=True, exist_ok=True)
+    (bundle / "manifest.json").write_text("{}\n")
+    (bundle / "model.onnx").write_bytes(b"graph")
+    return bundle / "notes" / "deeper"
 
 
 def baseline(command: str, tmp: Path) -> dict[str, str]:
@@ -217,12 +228,17 @@ def test_bad_output(command, option, case, make, tmp_path, capsys, monkeypatch, 
     values[option] = value
     if command == "export":
         values["--synthetic"] = "roberta-base"  # no checkpoint to load: the output is checked before building
+    argv = command_line(command, values)
+    if "with --force" in case and "--force" in COMMANDS[command]._option_string_actions:
+        argv.append("--force")
     before = snapshot(tmp_path)
-    line = run_failing(command_line(command, values), capsys)
+    line = run_failing(argv, capsys)
     assert value in line, line
     assert snapshot(tmp_path) == before, "something was written"
     if case.startswith("same kind"):
         assert "--force" in line
+    if case.startswith("inside a bundle"):
+        assert f"is inside a bundle (written by `export`/`quantize`) in {tmp_path / 'an-enclosing-bundle'}" in line, line
 
 
 def test_a_fresh_machine_refuses_a_bad_output_before_exporting_the_default_model(tmp_path):

@@ -140,6 +140,69 @@ def test_nothing_is_written_inside_another_output_folder(tmp_path, marker):
     assert (folder / "labels.npy").read_bytes() == b"data" and not (folder / "new.jsonl").exists()
 
 
+# One folder of each kind as written (its marker and a file each such output holds), and how messages name it.
+WRITTEN = {"bundle": ("manifest.json", "model.xml"), "prepared": ("meta.json", "src_tokens.npy"),
+           "results": ("summary.json", "logits.npy"), "bench": ("bench.json", "bench.md"), "classify": ("_JOB.json",),
+           "model": ("training.json", "config.json"), "checkpoint": ("pytorch_model.bin",)}
+
+
+@pytest.mark.parametrize("kind", WRITTEN)
+def test_nothing_is_written_anywhere_inside_another_output(tmp_path, kind):
+    """A file or a folder two levels down inside an output of any kind (a classify job from its _JOB.json on):
+    refused with --force, naming that output, nothing written."""
+    folder = tmp_path / "artifact"
+    (folder / "a" / "b").mkdir(parents=True)
+    for name in WRITTEN[kind]:
+        (folder / name).write_text("{}")
+    before = sorted(folder.rglob("*"))
+    for check in (lambda: write_text(folder / "a" / "b" / "x.json", "{}", force=True),
+                  lambda: check_dir(folder / "a" / "b" / "out", "bundle", force=True),
+                  lambda: check_dir(folder / "a" / "out", "results", force=True)):
+        with pytest.raises(RobertaInferError, match=f"is inside .* in {folder}: refusing to write .*even with --force"):
+            check()
+    with pytest.raises(RobertaInferError, match=f"in {folder}: refusing"), output_dir(folder / "a" / "new", "bench"):
+        pass
+    assert sorted(folder.rglob("*")) == before
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(folder / "a")
+    with pytest.raises(RobertaInferError, match=f"in {folder}: refusing"):  # by a link into it
+        check_dir(tmp_path / "link" / "out", "bundle")
+    check_dir(folder / ".." / "elsewhere" / "out", "bundle")  # `..` out of it: outside
+    write_text(folder / "a" / ".." / ".." / "elsewhere" / "x.json", "{}")
+
+
+def test_a_marker_name_alone_above_is_no_output(tmp_path):
+    """A project folder that happens to hold a summary.json or config.json, with nothing else of such an output, does
+    not stop writing in its subfolders (those names are too common); a run work directory holds outputs of its
+    own, which are replaced there with --force."""
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "runs").mkdir()
+    write_text(tmp_path / "runs" / "x.json", "{}")
+    check_dir(tmp_path / "runs" / "bundle", "bundle")
+    run = tmp_path / "runs" / "run"
+    (run / "bundle").mkdir(parents=True)
+    (run / "report.json").write_text("{}")
+    for name in WRITTEN["bundle"]:
+        (run / "bundle" / name).write_text("{}")
+    check_dir(run / "bundle", "bundle", force=True)
+    check_dir(run, "run", force=True)
+
+
+def test_force_does_not_replace_an_output_holding_another(tmp_path):
+    """`export --out B --force` where B, a bundle, holds a prepared directory somewhere inside: refused, naming it."""
+    bundle = tmp_path / "bundle"
+    (bundle / "extra" / "prep").mkdir(parents=True)
+    for name in WRITTEN["bundle"]:
+        (bundle / name).write_text("{}")
+    for name in WRITTEN["prepared"]:
+        (bundle / "extra" / "prep" / name).write_text("{}")
+    with pytest.raises(RobertaInferError, match=f"holds a prepared directory .* in {bundle / 'extra' / 'prep'}: refusing"):
+        check_dir(bundle, "bundle", force=True)
+    (bundle / "extra" / "prep" / "meta.json").unlink()  # no longer prepared data: replaceable
+    check_dir(bundle, "bundle", force=True)
+
+
 def test_an_output_never_replaces_the_commands_input(tmp_path):
     source = tmp_path / "texts.txt"
     source.write_text("mine\n")

@@ -33,7 +33,7 @@ from roberta_infer.errors import RobertaInferError
 from roberta_infer.readers import plan, read, read_texts
 from roberta_infer.readers.csv import file_records, parsed_record_starts, quoted_record_starts
 from roberta_infer.serve.limits import Limits
-from roberta_infer.serve.requests import ApiError
+from roberta_infer.serve.requests import ApiError, check_texts
 from roberta_infer.serve.v1 import parse_texts
 from roberta_infer.serve.v2 import ProtocolError, encode_bytes_tensor, parse_infer_request
 
@@ -264,13 +264,57 @@ def test_blank_texts_are_errors_per_record_never_labels(tmp_path, kind):
         read_texts(path)
 
 
+# Texts with separators, whitespace and zero-width characters around (and inside) them, and what is classified:
+# the ends stripped in any mix (U+2028/U+2029 line and paragraph separators, U+0085 next line, NBSP, ideographic and
+# em spaces, zero-width space/joiner, BOM, tab), what is inside kept.
+SEPARATED = {
+    "\u2028text\u2028": "text",
+    "\u0085text\u0085": "text",
+    "\u2029 two words\u00a0": "two words",
+    "\ufeff\u200btext\u3000\u200d": "text",
+    "\t\u2003in\u2028side\u205f\u200b ": "in\u2028side",
+    "\u200b\u2060\u00a0a": "a",
+}
+
+
+def stripped(text: str) -> bool:
+    """Whether `text` starts and ends with a character that is neither whitespace nor zero-width."""
+    return bool(text) and all(not c.isspace() and c not in "\u200b\u200c\u200d\u2060\ufeff" for c in (text[0], text[-1]))
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "json", "csv", "tsv", "parquet"])
+def test_texts_are_stripped_of_unicode_separators(tmp_path, kind):
+    path = tmp_path / f"a.{kind}"
+    write_format(path, list(SEPARATED))
+    ids, texts, errors = records_of(path)
+    assert texts == list(SEPARATED.values()) and errors == [None] * len(SEPARATED)
+    assert read_texts(path) == list(SEPARATED.values())
+
+
+def test_prepares_tsv_and_serves_parsers_strip_the_same(tmp_path):
+    path = tmp_path / "dev.tsv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, delimiter="\t").writerows([["sentence", "label"], *[[t, "1"] for t in SEPARATED]])
+    assert read_sst2(path).sentences == list(SEPARATED.values())
+    assert parse_texts(json.dumps({"texts": list(SEPARATED)}).encode(), LIMITS) == list(SEPARATED.values())
+    assert parse_texts(json.dumps({"text": "\u2028text\u2028"}).encode(), LIMITS) == ["text"]
+    # v2: the parser reads the tensor as sent; the service checks it with `check_texts` as v1 does
+    tensor = {"name": "text", "datatype": "BYTES", "shape": [len(SEPARATED)], "data": list(SEPARATED)}
+    request = parse_infer_request(json.dumps({"inputs": [tensor]}).encode(), None)
+    assert check_texts(request.texts, LIMITS, "input", str) == list(SEPARATED.values())
+    with open(path, "a", newline="", encoding="utf-8") as f:  # kept, empty, as fairseq's preprocessing keeps it
+        f.write("\u2028\u200b\u00a0\t1\n")
+    assert read_sst2(path).sentences[-1] == ""
+
+
 # ---------------------------------------------------------------- properties: round trips
 
-# A text with at least one visible character (so never blank), from any Unicode but lone surrogates and NUL.
+# A text from any Unicode but lone surrogates and NUL, between visible characters (so never blank, nothing stripped:
+# stripping is `test_texts_are_stripped_of_unicode_separators`'s).
 ANY_CHAR = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
-TEXT = st.builds(lambda a, c, b: a + c + b, st.text(ANY_CHAR, max_size=20), st.sampled_from("aZ€漢🙂,\"'"),
-                 st.text(ANY_CHAR, max_size=20))
-LINE_TEXT = TEXT.map(lambda t: t.replace("\n", " ").replace("\r", " ").lstrip("\ufeff"))  # one per line
+VISIBLE = st.sampled_from("aZ€漢🙂,\"'")
+TEXT = st.builds(lambda a, c, b: a + c + b, VISIBLE, st.text(ANY_CHAR, max_size=40), VISIBLE)
+LINE_TEXT = TEXT.map(lambda t: t.replace("\n", " ").replace("\r", " "))  # one per line
 TEXTS = st.lists(TEXT, max_size=12)
 
 
@@ -325,7 +369,7 @@ def test_sst2_tsv_reads_back_the_same(texts, labels):
         with open(path, "w", newline="", encoding="utf-8") as f:
             csv.writer(f, delimiter="\t").writerows([["sentence", "label"], *zip(texts, labels)])
         split = read_sst2(path)
-        assert split.sentences == [t.strip() for t in texts] and split.labels == labels[: len(texts)]
+        assert split.sentences == texts and split.labels == labels[: len(texts)]
 
 
 # ---------------------------------------------------------------- properties: any bytes
@@ -351,7 +395,7 @@ def test_any_bytes_give_records_or_one_clear_error(content, kind, shard_size):
             return
         assert len(ids) == len(set(ids)) == len(texts) == len(errors)
         assert all((text is None) != (error is None) for text, error in zip(texts, errors))
-        assert all(text.strip() for text in texts if text is not None)
+        assert all(stripped(text) for text in texts if text is not None)
         if kind in ("txt", "jsonl"):  # one record per line, a final newline ending the last
             lines = content.removeprefix(b"\xef\xbb\xbf").split(b"\n")
             assert len(ids) == len(lines) - (lines[-1] == b"")
@@ -368,7 +412,7 @@ def test_read_texts_of_any_bytes_gives_texts_or_one_clear_error(content, kind):
         except RobertaInferError as e:
             assert str(e) and "\n" not in str(e)
             return
-        assert all(isinstance(text, str) and text.strip() for text in texts)
+        assert all(isinstance(text, str) and stripped(text) for text in texts)
 
 
 CSV_CONTENT = st.lists(st.sampled_from([b"a", b"b c", b",", b"\t", b'"', b'""', b"\n", b"\r\n", b"\r", b" ", b"\xc3\xa9"]),
@@ -413,7 +457,7 @@ def test_v1_any_body_gives_texts_or_an_api_error(body):
     except ApiError as e:
         assert e.status in (400, 413, 422) and e.message and "\n" not in e.message
         return
-    assert texts and all(isinstance(t, str) and t.strip() for t in texts)
+    assert texts and all(isinstance(t, str) and stripped(t) for t in texts)
 
 
 @PROPERTY

@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import re
-import unicodedata
 import urllib.request
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -191,13 +190,18 @@ def utf16_hint(path: str) -> str:
 
 
 # Characters that are there but show nothing: a text of them only (or of whitespace) has nothing to classify.
-INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")  # zero-width space, non-joiner, joiner; word joiner; BOM
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width space, non-joiner, joiner; word joiner; BOM
+# A text's ends: Unicode whitespace (`\s` is `str.isspace`: the separators Zs, Zl, Zp — NBSP, U+2028, U+2029 — and
+# U+0085, tabs, line breaks) and INVISIBLE characters, in any mix.
+TEXT_ENDS = re.compile(f"^[\\s{INVISIBLE}]+|[\\s{INVISIBLE}]+\\Z")
 
 
-def is_blank(text: str) -> bool:
-    """Whether `text` holds nothing to classify: empty, or only Unicode whitespace (`str.isspace`), separators
-    (categories Zs, Zl, Zp) and zero-width characters (INVISIBLE). Every reader and `serve` refuse such a text."""
-    return all(c.isspace() or c in INVISIBLE or unicodedata.category(c) in ("Zs", "Zl", "Zp") for c in text)
+def clean_text(text: str) -> str:
+    """`text` without the whitespace, Unicode separators and zero-width characters at its ends (TEXT_ENDS): what is
+    classified and written back. Every reader, `prepare`'s TSV, `serve`'s request parsers and the tokeniser use it;
+    an empty result is a blank text, nothing to classify, which the readers and `serve` refuse (BLANK) and
+    `prepare`'s TSV keeps (fairseq binarises it as `</s>` alone)."""
+    return TEXT_ENDS.sub("", text)
 
 
 BLANK = "empty text (nothing but whitespace): nothing to classify"  # the error for a blank text, after its place
@@ -265,7 +269,7 @@ def read_sst2(path: Path) -> Sst2Split:
     for fields, number, _ in records:
         if len(fields) != 2:
             raise RobertaInferError(f"{path} line {number}: expected 2 tab-separated fields, found {len(fields)}")
-        sentences.append(fields[text_col].strip())
+        sentences.append(clean_text(fields[text_col]))  # an empty one kept: fairseq binarises it as </s> alone
         if label_col is not None:
             label = fields[label_col].strip()
             if label not in SST2_LABEL_ALIASES:

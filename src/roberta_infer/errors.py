@@ -12,6 +12,12 @@ class StdoutError(RobertaInferError):
     which ends a command quietly. The CLI points standard output at /dev/null after it, so nothing writes there again."""
 
 
+class NoSpaceError(RobertaInferError):
+    """The disk (or quota) filled up while an output was written (ENOSPC, EDQUOT): `outputs` raises it naming the
+    output, its temporary file already removed; what was complete before (earlier outputs, a job's finished shards)
+    is left intact, so the same command can be run again once space is freed."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP received (`signum`): raised by the CLI's handler where the signal arrives, so that the same
     clean-up as for Ctrl-C runs (every `outputs` writer removes its temporary sibling); exit status 128 + `signum`."""

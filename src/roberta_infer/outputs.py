@@ -5,14 +5,19 @@ exit 2) raised before anything is written:
 - a file where a folder is expected, a folder where a file is expected, a path under a file: refused;
 - an existing output of another kind (a prepared directory given as a bundle's --out, …), or a non-empty folder of
   no known kind: refused, whatever --force says;
-- an existing output of the same kind: replaced only with `force` (the command's --force);
+- an existing output of the same kind: replaced only with `force` (the command's --force), and never when it holds
+  another output somewhere inside (`enclosing_kind`);
 - an output file that is the command's own input, or lies inside an output folder of any kind (a bundle's
-  model.onnx, a prepared directory's labels.npy, …) other than the one the command itself adds it to (`own`):
-  refused, whatever --force says. A symbolic link is written through, its target checked the same way; a FIFO or
-  device is written into as it is (a terminal, /dev/null, a named pipe: nothing is replaced).
+  model.onnx, a prepared directory's labels.npy, …) other than the one the command itself adds it to (`own`), and
+  an output folder inside another output: refused, whatever --force says. "Inside" is at any depth
+  (`artifact_holding`): the folder a file goes in is judged by its marker, every folder above by its marker and a
+  file such an output always holds (SIGNATURES); a run work directory holds outputs of its own.
+- a symbolic link is written through, its target checked the same way; a FIFO or device is written into as it is
+  (a terminal, /dev/null, a named pipe: nothing is replaced).
 Work happens in a hidden sibling `.NAME.….tmp`, created with the user's umask (so a service account can read what
 we write, unlike `tempfile`'s 0700), and is renamed over NAME only when complete; on any error it is removed, as
-are parent folders created for it. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
+are parent folders created for it; a full disk or quota (ENOSPC, EDQUOT) is then one NoSpaceError naming the output
+(exit 2), earlier outputs untouched. Nothing partial is ever left at NAME; a writer killed mid-write leaves its
 sibling, which `remove_leftovers` clears (`classify --resume` does), and which the next writer of the same NAME
 sweeps (`sweep_dead`: a sibling whose writing process is gone) with a warning. The CLI turns SIGTERM and SIGHUP into
 the same exception as Ctrl-C, so those clean up as any error does.
@@ -20,6 +25,7 @@ the same exception as Ctrl-C, so those clean up as any error does.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -31,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RobertaInferError
+from .errors import NoSpaceError, RobertaInferError
 
 # kind → (marker file, how the kind is named in messages); the first marker found names a folder's kind.
 KINDS = {
@@ -49,6 +55,19 @@ KINDS = {
 FAIRSEQ_CHECKPOINTS = ("checkpoint.pt", "model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 CHECKPOINT_FILES = FAIRSEQ_CHECKPOINTS + HF_WEIGHTS
+# kind → the sets of files (any one set, all its files) that make a folder that output when it holds other paths
+# (`enclosing_kind`): a marker with a file every such output holds, since names such as summary.json or config.json
+# alone are too common to judge every folder up to the root by. A classify job counts from its first file, _JOB.json.
+# A run work directory is left out: it holds outputs of other kinds by design (its parts).
+SIGNATURES = {
+    "bundle": (("manifest.json", "model.onnx"), ("manifest.json", "model.xml")),
+    "prepared": (("meta.json", "src_tokens.npy"), ("meta.json", "src_tokens")),
+    "results": (("summary.json", "logits.npy"), ("summary.json", "src_tokens_0_0.bin")),
+    "bench": (("bench.json", "bench.md"),),
+    "classify": (("_JOB.json",), ("_SUCCESS",)),
+    "model": (("training.json", "config.json"),),
+    "checkpoint": tuple((name,) for name in CHECKPOINT_FILES),
+}
 # `--input`/`--output` name for standard input and output, as Unix tools spell it.
 STDIO = "-"
 
@@ -67,6 +86,16 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
+def enclosing_kind(path: Path) -> str | None:
+    """The kind (a key of SIGNATURES) of the folder `path` as one that holds other paths: the first whose files it
+    all holds for one of its signatures; None for anything else (a run work directory included)."""
+    path = Path(path)
+    for kind, signatures in SIGNATURES.items():
+        if any(all((path / name).exists() for name in names) for names in signatures):
+            return kind
+    return None
+
+
 def describe(kind: str) -> str:
     """How messages name `kind`."""
     return KINDS[kind][1]
@@ -74,16 +103,23 @@ def describe(kind: str) -> str:
 
 def check_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out") -> Path:
     """Refuse (RobertaInferError) to write the folder `path` as output of `kind` unless it is new, empty, or (with
-    `force`) an output of the same kind; returns `path` as a Path."""
+    `force`) an output of the same kind that holds no other output (`enclosing_kind`; a run work directory's parts
+    are its own); and, whatever `force` says, inside another output (`artifact_holding`). Returns `path` as a Path."""
     path = Path(path)
     check_location(path, flag)
     if path.exists() and not path.is_dir():
         raise RobertaInferError(f"{flag} {path} is a file, but a folder is written there: give a new or empty folder")
+    check_outside_outputs(path, flag)
     if path.is_dir() and any(path.iterdir()):
         found = kind_of(path)
         if found == kind:
             if not force:
                 raise RobertaInferError(f"{flag} {path} already holds {describe(kind)}: add --force to replace it")
+            inner = None if kind == "run" else next((p for p in sorted(path.rglob("*")) if p.is_dir() and enclosing_kind(p)),
+                                                    None)
+            if inner is not None:
+                raise RobertaInferError(f"{flag} {path} holds {describe(enclosing_kind(inner))} in {inner}: refusing to "
+                                        "replace it, even with --force; move that out first")
         elif found is not None:
             raise RobertaInferError(f"{flag} {path} is {describe(found)}, not {describe(kind)}: refusing to replace it; "
                                     "give a new or empty folder")
@@ -91,6 +127,15 @@ def check_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out"
             raise RobertaInferError(f"{flag} {path} is a non-empty folder that is not {describe(kind)}: "
                                     "give a new or empty folder")
     return path
+
+
+def check_outside_outputs(path: Path, flag: str = "--out") -> None:
+    """Refuse (RobertaInferError, whatever --force says) an output folder `path` inside another output, at any depth
+    (`artifact_holding`)."""
+    holder = artifact_holding(path, folder=True)
+    if holder is not None:
+        raise RobertaInferError(f"{flag} {path} is inside {describe(holder[0])} in {holder[1]}: refusing to write there, "
+                                "even with --force; give a path outside that folder")
 
 
 def check_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: Iterable[Path | str] = (),
@@ -116,7 +161,7 @@ def check_file(path: Path, *, force: bool = False, flag: str = "--out", inputs: 
     holder = artifact_holding(target, own)
     if holder is not None:
         kind, folder = holder
-        what = f"the {target.name} of" if target.parent == folder and target.name == KINDS[kind][0] else "inside"
+        what = f"the {target.name} of" if target.parent.resolve() == folder and target.name == KINDS[kind][0] else "inside"
         raise RobertaInferError(f"{flag} {named} is {what} {describe(kind)} in {folder}: refusing to "
                                 f"{'replace' if target.exists() else 'write'} it, even with --force; "
                                 "give a path outside that folder")
@@ -139,17 +184,20 @@ def is_stream(path: Path) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
-def artifact_holding(path: Path, own: Path | None = None) -> tuple[str, Path] | None:
-    """(kind, folder) when the folder `path` goes in is an output folder (`kind_of`, by its marker file) other than
-    `own` or one being built (`output_dir`'s hidden sibling); None otherwise. (Only that folder: marker names such as
-    summary.json are too common to judge every folder above; an output's own files lie directly in it, and a run
-    folder's parts are output folders themselves.)"""
-    folder = Path(path).absolute().parent
-    kind = kind_of(folder)
-    building = folder.name.startswith(".") and folder.name.endswith(".tmp")  # `output_dir`'s sibling, being filled
-    if kind is None or building or (own is not None and folder.resolve() == Path(own).resolve()):
-        return None
-    return kind, folder
+def artifact_holding(path: Path, own: Path | None = None, *, folder: bool = False) -> tuple[str, Path] | None:
+    """(kind, folder) of the output folder `path` would go inside, at any depth: for a file, the folder it goes in
+    by its marker (`kind_of`), for a `folder` output by `enclosing_kind` (a run work directory's parts are outputs of
+    their own); every folder above by `enclosing_kind`. None when there is none below `own` (the folder the command
+    adds this file to) or one being built (`output_dir`'s hidden sibling), or none at all."""
+    parent = Path(path).absolute().parent.resolve()  # where it really goes: `..` and links followed
+    for ancestor in (parent, *parent.parents):
+        building = ancestor.name.startswith(".") and ancestor.name.endswith(".tmp")  # `output_dir`'s sibling
+        if building or (own is not None and ancestor.resolve() == Path(own).resolve()):
+            return None
+        kind = kind_of(ancestor) if ancestor == parent and not folder else enclosing_kind(ancestor)
+        if kind is not None:
+            return kind, ancestor
+    return None
 
 
 @contextmanager
@@ -164,10 +212,11 @@ def output_dir(path: Path, kind: str, *, force: bool = False, flag: str = "--out
         os.mkdir(tmp)  # mode 0777 & ~umask, as any folder the user makes
         yield tmp
         _swap(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        _raise_if_full(e, path, flag)
         raise
 
 
@@ -179,7 +228,11 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
     itself, to write into. Checked first with `check_file` (`inputs`, `own`: see there)."""
     path = written_path(check_file(path, force=force, flag=flag, inputs=inputs, own=own))
     if is_stream(path):
-        yield path
+        try:
+            yield path
+        except OSError as e:
+            _raise_if_full(e, path, flag, streamed=True)
+            raise
         return
     sweep_dead(path)
     made = _make_parents(path)
@@ -187,11 +240,23 @@ def output_file(path: Path, *, force: bool = False, flag: str = "--out", inputs:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+        _raise_if_full(e, path, flag)
         raise
+
+
+def _raise_if_full(error: BaseException, path: Path, flag: str, *, streamed: bool = False) -> None:
+    """Raise NoSpaceError naming the output `path` (`flag` as the user gave it) for an `error` that is a full disk or
+    quota (OSError ENOSPC / EDQUOT: Python's and pyarrow's); return for any other error, which the caller re-raises.
+    Called once the temporary sibling is removed, so the message can say nothing was left (not for a `streamed`
+    output, a FIFO or device such as /dev/full, written into directly)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        left = "" if streamed else "nothing partial left there; "
+        raise NoSpaceError(f"{flag} {path}: no space left on device while writing it ({left}free some space and run "
+                           "the command again)") from error
 
 
 def write_text(path: Path, text: str, *, force: bool = False, flag: str = "--out", own: Path | None = None) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from .data import bpe_dir as gpt2_bpe_dir
-from .data import read_utf8
+from .data import clean_text, read_utf8
 from .errors import RobertaInferError
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -138,9 +138,9 @@ class TextEncoder:
         return out
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        """`<s> ids </s>` for each text, untruncated; texts are stripped of surrounding whitespace first."""
+        """`<s> ids </s>` for each text, untruncated; texts' ends are stripped first (`data.clean_text`)."""
         # the _fast variant skips character offsets, which nothing here reads (~20 % less time per text)
-        encodings = self.tokenizer.encode_batch_fast([t.strip() for t in texts], add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=False)
         rows = []
         for enc in encodings:
             if self.pieces is not None:

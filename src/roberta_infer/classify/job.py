@@ -24,8 +24,8 @@ from .. import readers
 from ..bundle import open_model
 from ..data import sha256_file
 from ..default import default_bundle
-from ..errors import RobertaInferError, check_positive
-from ..outputs import remove_leftovers, write_json
+from ..errors import NoSpaceError, RobertaInferError, check_positive
+from ..outputs import check_outside_outputs, remove_leftovers, write_json
 from ..predict import Classifier
 from .local_engine import run_local
 from .ray_engine import ShardWorker, run_ray
@@ -92,6 +92,9 @@ def classify_collection(model: Path | None, inputs: list[str], out: Path, *, fai
                           "bpe_dir": bpe_dir and str(Path(bpe_dir).resolve())}
                 results, workers = run_ray(pending, job, loader, workers=workers, threads=threads, address=ray_address,
                                            worker_class=worker_class or ShardWorker)
+        except NoSpaceError as e:  # the disk filled up: the shards written stay, --resume finishes once space is freed
+            raise NoSpaceError(f"{e}; the shards finished are kept: free some space, then run the same command with "
+                               f"--resume to finish the job in {out}") from e
         except RobertaInferError:  # a bad record or a changed file: this job cannot finish as it is, so --resume cannot help
             if fresh:
                 discard_output(out, shard_names, output_format)
@@ -191,12 +194,13 @@ def plan_shards(files: list[Path], text_field: str, shard_size: int) -> list[Sha
 
 
 def check_output(out: Path, identity: dict, resume: bool, *, shard_names: list[str], ext: str) -> tuple[set[str], bool] | None:
-    """Refuse an `out` this job may not write: a file; a non-empty folder without a classify job; another job (one
-    of the keys of `identity` differs: checked first without the model's sha256, before the model loads, then with
-    it); any earlier run without `resume`. Returns None for a new or empty `out`, else the names of the shards
-    already written and whether the job finished."""
+    """Refuse an `out` this job may not write: a file; a folder inside another output (`outputs.artifact_holding`); a
+    non-empty folder without a classify job; another job (one of the keys of `identity` differs: checked first
+    without the model's sha256, before the model loads, then with it); any earlier run without `resume`. Returns
+    None for a new or empty `out`, else the names of the shards already written and whether the job finished."""
     if out.exists() and not out.is_dir():
         raise RobertaInferError(f"--output {out} is a file: choose a directory")
+    check_outside_outputs(out, "--output")
     if not out.exists() or not any(out.iterdir()):
         return None
     check_lock(out)

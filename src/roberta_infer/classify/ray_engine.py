@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import open_model
-from ..errors import RobertaInferError
+from ..errors import NoSpaceError, RobertaInferError
 from ..runtime import physical_cores
 from .shard import Job, Shard, run_shard
 
@@ -36,15 +36,16 @@ class ShardWorker:
         self.worker = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        """`batch["shard"]`: shards as JSON → one result row per shard (`RESULT_KEYS`, and `error`: "" or a message)."""
+        """`batch["shard"]`: shards as JSON → one result row per shard (`RESULT_KEYS`, `error`: "" or a
+        message, and `no_space`: whether that error is a full disk, which `--resume` can finish after)."""
         rows = []
         for text in batch["shard"]:
             shard = Shard(**json.loads(text))
             try:
-                rows.append(self.run(shard) | {"worker": self.worker, "error": ""})
+                rows.append(self.run(shard) | {"worker": self.worker, "error": "", "no_space": False})
             except RobertaInferError as e:
                 rows.append({"shard": shard.name, "records": 0, "errors": 0, "busy_s": 0.0, "bytes": 0, "sha256": "",
-                             "worker": self.worker, "error": str(e)})
+                             "worker": self.worker, "error": str(e), "no_space": isinstance(e, NoSpaceError)})
         return {key: [row[key] for row in rows] for key in rows[0]}
 
     def run(self, shard: Shard) -> dict:
@@ -85,7 +86,7 @@ def run_ray(pending: list[Shard], job: Job, loader: dict, *, workers: int | None
         results = []
         for row in dataset.iter_rows():
             if row["error"]:
-                raise RobertaInferError(row["error"])
+                raise (NoSpaceError if row["no_space"] else RobertaInferError)(row["error"])
             results.append({key: row[key] for key in RESULT_KEYS})
         return results, workers
     finally:

@@ -187,7 +187,9 @@ OUT_FILE = output("file")
 
 
 def force_arg(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--force", action="store_true", help=f"replace an existing {what} of the same kind (default: refuse)")
+    p.add_argument("--force", action="store_true",
+                   help=f"replace an existing {what} of the same kind (default: refuse); never the input, an output of "
+                        "another kind or one holding another, nor anything inside another output")
 
 
 def runtime_args(p: argparse.ArgumentParser) -> None:

@@ -39,10 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "local Ray instance is started for the job; with one (auto, ray://HOST:10001) the job joins that\n"
             "cluster, whose nodes must see the inputs and --output at the same paths and have roberta-infer.\n\n"
             "Bad records (not UTF-8, not JSON, no text field, an empty or blank text, wrong number of CSV fields)\n"
-            "stop the job with one line naming file and line (exit 2; shards written so far stay complete), or\n"
-            "with --on-error skip are kept with an `error` column and no label. Unreadable files, files that are\n"
-            "not text (compressed, binary, UTF-16), unknown extensions or a missing or duplicate column always\n"
-            "stop the job before it starts. Default model: the shipped one, as a cached bundle."
+            "stop the job with one line naming file and line (exit 2; it cannot be resumed until the input\n"
+            "changes, so a job started afresh removes the shards it wrote, a resumed one keeps its earlier ones), or\n"
+            "with --on-error skip are kept with an `error` column and no label. A full disk stops it with one line\n"
+            "naming the shard: the shards finished stay, and --resume finishes the job once space is freed.\n"
+            "Unreadable files, files that are not text (compressed, binary, UTF-16), unknown extensions, a\n"
+            "missing or duplicate column, or an --output inside another output (a bundle, prepared data, results,\n"
+            "…) always stop the job before it starts. Default model: the shipped one, as a cached bundle."
         ),
     )
     model_args(p, bundle=True, required=False)

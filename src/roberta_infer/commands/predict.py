@@ -17,8 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Classify the texts of --input: one UTF-8 text per line (a .txt or any other file, or - for\n"
             "standard input), or the --text-field of a .jsonl, .json (an array), .csv, .tsv or .parquet file\n"
-            "(CSV/TSV by RFC 4180: a quoted field may span lines). An empty or blank text is an error. Writes one JSON\n"
-            "object per text, same order, to --output (- for standard output):\n"
+            "(CSV/TSV by RFC 4180: a quoted field may span lines). Texts are stripped of whitespace at their ends\n"
+            "(Unicode separators such as U+2028 and zero-width characters included); an empty or blank text is an\n"
+            "error. Writes one JSON object per text, same order, to --output (- for standard output):\n"
             '  {"text": ..., "label": "<class name>", "score": softmax prob of the label, "logits": [float, ...]}\n'
             "Texts longer than the model's positions are truncated (</s> kept last) with a warning.\n"
             "For collections too big to hold in memory, use `classify`."

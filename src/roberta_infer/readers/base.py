@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..data import BLANK, is_blank
+from ..data import BLANK, clean_text
 from ..errors import RobertaInferError
 
 
@@ -71,7 +71,8 @@ class Reader:
     def records(self, span: Span, items: Iterable[tuple[int, object]], text_field: str,
                 read_item: Callable[[object, str], tuple[str, dict]]) -> Records:
         """The records of numbered `items` (number, raw record) through `read_item` (→ text, fields); its
-        UnicodeDecodeError/ValueError, or a blank text (`data.is_blank`), becomes the record's error. Raises
+        UnicodeDecodeError/ValueError, or a blank text, becomes the record's error; a text is kept as
+        `data.clean_text` leaves it (its ends stripped; the fields as read). Raises
         RobertaInferError when the records' fields cannot be one Arrow struct (a field's type varies)."""
         ids, texts, errors, kept = [], [], [], []
         last = span.first
@@ -80,7 +81,8 @@ class Reader:
             text, fields, error = None, None, None
             try:
                 text, fields = read_item(item, text_field)
-                if is_blank(text):
+                text = clean_text(text)
+                if not text:
                     raise ValueError(BLANK)
             except UnicodeDecodeError as e:
                 error = f"{self.where(span, number)}: not valid UTF-8 ({e.reason} at byte {e.start})"

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from ..data import BLANK, DELIMITERS, delimited_records, is_blank
+from ..data import BLANK, DELIMITERS, clean_text, delimited_records
 from ..errors import RobertaInferError
 from .base import Records, Span
 from .lines import SCAN_BLOCK, LineReader, cannot_read, check_text_file
@@ -159,7 +159,7 @@ class CsvReader(LineReader):
 
     def parse(self, span: Span, data: bytes, text_field: str) -> Records:
         """The span's records (its bytes: whole records): a record with the wrong number of fields, a field not
-        UTF-8 or a blank text is the record's error."""
+        UTF-8 or a blank text is the record's error; a text is kept as `data.clean_text` leaves it."""
         try:
             with open(span.path, "rb") as f:
                 columns = self.check_header(span.source, next(file_records(f, self.kind, span.source), None), text_field)
@@ -173,10 +173,10 @@ class CsvReader(LineReader):
                 error = f"expected {len(columns)} fields, found {len(fields)}"
             elif reason := undecodable(fields):
                 error = f"not valid UTF-8 ({reason})"
-            elif is_blank(fields[columns.index(text_field)]):
+            elif not (text := clean_text(fields[columns.index(text_field)])):
                 error = BLANK
             row = dict(zip(columns, fields)) if error in (None, BLANK) else None
-            texts.append(row[text_field] if error is None else None)
+            texts.append(text if error is None else None)
             errors.append(error and f"{self.where(span, line)}: {error}")
             for name in columns:
                 kept[name].append(row[name] if row else None)

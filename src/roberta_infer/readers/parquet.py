@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data import BLANK, is_blank
+from ..data import BLANK, clean_text
 from ..errors import RobertaInferError
 from .base import Reader, Records, Span
 
@@ -39,7 +39,7 @@ class ParquetReader(Reader):
 
     def read(self, span: Span, text_field: str) -> Records:
         """The span's rows of its row group (streamed in batches), all columns kept; a null, non-UTF-8 or blank
-        (`data.is_blank`) text is the row's error."""
+        text is the row's error; a text is kept as `data.clean_text` leaves it."""
         group, offset = span.where
         batches, seen = [], 0
         try:
@@ -65,7 +65,7 @@ class ParquetReader(Reader):
                     value = value.decode("utf-8")
                 except UnicodeDecodeError as e:
                     error, value = f"not valid UTF-8 ({e.reason} at byte {e.start})", None
-            if error is None and is_blank(value):
+            if error is None and not (value := clean_text(value)):
                 error = BLANK
             texts.append(value if error is None else None)
             errors.append(error and f"{self.where(span, number)}: {error}")

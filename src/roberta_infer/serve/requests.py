@@ -9,7 +9,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from ..data import is_blank
+from ..data import clean_text
 from .limits import Limits
 
 RETRY_AFTER = {"Retry-After": "1"}
@@ -64,9 +64,9 @@ def check_timeout_ms(value: Any, what: str) -> float | None:
 
 
 def check_texts(texts: list, limits: Limits, what: str, where: Callable[[int], str]) -> list[str]:
-    """The texts of a request, or an ApiError: none (422), too many (413), not strings (422), too long (413), not
-    valid Unicode (422), or empty or blank (400: only whitespace, `data.is_blank`; nothing to classify, where a label
-    would be made up).
+    """The texts of a request as `data.clean_text` leaves them (ends stripped), or an ApiError: none (422), too many
+    (413), not strings (422), too long (413), not valid Unicode (422), or empty or blank (400: nothing left by
+    `clean_text`; nothing to classify, where a label would be made up).
 
     `what` names the list and `where(i)` its i-th element in the messages, in the request's own terms.
     """
@@ -84,7 +84,7 @@ def check_texts(texts: list, limits: Limits, what: str, where: Callable[[int], s
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ApiError(422, f"{where(i)} is not valid Unicode (an unpaired surrogate escape)", "bad_request") from None
-        if is_blank(text):
+        if not clean_text(text):
             raise ApiError(400, f"{where(i)} is {'empty' if not text else 'only whitespace'}: nothing to classify",
                            "bad_request")
-    return texts
+    return [clean_text(text) for text in texts]
