@@ -45,17 +45,18 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     sent: int = 0
-    events: list[tuple[float, str]] | None = None  # (perf_counter, "ok" or the failure), when asked for
+    # when asked for: (sent, answered or failed, "ok" or the failure), perf_counter seconds
+    events: list[tuple[float, float, str]] | None = None
 
-    def fail(self, kind: str) -> None:
+    def fail(self, kind: str, sent: float) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         if self.events is not None:
-            self.events.append((time.perf_counter(), kind))
+            self.events.append((sent, time.perf_counter(), kind))
 
-    def ok(self, latency: float) -> None:
-        self.latencies.append(latency)
+    def ok(self, sent: float) -> None:
+        self.latencies.append(time.perf_counter() - sent)
         if self.events is not None:
-            self.events.append((time.perf_counter(), "ok"))
+            self.events.append((sent, time.perf_counter(), "ok"))
 
     def summary(self, seconds: float) -> dict:
         ms = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
@@ -82,20 +83,20 @@ class Client:
                 answer = await response.json(content_type=None) if response.status == 200 else None
                 status = response.status
         except aiohttp.ClientConnectionError as e:
-            tally.fail(f"connection error ({type(e).__name__})")
+            tally.fail(f"connection error ({type(e).__name__})", began)
             return
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
-            tally.fail(type(e).__name__)
+            tally.fail(type(e).__name__, began)
             return
         label = label_of(answer) if answer is not None else None
         if status != 200:
-            tally.fail(f"HTTP {status}")
+            tally.fail(f"HTTP {status}", began)
         elif label is None:
-            tally.fail("no label")
+            tally.fail("no label", began)
         elif self.expected is not None and self.expected.get(text) != label:
-            tally.fail("wrong label")
+            tally.fail("wrong label", began)
         else:
-            tally.ok(time.perf_counter() - began)
+            tally.ok(began)
 
 
 def session(connections: int, timeout_s: float = 60) -> aiohttp.ClientSession:
