@@ -7,6 +7,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "peers"
 SERVERS = ("roberta-infer serve", "Triton (PyTriton)", "Ray Serve")
+SHORTENED = " (shortened from the default 20: a shared 2-vCPU machine and a time-boxed session)"
 SHAPES = (("default.json", "the default model"), ("roberta-base.json", "roberta-base's shape (synthetic weights, speed only)"))
 
 
@@ -77,7 +78,8 @@ def soak_and_faults() -> list[str]:
         capacity = soak["capacity"]["sentences_per_s"] if soak["capacity"] else float("nan")
         lines.append(
             f"Soak (`soak.py`, ours): {soak['rate']:.0f} requests/s ({100 * (soak['fraction'] or 0):.0f} % of the "
-            f"{capacity:.0f}/s measured first) for {soak['minutes']:g} min: "
+            f"{capacity:.0f}/s measured first) for {soak['minutes']:g} min"
+            f"{SHORTENED if soak['minutes'] < 20 else ''}: "
             f"{soak['run']['errors']} errors in {soak['run']['requests']} requests; p99 per minute "
             f"{p99s} ms; RSS per minute {rss} MB ({soak['rss_growth_percent']:+.1f} %).")
     if (HERE / "faults.json").is_file():
