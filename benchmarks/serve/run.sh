@@ -8,6 +8,10 @@
 #                                               and 10,000 requests (memory-1000.json, memory-10000.json)
 #   bash benchmarks/serve/run.sh roberta-base   roberta-base's shape (synthetic weights: speed only), into
 #                                               benchmarks/serve/roberta-base/: 64 clients, 1 and 8 texts per request
+#   bash benchmarks/serve/run.sh peers          ours against Triton (PyTriton) and Ray Serve on the default model
+#                                               (peers.py, venv from peers_venv.sh), then soak.py (SOAK_MINUTES,
+#                                               default 20) and faults.py, into benchmarks/serve/peers/
+#   bash benchmarks/serve/run.sh peers-roberta-base   the peers at roberta-base's shape (64 clients and fixed rates)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHAPE=${1:-default}
@@ -21,6 +25,22 @@ start_server() { "$@" 2>"$WORK/serve.log" & SERVER=$!; }
 
 BUNDLE=$WORK/bundle
 case $SHAPE in
+  peers|peers-roberta-base)
+    PEERS_PYTHON=$(PROJECT_PY="$(command -v python)" bash benchmarks/serve/peers_venv.sh)
+    if [ "$SHAPE" = peers ]; then
+      roberta-infer export --out "$BUNDLE" 2>/dev/null
+      python benchmarks/serve/peers.py --model "$BUNDLE" --peers-python "$PEERS_PYTHON"
+      python benchmarks/serve/soak.py --model "$BUNDLE" --minutes "${SOAK_MINUTES:-20}"
+      python benchmarks/serve/faults.py --model "$BUNDLE"
+    else
+      roberta-infer export --synthetic roberta-base --out "$BUNDLE" 2>/dev/null
+      python benchmarks/serve/peers.py --model "$BUNDLE" --peers-python "$PEERS_PYTHON" --clients 8,64 --passes 1 \
+        --parallel-calls 1 --out benchmarks/serve/peers/roberta-base.json --plot benchmarks/serve/peers/roberta-base.png
+    fi
+    python benchmarks/serve/update_readme.py
+    exit 0 ;;
+esac
+case $SHAPE in
   default)
     OUT=benchmarks/serve; REQUESTS=${REQUESTS:-2000}; REQUESTS_8=$REQUESTS; LOOP=3; LEVELS=1,8,64
     SERVE_ARGS=${SERVE_ARGS:---parallel-calls 2}  # the small default model gains from it (see `serve --help`)
@@ -29,7 +49,7 @@ case $SHAPE in
     OUT=benchmarks/serve/roberta-base; REQUESTS=${REQUESTS:-400}; REQUESTS_8=$((REQUESTS / 4)); LOOP=1; LEVELS=64
     SERVE_ARGS=${SERVE_ARGS:-}
     roberta-infer export --synthetic roberta-base --out "$BUNDLE" 2>/dev/null ;;
-  *) echo "usage: bash benchmarks/serve/run.sh [default|roberta-base]" >&2; exit 2 ;;
+  *) echo "usage: bash benchmarks/serve/run.sh [default|roberta-base|peers|peers-roberta-base]" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 roberta-infer prepare --model "$BUNDLE" --split dev --seq-len 70 --out "$WORK/prepared" >/dev/null

@@ -1,8 +1,10 @@
-"""Rewrite README's serving section from the JSON that `run.sh` leaves here, so the figures are never typed by hand.
+"""Rewrite README's serving sections from the JSON that `run.sh` leaves here, so the figures are never typed by hand.
 
 Reads offline.json (`roberta-infer infer` summary), loadtest.json, loadtest-8.json, ceiling.json, ceiling-8.json
 and memory-{1000,10000}.json (`roberta-infer loadtest --json`), and roberta-base/ (`run.sh roberta-base`) when
-present, and replaces what lies between `<!-- serving:start ... -->` and `<!-- serving:end -->`.
+present, and replaces what lies between `<!-- serving:start ... -->` and `<!-- serving:end -->`; then, from
+peers/ (peers.py, soak.py, faults.py: `run.sh peers`), what lies between `<!-- serving-peers:start ... -->` and
+`<!-- serving-peers:end -->`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import json
 import re
 from pathlib import Path
 
+from peers_readme import peers_section
+
 from roberta_infer.loadtest import cpu_text
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parents[1] / "README.md"
 SECTION = re.compile(r"(<!-- serving:start[^\n]*-->\n).*?(<!-- serving:end -->)", re.S)
+PEERS = re.compile(r"(<!-- serving-peers:start[^\n]*-->\n).*?(<!-- serving-peers:end -->)", re.S)
 
 
 def read(name: str) -> dict:
@@ -106,8 +111,11 @@ def main() -> None:
     body = section(read("offline.json"), [read("loadtest.json"), read("loadtest-8.json")],
                    [read("ceiling.json"), read("ceiling-8.json")], (read("memory-1000.json"), read("memory-10000.json")),
                    base)
-    README.write_text(SECTION.sub(lambda m: m.group(1) + body + m.group(2), text, count=1))
-    print(f"updated the serving section of {README}")
+    text = SECTION.sub(lambda m: m.group(1) + body + m.group(2), text, count=1)
+    if PEERS.search(text) and (HERE / "peers" / "default.json").is_file():
+        text = PEERS.sub(lambda m: m.group(1) + peers_section() + m.group(2), text, count=1)
+    README.write_text(text)
+    print(f"updated the serving sections of {README}")
 
 
 if __name__ == "__main__":
