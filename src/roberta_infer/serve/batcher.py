@@ -33,6 +33,15 @@ from .metrics import Metrics, log
 LOOKAHEAD = 8
 
 
+class TooLong(Exception):
+    """A text of a request sent with truncation off is longer, in tokens, than the model's positions: its request
+    fails with this (the caller answers 413), its other texts are dropped; `index` is the text's place in its request."""
+
+    def __init__(self, index: int, tokens: int, limit: int):
+        super().__init__(f"text {index} has {tokens} tokens; the model takes {limit}")
+        self.index, self.tokens, self.limit = index, tokens, limit
+
+
 class Refused(Exception):
     """The queue will not take the texts: the message says why; `reason` ("shutting_down", "failed" or
     "overloaded") is how /metrics counts it, `retry` whether the same texts may be taken later."""
@@ -42,11 +51,13 @@ class Refused(Exception):
         self.reason, self.retry = reason, retry
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
     text: str
     future: asyncio.Future
     enqueued: float
+    index: int = 0  # its place in its request
+    request: list[_Item] | None = None  # with truncation off: every item of its request (None: truncated as `predict`)
 
 
 class Batcher:
@@ -79,12 +90,15 @@ class Batcher:
         self._fail(list(self.pending), self.failure)
         self.pending.clear()
 
-    def submit(self, texts: list[str]) -> asyncio.Future:
+    def submit(self, texts: list[str], truncate: bool = True) -> asyncio.Future:
         """Queue the texts (all or none); the future of their results, in order: `{"label": str, "score": float
         (softmax probability), "logits": [float] * classes}` each. Cancelling it drops those still queued.
 
-        Raises Refused while closing, after the worker stopped, or when the texts would overfill the queue; the
-        future holds the exception of a failed tokenisation or model call (logged) for its texts only.
+        Texts longer than the model's positions are cut as `predict` cuts them; with `truncate` False the future
+        holds TooLong instead (found where the window is tokenised anyway, so no text is tokenised twice), and the
+        request's other texts are dropped. Raises Refused while closing, after the worker stopped, or when the texts
+        would overfill the queue; the future holds the exception of a failed tokenisation or model call (logged)
+        for its texts only.
         """
         if self.closing:
             raise Refused("the server is shutting down", "shutting_down", retry=True)
@@ -96,7 +110,10 @@ class Batcher:
                           f"{self.limits.max_queue}; retry later", "overloaded", retry=True)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        items = [_Item(text, loop.create_future(), now) for text in texts]
+        items = [_Item(text, loop.create_future(), now, i) for i, text in enumerate(texts)]
+        if not truncate:
+            for item in items:
+                item.request = items
         self.pending.extend(items)
         self.metrics.queued.set(len(self.pending))
         self.wakeup.set()
@@ -136,11 +153,19 @@ class Batcher:
             window = live
             rows: list[list[int]] = []
             batches: list[np.ndarray] = []
+            too_long: dict[int, int] = {}
             try:
                 if window:
-                    rows, batches = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
+                    rows, batches, too_long = await loop.run_in_executor(
+                        self.executor, self._plan, [item.text for item in window],
+                        [None if item.request is None else id(item.request) for item in window])
             except Exception as e:
                 self._fail(window, e)
+            for i, tokens in too_long.items():
+                error = TooLong(window[i].index, tokens, self.classifier.max_tokens)
+                for item in window[i].request:
+                    if not item.future.done():
+                        item.future.set_exception(error)
             if not batches:
                 self.slots.release()
             for n, batch in enumerate(batches):
@@ -150,14 +175,22 @@ class Batcher:
                 self.running.add(call)
                 call.add_done_callback(self._finished)
 
-    def _plan(self, texts: list[str]) -> tuple[list[list[int]], list[np.ndarray]]:
+    def _plan(self, texts: list[str], strict: list[int | None]) -> tuple[list[list[int]], list[np.ndarray], dict[int, int]]:
         """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
-        text), then cut it into the batches that cost the model least."""
-        rows, size = encode(self.classifier, texts), self.limits.max_batch_size
-        lengths = [len(row) for row in rows]
+        text), then cut it into the batches that cost the model least.
+
+        `strict[i]` is the id of text i's request when that request refuses truncation (else None): a text of such
+        a request longer than the model's positions is returned in the third value (window index → its tokens),
+        and no text of its request goes into a batch.
+        """
+        rows, size, limit = encode(self.classifier, texts), self.limits.max_batch_size, self.classifier.max_tokens
+        too_long = {i: len(row) for i, row in enumerate(rows) if strict[i] is not None and len(row) > limit}
+        refused = {strict[i] for i in too_long}
+        keep = np.array([i for i in range(len(rows)) if strict[i] is None or strict[i] not in refused], dtype=np.int64)
+        lengths = [len(rows[i]) for i in keep]
         if self.call_cost is None:  # a static-shape bundle: each call costs one full fixed-shape batch
-            return rows, length_batches(lengths, size)
-        return rows, planned_batches(lengths, size, self.call_cost)
+            return rows, [keep[b] for b in length_batches(lengths, size)], too_long
+        return rows, [keep[b] for b in planned_batches(lengths, size, self.call_cost)], too_long
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)

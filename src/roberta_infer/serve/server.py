@@ -7,6 +7,7 @@ import ipaddress
 import signal
 import socket
 from pathlib import Path
+from typing import Callable, Mapping
 
 import uvicorn
 
@@ -64,36 +65,44 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
                           limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s)
 
 
-def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = "127.0.0.1", port: int = 8000,
+          limits: Limits = Limits(),
           threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
           api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0) -> None:
     """Serve the bundle `model` over HTTP until SIGINT/SIGTERM, then finish in-flight requests and return.
 
-    Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
+    `model` may also map several models' names to their bundles, each served with its own session and batcher
+    (`name` is then unused). Without a bundle (None), the shipped default model is exported to a cached bundle on
+    first use. `threads` and `provider`
     are `load_bundle`'s; `name` is the model's name on the /v2 routes; `access_log` logs every request; `api_key`
     is required by every route but the health probes (`create_app`); `max_connections` and `keep_alive_s` are
     `server_config`'s. The key is never logged; listening beyond loopback without one logs a warning. Raises
     RobertaInferError for bad limits, name, key or port, a port that cannot be bound, or a model that cannot load.
     """
     failures: list[BaseException] = []
+    models = dict(model) if isinstance(model, Mapping) else {name: model}
 
-    def load() -> BundleClassifier:
-        classifier = load_bundle(default_bundle(progress=log.info) if model is None else model, threads=threads,
-                                 provider=provider, spin=False)
-        # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
-        # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
-        gc.collect()
-        gc.freeze()
-        return classifier
+    def loader(bundle: Path | None) -> Callable[[], BundleClassifier]:
+        def load() -> BundleClassifier:
+            classifier = load_bundle(default_bundle(progress=log.info) if bundle is None else bundle, threads=threads,
+                                     provider=provider, spin=False)
+            # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
+            # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
+            gc.collect()
+            gc.freeze()
+            return classifier
+        return load
 
     def stop_on_failure(error: BaseException) -> None:
         failures.append(error)
         server.should_exit = True
 
-    check_name(name)
+    for model_name in models:
+        check_name(model_name)
     check_api_key(api_key)
     sock = listen(host, port)
-    app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key)
+    app = create_app({model_name: loader(bundle) for model_name, bundle in models.items()}, limits,
+                     on_load_error=stop_on_failure, api_key=api_key)
     server = uvicorn.Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s,
                                           access_log=access_log))
     if (warning := exposure_warning(host, api_key)) is not None:

@@ -1,4 +1,5 @@
-"""The model's life in the app, and the two protocols' infer requests answered around the one batcher."""
+"""A model's life in the app (loading → ready → draining, unloaded and loaded again), and the two protocols' infer
+requests answered around its batcher."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ from ..errors import RobertaInferError
 from ..predict import classify
 from ..runtime import BundleClassifier, engine_and_precision
 from . import v2
-from .batcher import Batcher, Refused
+from .batcher import Batcher, Refused, TooLong
 from .call_cost import WARMUP_TEXT, call_cost_tokens
 from .limits import Limits
 from .metrics import Metrics, log
-from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
+from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, check_truncate, read_body, too_long_error
 from .v1 import parse_request
+from .v1 import where as v1_text
 
 
 class Service:
-    """The model's life in the app: loading (in the executor) → warm and ready → draining on shutdown.
+    """One model's life in the app: loading (in the executor) → warm and ready → draining on shutdown; `unload`
+    drains it and lets its session go, `load` loads it again (the repository extension, `registry`).
 
-    `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when it fails;
-    `name` is the model's name on the /v2 routes.
+    `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when the first
+    load fails; `name` is the model's name on the /v2 routes and in a v1 request's "model".
     """
 
     def __init__(self, load: Callable[[], BundleClassifier], limits: Limits,
@@ -35,7 +38,9 @@ class Service:
         self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
         self.batcher: Batcher | None = None
         self.load_failure: str | None = None
+        self.unloaded: str | None = None  # "unloading" (draining) or "unloaded"; None while loaded or loading
         self.model: dict = {}
+        self.changing = asyncio.Lock()  # one load or unload at a time
 
     @property
     def ready(self) -> bool:
@@ -43,9 +48,12 @@ class Service:
 
     @property
     def status(self) -> str:
-        """loading → ready → shutting down; or failed (the model did not load, or the batching worker stopped)."""
+        """loading → ready → shutting down; unloading → unloaded; or failed (the model did not load, or the
+        batching worker stopped)."""
         if self.load_failure is not None or self.batcher is not None and self.batcher.failure is not None:
             return "failed"
+        if self.unloaded is not None:
+            return self.unloaded
         if self.batcher is None:
             return "loading"
         return "shutting down" if self.batcher.closing else "ready"
@@ -55,11 +63,19 @@ class Service:
         if self.status == "failed":
             why = self.load_failure or "its batching worker stopped"
             return ApiError(503, f"the server cannot classify: {why} (see the server log)", "failed")
+        if self.unloaded is not None:
+            return ApiError(503, f"model {self.name!r} is {self.unloaded}: load it again with POST "
+                                 f"/v2/repository/models/{self.name}/load", "not_ready")
         message = "the model is still loading" if self.status == "loading" else "the server is shutting down"
         return ApiError(503, message, "not_ready", RETRY_AFTER)
 
     async def start(self) -> None:
-        """Load and warm the model, then start batching; a failure is recorded (status "failed") and reported."""
+        """Load and warm the model, then start batching; a failure is recorded (status "failed") and told to
+        `on_load_error`."""
+        async with self.changing:
+            await self._start(report=True)
+
+    async def _start(self, report: bool) -> None:
         try:
             classifier, call_cost = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
         except Exception as e:  # a model that cannot load stops `serve`; an app without that hook reports failed
@@ -67,7 +83,7 @@ class Service:
                                  f"the model cannot be loaded ({type(e).__name__})")
             # a bad bundle is one line, as everywhere; anything else keeps its traceback for the log
             log.error("the model cannot be loaded: %s", e, exc_info=None if isinstance(e, RobertaInferError) else e)
-            if self.on_load_error is not None:
+            if report and self.on_load_error is not None:
                 self.on_load_error(e)
             return
         engine, precision = engine_and_precision(classifier.manifest)
@@ -90,17 +106,42 @@ class Service:
 
     async def stop(self) -> None:
         """Run what is queued, then let the executor go."""
-        if self.batcher is not None:
+        async with self.changing:
+            if self.batcher is not None:
+                await self.batcher.close()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def unload(self) -> None:
+        """Refuse new requests (503 naming the model), run what is queued, then drop the batcher and with it the
+        session; nothing to do when not loaded."""
+        async with self.changing:
+            if self.batcher is None:
+                return
+            self.unloaded = "unloading"
             await self.batcher.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+            self.batcher, self.model, self.unloaded = None, {}, "unloaded"
+            log.info("model %r unloaded", self.name)
 
-    async def classify(self, request: Request) -> Response:
-        """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
-        async def answer(body: bytes) -> Response:
-            texts, timeout_ms = parse_request(body, self.limits)
-            return JSONResponse({"results": await self.queue(texts, timeout_ms, request)})
+    async def reload(self) -> str | None:
+        """Load the model again after `unload` or a failed load (nothing to do when loaded): ready once warm. Returns
+        why it failed (the model is then "failed"), or None."""
+        async with self.changing:
+            if self.batcher is not None and self.batcher.failure is None:
+                return None
+            self.batcher, self.load_failure, self.unloaded = None, None, None
+            await self._start(report=False)
+            return self.load_failure
 
-        return await self.handle(request, answer)
+    async def classify(self, request: Request, document: dict | None = None) -> Response:
+        """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`; `document`: the body,
+        already read and parsed (by `registry.Models`, to find the model it names)."""
+        async def answer(body: bytes | dict) -> Response:
+            call = parse_request(body, self.limits)
+            if call.model is not None and (unknown := v2.unknown_model(call.model, None, self.name)) is not None:
+                raise ApiError(404, unknown, "unknown_model")
+            return JSONResponse({"results": await self.queue(call.texts, call.timeout_ms, request, call.truncate)})
+
+        return await self.handle(request, answer, document)
 
     async def infer_v2(self, request: Request, model_name: str, version: str | None = None) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's request and response
@@ -114,15 +155,20 @@ class Service:
                 raise ApiError(400, str(e), "bad_request") from None
             texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
             timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
-            content, headers = v2.infer_response(parsed, await self.queue(texts, timeout_ms, request), model_name=self.name,
-                                                 model_version=v2.MODEL_VERSION)
+            truncate = check_truncate(parsed.truncate, 'the request\'s "parameters" "truncate"')
+            results = await self.queue(texts, timeout_ms, request, truncate, lambda i: f"input element {i}")
+            content, headers = v2.infer_response(parsed, results, model_name=self.name, model_version=v2.MODEL_VERSION)
             return Response(content, headers=headers,
                             media_type="application/octet-stream" if headers else "application/json")
 
         return await self.handle(request, answer)
 
-    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request) -> list[dict]:
+    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request, truncate: bool = True,
+                    where: Callable[[int], str] = v1_text) -> list[dict]:
         """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
+
+        With `truncate` False, a text longer than the model's positions is ApiError 413 naming it (`where(i)`: how
+        the request names its i-th text) and its token count, found when the batcher tokenises it.
 
         The texts still queued are dropped (the batcher skips them, counted in /metrics as
         roberta_infer_texts_dropped_total) when the deadline (the sooner of `timeout_ms` and --request-timeout-ms)
@@ -130,7 +176,7 @@ class Service:
         request", which no client sees).
         """
         try:
-            results = self.batcher.submit(texts)
+            results = self.batcher.submit(texts, truncate)
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
         deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
@@ -141,23 +187,26 @@ class Service:
         finally:
             gone.cancel()
         if results.done():
-            return list(results.result())
+            try:
+                return list(results.result())
+            except TooLong as e:
+                raise too_long_error(e.index, e.tokens, e.limit, where) from None
         results.cancel()
         if gone.done() and not gone.cancelled():
             raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
         raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
                        "deadline")
 
-    async def handle(self, request: Request, answer: Callable[[bytes], Any]) -> Response:
-        """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is counted."""
+    async def handle(self, request: Request, answer: Callable[[bytes | dict], Any], body: dict | None = None) -> Response:
+        """One request of either protocol: refusals become `{"error": ...}` with their status; every outcome is
+        counted. `answer` gets `body` when given (a body already read), else the body read here."""
         self.metrics.in_flight.inc()
         try:
             if not self.ready:
                 raise self.unready_error()
-            response = await answer(await read_body(request, self.limits.max_body_bytes))
+            response = await answer(body if body is not None else await read_body(request, self.limits.max_body_bytes))
         except ApiError as e:
-            self.metrics.errors.labels(e.reason).inc()
-            response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
+            response = self.refusal(e)
         except Exception:  # a failed model call (logged where it failed): this request fails, the server carries on
             self.metrics.errors.labels("internal").inc()
             response = JSONResponse({"error": "internal error: the model call failed (see the server log)"}, 500)
@@ -165,6 +214,11 @@ class Service:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(str(response.status_code)).inc()
         return response
+
+    def refusal(self, error: ApiError) -> JSONResponse:
+        """`{"error": ...}` with the error's status and headers, counted by its reason."""
+        self.metrics.errors.labels(error.reason).inc()
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
 
 
 async def disconnected(request: Request) -> None:
