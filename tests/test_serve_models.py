@@ -3,8 +3,12 @@ Triton's repository extension (tritonclient) lists, unloads and loads them; and 
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from conftest import make_hf_model
-from test_serve import cli_server, sample, wait_ready
+from test_serve import cli_server, held_loader, running, sample, start_held_call, wait_ready
 from test_serve_v2 import text_input
 from transformers import AutoTokenizer
 from tritonclient.utils import InferenceServerException
@@ -23,6 +27,7 @@ from roberta_infer.checkpoint import load_classifier
 from roberta_infer.commands.serve import served_models
 from roberta_infer.errors import RobertaInferError
 from roberta_infer.predict import predict
+from roberta_infer.serve import Limits
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "!", "the plot is nothing but boilerplate clichés 😴"]
 LONG = " ".join(["word"] * 100)  # longer than the models' 64 positions
@@ -102,6 +107,26 @@ def test_unload_refuses_that_model_only_and_load_serves_it_again(url, client, bu
     check_served(url, client, "three", bundles["three"])
 
 
+def test_unload_frees_the_session_and_load_makes_a_new_one(hf_bundle):
+    loaded: list[weakref.ref] = []
+
+    def load():
+        classifier = load_bundle(hf_bundle, threads=1)
+        loaded.append(weakref.ref(classifier))
+        return classifier
+
+    with running({"one": load, "other": lambda: load_bundle(hf_bundle, threads=1)}) as base:
+        wait_ready(base)
+        assert httpx.post(f"{base}/v2/repository/models/one/unload").status_code == 200
+        gc.collect()
+        assert len(loaded) == 1 and loaded[0]() is None  # nothing holds the unloaded model's session
+        index = httpx.post(f"{base}/v2/repository/index", json={"ready": True}).json()
+        assert [m["name"] for m in index] == ["other"]
+        assert httpx.post(f"{base}/v2/repository/models/one/load").status_code == 200
+        assert len(loaded) == 2 and loaded[1]() is not None
+        assert httpx.get(f"{base}/v2/models/one/ready").status_code == 200
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"text": "fine"}, 400, "name one with \"model\" ('two', 'three')"),
     ({"text": "fine", "model": "four"}, 404, "unknown model 'four': this server serves 'two', 'three'"),
@@ -135,6 +160,34 @@ def test_truncate_false_refuses_a_long_text_naming_it(url, hf_model, bundles):
     assert short.status_code == 200
     bad = httpx.post(f"{url}/v1/classify", json={"text": "fine", "model": "two", "truncate": "no"})
     assert bad.status_code == 422 and '"truncate" is a string' in bad.json()["error"]
+
+
+def test_a_refused_long_text_fails_its_own_request_only(hf_bundle):
+    """Behind a held model call, a request with truncation off and a long text and a request with truncation on
+    queue into the same window: the first gets 413 and none of its texts is run, the second gets its results."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+    with running(held_loader(hf_bundle, hold, entered, release), Limits(max_batch_size=4, max_wait_ms=1)) as base:
+        wait_ready(base)
+        sender, first = start_held_call(base, hold, entered)
+        answers: dict[bool, httpx.Response] = {}
+        senders = [threading.Thread(target=lambda truncate=truncate: answers.__setitem__(truncate, httpx.post(
+            f"{base}/v1/classify", json={"texts": ["fine", LONG], "truncate": truncate}, timeout=60)))
+            for truncate in (False, True)]
+        for thread in senders:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while sample(httpx.get(f"{base}/metrics").text, "roberta_infer_queued_texts") < 4:  # both wait behind the call
+            assert time.monotonic() < deadline, "the requests never reached the queue"
+            time.sleep(0.02)
+        release.set()
+        for thread in (sender, *senders):
+            thread.join(30)
+        metrics = httpx.get(f"{base}/metrics").text
+    assert first[0].status_code == 200 and answers[False].status_code == 413 and answers[True].status_code == 200
+    np.testing.assert_allclose([r["logits"] for r in answers[True].json()["results"]], offline(hf_bundle, ["fine", LONG]),
+                               atol=1e-5)
+    assert sample(metrics, "roberta_infer_texts_total") == 2 + 2  # the held call's and the truncated request's
+    assert sample(metrics, "roberta_infer_texts_dropped_total") == 2
 
 
 @pytest.mark.parametrize("args, message", [

@@ -161,6 +161,8 @@ class Batcher:
                         [None if item.request is None else id(item.request) for item in window])
             except Exception as e:
                 self._fail(window, e)
+            if too_long:  # those texts' requests fail; none of their texts in this window is run
+                self.metrics.dropped.inc(len(window) - sum(len(batch) for batch in batches))
             for i, tokens in too_long.items():
                 error = TooLong(window[i].index, tokens, self.classifier.max_tokens)
                 for item in window[i].request:
