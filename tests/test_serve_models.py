@@ -137,9 +137,11 @@ def test_which_model_a_v1_request_means(url, body, status, message):
     assert response.status_code == status and message in response.json()["error"], response.text
 
 
-def test_unknown_model_in_the_repository_is_404(url):
-    response = httpx.post(f"{url}/v2/repository/models/four/load")
-    assert response.status_code == 404 and "'two', 'three'" in response.json()["error"]
+@pytest.mark.parametrize("method, path", [("POST", "/v2/repository/models/four/load"), ("POST", "/v2/models/four/infer"),
+                                          ("GET", "/v2/models/four"), ("GET", "/v2/models/four/ready")])
+def test_an_unknown_model_is_404_naming_those_served(url, method, path):
+    response = httpx.request(method, f"{url}{path}", json={"inputs": []})
+    assert response.status_code == 404 and "unknown model 'four': this server serves 'two', 'three'" in response.json()["error"]
 
 
 def test_truncate_false_refuses_a_long_text_naming_it(url, hf_model, bundles):

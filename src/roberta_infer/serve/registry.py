@@ -76,13 +76,24 @@ class Models:
                                "bad_request")
             service = self.get(name)
         except ApiError as e:
-            return self.first.refusal(e)
+            return self.refused(e)
         return await service.classify(request, document)
 
     async def infer_v2(self, request: Request, name: str, version: str | None = None) -> Response:
-        """POST /v2/models/NAME[/versions/VERSION]/infer on that model; 404 for an unknown one."""
-        service = self.services.get(name, self.first)  # an unknown name: the first answers its 404 as before
+        """POST /v2/models/NAME[/versions/VERSION]/infer on that model; 404 for an unknown one, naming those served."""
+        if len(self) == 1:
+            return await self.first.infer_v2(request, name, version)
+        try:
+            service = self.get(name)
+        except ApiError as e:
+            return self.refused(e)
         return await service.infer_v2(request, name, version)
+
+    def refused(self, error: ApiError) -> Response:
+        """A request refused before it reaches a model: answered and counted as the first model's."""
+        response = self.first.refusal(error)
+        self.first.metrics.requests.labels(str(response.status_code)).inc()
+        return response
 
     def names(self) -> str:
         return ", ".join(map(repr, self.services))
