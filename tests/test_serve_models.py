@@ -127,6 +127,29 @@ def test_unload_frees_the_session_and_load_makes_a_new_one(hf_bundle):
         assert httpx.get(f"{base}/v2/models/one/ready").status_code == 200
 
 
+def test_a_model_that_fails_to_load_again_is_unavailable_with_its_reason(hf_bundle):
+    """A failed load answers 400 with the reason, the index shows it, and the server is unready until the operator
+    unloads the model (or it loads)."""
+    loads: list[int] = []
+
+    def load():
+        loads.append(1)
+        if len(loads) > 1:
+            raise RobertaInferError("the bundle went away")
+        return load_bundle(hf_bundle, threads=1)
+
+    with running({"one": load, "other": lambda: load_bundle(hf_bundle, threads=1)}) as base:
+        wait_ready(base)
+        assert httpx.post(f"{base}/v2/repository/models/one/unload").status_code == 200
+        failed = httpx.post(f"{base}/v2/repository/models/one/load")
+        assert failed.status_code == 400 and failed.json() == {"error": "failed to load 'one': the bundle went away"}
+        one = httpx.post(f"{base}/v2/repository/index").json()[0]
+        assert one["state"] == "UNAVAILABLE" and "the bundle went away" in one["reason"]
+        assert httpx.get(f"{base}/readyz").status_code == 503 and httpx.get(f"{base}/v2/health/ready").status_code == 503
+        assert httpx.post(f"{base}/v2/repository/models/one/unload").status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 200 and httpx.get(f"{base}/v2/health/ready").status_code == 200
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"text": "fine"}, 400, "name one with \"model\" ('two', 'three')"),
     ({"text": "fine", "model": "four"}, 404, "unknown model 'four': this server serves 'two', 'three'"),

@@ -25,7 +25,7 @@ from .v1 import where as v1_text
 
 class Service:
     """One model's life in the app: loading (in the executor) → warm and ready → draining on shutdown; `unload`
-    drains it and lets its session go, `load` loads it again (the repository extension, `registry`).
+    drains it and lets its session go, `reload` loads it again (the repository extension, `registry`).
 
     `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when the first
     load fails; `name` is the model's name on the /v2 routes and in a v1 request's "model".
@@ -113,12 +113,13 @@ class Service:
 
     async def unload(self) -> None:
         """Refuse new requests (503 naming the model), run what is queued, then drop the batcher and with it the
-        session; nothing to do when not loaded."""
+        session. A model that failed is marked unloaded (it then no longer makes the server unready)."""
         async with self.changing:
-            if self.batcher is None:
-                return
-            self.unloaded = "unloading"
-            await self.batcher.close()
+            if self.batcher is None and self.load_failure is None:
+                return  # already unloaded
+            self.unloaded, self.load_failure = "unloading", None
+            if self.batcher is not None and self.batcher.failure is None:
+                await self.batcher.close()
             self.batcher, self.model, self.unloaded = None, {}, "unloaded"
             log.info("model %r unloaded", self.name)
 
