@@ -76,6 +76,26 @@ def in_thread(server: uvicorn.Server) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def cli_server(*args: str, code: str | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The real CLI's `serve ARGS --port 0` in a subprocess (`code`: Python to run it with instead of the module);
+    yields the process and its base URL once it has logged its address (stderr is the caller's to read on); killed
+    afterwards if still running."""
+    command = [sys.executable, "-c", code] if code is not None else [sys.executable, "-m", "roberta_infer.cli"]
+    proc = subprocess.Popen([*command, "serve", *args, "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        log: list[str] = []
+        while not (match := re.search(r"serving on (http://\S+)", log[-1] if log else "")):
+            line = proc.stderr.readline()
+            assert line, "server exited early:\n" + "".join(log)
+            log.append(line)
+        yield proc, match.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def wait_ready(url: str, timeout: float = 60, headers: dict | None = None) -> None:
     """Until /readyz answers 200; a server that logged its address may not be accepting connections yet."""
     deadline = time.monotonic() + timeout
@@ -373,7 +393,8 @@ def test_health_ready_metrics_openapi(url, bundle):
         assert name in metrics.text
     spec = httpx.get(f"{url}/openapi.json").json()
     operation = spec["paths"]["/v1/classify"]["post"]
-    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"texts", "text", "timeout_ms"}
+    assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
+        "texts", "text", "timeout_ms", "truncate", "model"}
     assert {"200", "400", "413", "422", "503"} <= set(operation["responses"])
     missing = httpx.get(f"{url}/nowhere")
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
@@ -618,15 +639,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
     slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
             "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
             "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", slow, "serve", "--model", str(bundle), "--port", "0", "--threads", "1",
-                             "--max-batch-size", "4"], stderr=subprocess.PIPE, text=True)
-    try:
-        log = []
-        while not (match := re.search(r"serving on (http://\S+)", log[-1] if log else "")):
-            line = proc.stderr.readline()
-            assert line, "server exited early:\n" + "".join(log)
-            log.append(line)
-        base = match.group(1)
+    with cli_server("--model", str(bundle), "--threads", "1", "--max-batch-size", "4", code=slow) as (proc, base):
         wait_ready(base)
         results: dict[int, httpx.Response] = {}
         senders = [threading.Thread(target=lambda i=i: results.__setitem__(
@@ -649,9 +662,6 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
         for sender in senders:
             sender.join(timeout=30)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
         rest = proc.communicate()[1]
     assert [results[i].status_code for i in range(3)] == [200, 200, 200]
     assert all(len(results[i].json()["results"]) == 2 for i in range(3))

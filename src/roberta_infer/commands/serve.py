@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
+from pathlib import Path
 
-from .args import BATCH, PORT, bundle_dir, formatter, positive_int, ranged, runtime_args
+from ..errors import RobertaInferError
+from ..outputs import kind_of
+from .args import BATCH, PORT, bundle_dir, existing, formatter, positive_int, ranged, runtime_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,11 +61,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "it served.\n"
             "SIGTERM/SIGINT: in-flight requests (and gRPC calls) finish, new connections are refused, exit status 0.\n"
             "Without --model the shipped default model is served, exported once to a bundle cached in\n"
-            "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer)."
+            "$ROBERTA_INFER_CACHE (default ~/.cache/roberta-infer).\n"
+            "Several models: --model NAME=BUNDLE (repeatable) and/or --model-repository DIR (each bundle subfolder\n"
+            "is a model named after it); each has its own session and batcher, under the same limits.\n"
+            '  /v1/classify then needs "model": NAME in the body (an unknown name: 404 naming the models);\n'
+            "  /v2/models/NAME/... serve that model; /readyz reports each model and is 200 when every model not\n"
+            "  unloaded on purpose is ready (/v2/health/ready the same); /metrics labels each model's samples.\n"
+            "Triton's model repository extension: POST /v2/repository/index → [{name, version, state, reason}];\n"
+            "  POST /v2/repository/models/NAME/unload (refuses its new requests with 503, runs its queued texts,\n"
+            "  frees its session) and /load (loads its bundle again; 200 once warm).\n"
+            'Truncation: a text longer than the model\'s positions is cut, as `predict` cuts it; "truncate": false\n'
+            '  in a v1 body (v2: in the request\'s "parameters") refuses it with 413 naming the text and its tokens.'
         ),
     )
-    p.add_argument("--model", type=bundle_dir, metavar="BUNDLE",
-                   help="a bundle written by `roberta-infer export` (default: the shipped model)")
+    p.add_argument("--model", type=model_spec, action="append", metavar="[NAME=]BUNDLE",
+                   help="a bundle written by `roberta-infer export` (default: the shipped model), served as --name; "
+                        "NAME=BUNDLE serves it as NAME; repeat for several models")
+    p.add_argument("--model-repository", type=existing("dir"), metavar="DIR",
+                   help="serve every bundle in DIR's subfolders, each named after its subfolder (others are skipped "
+                        "with a warning)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="default 8000 (0: any free port)")
     p.add_argument("--grpc-port", type=PORT, metavar="PORT",
@@ -82,7 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel-calls", type=ranged(int, 1, 64), default=1, metavar="N",
                    help="model calls running at once on the one session (default 1; 2 helps models so small that "
                         "tokenising and answering take as long as the call)")
-    p.add_argument("--name", default="roberta", help="the model's name on the /v2 routes (default roberta)")
+    p.add_argument("--name", default="roberta", help="the model's name on the /v2 routes, for the default model or a "
+                   "--model without NAME= (default roberta)")
     p.add_argument("--request-timeout-ms", type=ranged(float, 0, 3_600_000, low_open=True), metavar="MS",
                    help="a request's deadline (default: none): texts still queued when it passes are dropped, and the "
                         "request gets 504; a request may ask for a sooner one (v1: \"timeout_ms\" in the body; v2: "
@@ -113,6 +132,54 @@ def execute(args: argparse.Namespace) -> None:
                     parallel_calls=args.parallel_calls, max_body_bytes=args.max_body_bytes,
                     request_timeout_ms=args.request_timeout_ms, max_batch_tokens=args.max_batch_tokens)
     api_key = args.api_key if args.api_key is not None else os.environ.get("ROBERTA_INFER_API_KEY")
-    serve(args.model, host=args.host, port=args.port, limits=limits, threads=args.threads, provider=args.provider,
+    serve(served_models(args.model or [], args.model_repository, args.name), host=args.host, port=args.port,
+          limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,
           keep_alive_s=args.keep_alive_s, otlp_endpoint=args.otlp_endpoint, grpc_port=args.grpc_port)
+
+
+def model_spec(text: str) -> tuple[str | None, Path]:
+    """An argparse type: `BUNDLE` (name None: --name's) or `NAME=BUNDLE`; a bundle folder whose own path holds "="
+    is taken whole."""
+    if "=" not in text or kind_of(Path(text)) == "bundle":
+        return None, bundle_dir(text)
+    name, path = text.split("=", 1)
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=BUNDLE with a non-empty NAME, or BUNDLE alone")
+    return name, bundle_dir(path)
+
+
+model_spec.role = "bundle"
+
+
+def served_models(specs: list[tuple[str | None, Path]], repository: Path | None, name: str) -> dict[str, Path | None]:
+    """Model name → bundle (None: the shipped default model, when neither --model nor --model-repository is given).
+
+    A --model without NAME= is served as `name`; each bundle subfolder of `repository` as its folder's name, the
+    other subfolders named in one warning. Raises RobertaInferError, before any model loads, for a name given
+    twice, a name the /v2 routes cannot carry, or a repository without a bundle.
+    """
+    from ..serve.v2 import check_name  # deferred: the serve package imports FastAPI and ONNX Runtime
+
+    named = [(name if given is None else given, path, "--name" if given is None else "--model") for given, path in specs]
+    if repository is not None:
+        folders = sorted(p for p in repository.iterdir() if p.is_dir())
+        bundles = [p for p in folders if kind_of(p) == "bundle"]
+        if not bundles:
+            raise RobertaInferError(f"--model-repository {repository}: no bundle in its subfolders (each bundle, "
+                                    "written by `roberta-infer export`, in a folder named after its model)")
+        if skipped := [p.name for p in folders if p not in bundles]:
+            warnings.warn(f"--model-repository {repository}: {len(skipped)} subfolders are not bundles and are not "
+                          f"served: {', '.join(skipped)}")
+        named += [(p.name, p, "--model-repository") for p in bundles]
+    if not named:
+        check_name(name)
+        return {name: None}
+    models: dict[str, Path | None] = {}
+    for model_name, path, option in named:
+        check_name(model_name, option)
+        if model_name in models:
+            raise RobertaInferError(f"model name {model_name!r} is given twice ({models[model_name]} and {path}): "
+                                    "give each model its own name (NAME=BUNDLE)")
+        models[model_name] = path
+    return models

@@ -1,15 +1,17 @@
-"""The HTTP API: FastAPI's routes over one `Service`, and the ASGI shim that sends the two infer routes past FastAPI.
+"""The HTTP API: FastAPI's routes over the served models (`registry.Models`, one `Service` each), and the ASGI shim
+that sends the two infer routes past FastAPI.
 
-POST /v1/classify and POST /v2/models/{name}/infer reach the service directly (`ClassifyFirst`); FastAPI serves the
-rest: health, metadata, metrics, the OpenAPI schema (which documents the infer routes too) and 404/405 errors.
-Every handler finds the service in `app.state.service`.
+POST /v1/classify and POST /v2/models/{name}/infer reach the models directly (`ClassifyFirst`); FastAPI serves the
+rest: health, metadata, metrics, the model repository extension (`registry.router`), the OpenAPI schema (which
+documents the infer routes too) and 404/405 errors. Every handler finds the models in `app.state.models` (and the
+first one, the only one unless several are served, in `app.state.service`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Mapping
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +26,8 @@ from ..version import __version__
 from . import v2
 from .limits import Limits
 from .metrics import ConnectionRefusals, log
+from .registry import Models, served
+from .registry import router as repository_router
 from .requests import ErrorResponse, bearer_matches
 from .service import Service
 from .tracing import server_tracer
@@ -31,8 +35,9 @@ from .v1 import CLASSIFY_PATH, ClassifyRequest, ClassifyResponse
 from .v2 import DEFAULT_NAME, V2_INFER, V2_MODELS
 
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
-    (400, "body is not UTF-8 or not JSON, or a text is empty or only whitespace"),
-    (413, "too many texts, a text too long, or a body too large"),
+    (400, "body is not UTF-8 or not JSON, a text is empty or only whitespace, or no model named among several"),
+    (404, "an unknown model"),
+    (413, "too many texts, a text too long (in characters, or in tokens with truncation off), or a body too large"),
     (401, "no or a wrong API key (servers started with --api-key)"), (422, "wrong fields or types, or an empty list"),
     (503, "loading, overloaded or shutting down (see Retry-After)"), (504, "the request's deadline passed"))}
 router = APIRouter()
@@ -61,22 +66,22 @@ class ClassifyFirst:
     stack's own work with one text per request (the zero-cost-model benchmark, benchmarks/serve/ceiling.py).
     """
 
-    def __init__(self, app: FastAPI, service: Service, api_key: str | None = None):
-        self.app, self.service = app, service
+    def __init__(self, app: FastAPI, models: Models, api_key: str | None = None):
+        self.app, self.models = app, models
         self.bearer = None if api_key is None else b"bearer " + api_key.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.bearer is not None and scope["type"] == "http" and not self.authorized(scope):
-            self.service.metrics.errors.labels("unauthorized").inc()
+            self.models.first.metrics.errors.labels("unauthorized").inc()
             await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
             return await send({"type": "http.response.body", "body": UNAUTHORIZED})
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if path == CLASSIFY_PATH:
-                response = await self.service.classify(Request(scope, receive))
+                response = await self.models.classify(Request(scope, receive))
                 return await response(scope, receive, send)
             if (target := v2.infer_target(path)) is not None:
-                response = await self.service.infer_v2(Request(scope, receive), *target)
+                response = await self.models.infer_v2(Request(scope, receive), *target)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -90,26 +95,37 @@ class ClassifyFirst:
         return False
 
 
-def create_app(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *,
-               on_load_error: Callable[[BaseException], None] | None = None, name: str = DEFAULT_NAME,
-               api_key: str | None = None, tracer_provider: TracerProvider | None = None) -> ClassifyFirst:
-    """The API; `load` runs in the background after startup (so /healthz answers while a model exports or loads).
+def create_app(load: Callable[[], BundleClassifier] | Mapping[str, Callable[[], BundleClassifier]],
+               limits: Limits = Limits(), *, on_load_error: Callable[[BaseException], None] | None = None,
+               name: str = DEFAULT_NAME, api_key: str | None = None,
+               tracer_provider: TracerProvider | None = None) -> ClassifyFirst:
+    """The API; each model's `load` runs in the background after startup (so /healthz answers while a model exports
+    or loads), each model with its own session, batcher and metrics, all under the same `limits`.
 
-    The model is served under `name` on the Open Inference Protocol's /v2 routes; `on_load_error` is told if `load`
-    fails; with `api_key`, every route but the health probes needs it (`ClassifyFirst`); the request and model call
-    spans go to `tracer_provider` (None: the one the application registered with OpenTelemetry, if any;
-    `tracing.server_tracer`). Raises RobertaInferError
-    for `limits` that fail `Limits.check`, a name `v2.check_name` refuses, or an empty `api_key`.
+    `load` is one model's loader, served under `name` on the Open Inference Protocol's /v2 routes, or several models'
+    loaders by name (`name` is then unused); `on_load_error` is told if a model fails to load at startup; with
+    `api_key`, every route but the health probes needs it (`ClassifyFirst`); the request and model call spans go to
+    `tracer_provider` (None: the one the application registered with OpenTelemetry, if any; `tracing.server_tracer`).
+    Raises RobertaInferError for `limits` that fail `Limits.check`, a name `v2.check_name` refuses, no model, or an
+    empty `api_key`.
     """
+    loads = dict(load) if isinstance(load, Mapping) else {name: load}
     limits.check()
-    v2.check_name(name)
+    if not loads:
+        raise RobertaInferError("no model to serve")
+    for model_name in loads:
+        v2.check_name(model_name)
     check_api_key(api_key)
     app = FastAPI(title="roberta-infer", summary="RoBERTa sentence classification with dynamic batching",
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
-    app.state.service = Service(load, limits, on_load_error, name, server_tracer(tracer_provider))
+    tracer = server_tracer(tracer_provider)
+    app.state.models = Models([Service(model_load, limits, on_load_error, model_name, tracer)
+                               for model_name, model_load in loads.items()])
+    app.state.service = app.state.models.first
     app.add_exception_handler(HTTPException, http_error)
     app.include_router(router)
-    return ClassifyFirst(app, app.state.service, api_key)
+    app.include_router(repository_router)
+    return ClassifyFirst(app, app.state.models, api_key)
 
 
 def check_api_key(api_key: str | None) -> None:
@@ -122,16 +138,16 @@ def check_api_key(api_key: str | None) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The model loads in the background from startup; shutdown waits for it, then drains the queue. While the app
-    lives, uvicorn's refusals beyond --max-connections are counted in its /metrics (`ConnectionRefusals`)."""
-    service: Service = app.state.service
-    refusals = ConnectionRefusals(service.metrics.connections_refused)
+    """The models load in the background from startup; shutdown waits for them, then drains their queues. While the
+    app lives, uvicorn's refusals beyond --max-connections are counted in its /metrics (`ConnectionRefusals`)."""
+    models: Models = app.state.models
+    refusals = ConnectionRefusals(models.first.metrics.connections_refused)
     log.addFilter(refusals)
-    loading = asyncio.create_task(service.start())
+    loading = asyncio.create_task(models.start())
     try:
         yield
         await loading
-        await service.stop()
+        await models.stop()
     finally:
         log.removeFilter(refusals)
 
@@ -145,7 +161,7 @@ async def http_error(_: Request, e: HTTPException) -> JSONResponse:
     "required": True, "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}}}})
 async def classify_texts(request: Request) -> Response:
     """Classify texts: labels, scores and logits in request order, batched with other requests' texts."""
-    return await request.app.state.service.classify(request)  # reached when this FastAPI app is mounted without ClassifyFirst
+    return await request.app.state.models.classify(request)  # reached when this FastAPI app is mounted without ClassifyFirst
 
 
 @router.get("/healthz")
@@ -156,8 +172,17 @@ async def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"description": "loading or shutting down"}})
 async def readyz(request: Request) -> JSONResponse:
-    """200 once the model is loaded and warmed up, with what it is; 503 before that and while shutting down."""
-    service: Service = request.app.state.service
+    """200 once the model is loaded and warmed up, with what it is; 503 before that and while shutting down.
+
+    With several models: `{"status", "models": {name: {"status", "model" or "error"}}}`, 200 when every model not
+    unloaded on purpose is ready (`Models.ready`)."""
+    models: Models = request.app.state.models
+    if len(models) > 1:
+        report = {service.name: ({"status": "ready", "model": service.model} if service.ready else
+                                 {"status": service.status, "error": service.unready_error().message}) for service in models}
+        return JSONResponse({"status": "ready" if models.ready else "not ready", "models": report},
+                            200 if models.ready else 503)
+    service = models.first
     if service.ready:
         return JSONResponse({"status": "ready", "model": service.model})
     error = service.unready_error()
@@ -173,15 +198,15 @@ async def v2_live() -> dict:
 
 @router.get("/v2/health/ready", responses={503: {"description": "loading or shutting down"}})
 async def v2_ready(request: Request) -> JSONResponse:
-    """The model is loaded and warm."""
-    ready = request.app.state.service.ready
+    """The models are loaded and warm (`Models.ready`)."""
+    ready = request.app.state.models.ready
     return JSONResponse({"ready": ready}, 200 if ready else 503)
 
 
 @router.get("/v2")
 async def v2_server() -> dict:
     """Server metadata."""
-    return {"name": "roberta-infer", "version": __version__, "extensions": ["binary_tensor_data"]}
+    return {"name": "roberta-infer", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
 
 
 VERSIONED = "{model_name}/versions/{model_version}"  # the version is the one `model_metadata` lists: "1"
@@ -224,25 +249,16 @@ async def v2_model_version_ready(model_name: str, model_version: str, request: R
 @router.post(V2_MODELS + "{model_name}" + V2_INFER, responses=ERRORS)
 async def v2_infer(model_name: str, request: Request) -> Response:
     """Classify the BYTES tensor `text` (JSON or binary tensor data), batched with every other request's texts."""
-    return await request.app.state.service.infer_v2(request, model_name)  # reached when mounted without ClassifyFirst
+    return await request.app.state.models.infer_v2(request, model_name)  # reached when mounted without ClassifyFirst
 
 
 @router.post(V2_MODELS + VERSIONED + V2_INFER, responses=ERRORS)
 async def v2_infer_version(model_name: str, model_version: str, request: Request) -> Response:
     """Infer with the model at `model_version` (404 for a version it does not have)."""
-    return await request.app.state.service.infer_v2(request, model_name, model_version)  # without ClassifyFirst
+    return await request.app.state.models.infer_v2(request, model_name, model_version)  # without ClassifyFirst
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(request.app.state.service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def served(request: Request, model_name: str, version: str | None = None) -> Service:
-    """The app's service, if it serves `model_name` (at `version`; None: any); else HTTPException 404 (answered as
-    `{"error": ...}`) naming the model and versions it serves."""
-    service: Service = request.app.state.service
-    if (unknown := v2.unknown_model(model_name, version, service.name)) is not None:
-        raise HTTPException(404, unknown)
-    return service
+    """Prometheus text format; with several models, each model's samples carry a `model` label."""
+    return Response(generate_latest(request.app.state.models.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from opentelemetry import trace
@@ -37,6 +37,15 @@ from .tracing import call_span
 LOOKAHEAD = 8
 
 
+class TooLong(Exception):
+    """A text of a request sent with truncation off is longer, in tokens, than the model's positions: its request
+    fails with this (the caller answers 413), its other texts are dropped; `index` is the text's place in its request."""
+
+    def __init__(self, index: int, tokens: int, limit: int):
+        super().__init__(f"text {index} has {tokens} tokens; the model takes {limit}")
+        self.index, self.tokens, self.limit = index, tokens, limit
+
+
 class Refused(Exception):
     """The queue will not take the texts: the message says why; `reason` ("shutting_down", "failed" or
     "overloaded") is how /metrics counts it, `retry` whether the same texts may be taken later."""
@@ -46,18 +55,21 @@ class Refused(Exception):
         self.reason, self.retry = reason, retry
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
     enqueued: float  # the event loop's clock, seconds
     waiting: int  # its texts not yet taken from the queue
     span: trace.SpanContext  # its request span (`tracing.request_span`; invalid: none), for model calls to link to
+    truncate: bool = True  # False: a text longer than the model's positions fails the request (TooLong)
+    items: list[_Item] = field(default_factory=list)  # its texts, in order
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
     text: str
     future: asyncio.Future
     request: _Request
+    index: int = 0  # its place in its request
 
 
 class Batcher:
@@ -91,13 +103,17 @@ class Batcher:
         self._fail(list(self.pending), self.failure)
         self.pending.clear()
 
-    def submit(self, texts: list[str], span: trace.SpanContext = trace.INVALID_SPAN_CONTEXT) -> asyncio.Future:
+    def submit(self, texts: list[str], span: trace.SpanContext = trace.INVALID_SPAN_CONTEXT,
+               truncate: bool = True) -> asyncio.Future:
         """Queue the texts (all or none); the future of their results, in order: `{"label": str, "score": float
         (softmax probability), "logits": [float] * classes}` each. Cancelling it drops those still queued. The spans
         of the model calls that run them link to `span`, their request's span context, where valid.
 
-        Raises Refused while closing, after the worker stopped, or when the texts would overfill the queue; the
-        future holds the exception of a failed tokenisation or model call (logged) for its texts only.
+        Texts longer than the model's positions are cut as `predict` cuts them; with `truncate` False the future
+        holds TooLong instead (found where the window is tokenised anyway, so no text is tokenised twice), and the
+        request's other texts are dropped. Raises Refused while closing, after the worker stopped, or when the texts
+        would overfill the queue; the future holds the exception of a failed tokenisation or model call (logged)
+        for its texts only.
         """
         if self.closing:
             raise Refused("the server is shutting down", "shutting_down", retry=True)
@@ -108,8 +124,9 @@ class Batcher:
             raise Refused(f"overloaded: {len(self.pending)} texts are waiting and the queue holds "
                           f"{self.limits.max_queue}; retry later", "overloaded", retry=True)
         loop = asyncio.get_running_loop()
-        request = _Request(loop.time(), len(texts), span)
-        items = [_Item(text, loop.create_future(), request) for text in texts]
+        request = _Request(loop.time(), len(texts), span, truncate)
+        request.items = [_Item(text, loop.create_future(), request, i) for i, text in enumerate(texts)]
+        items = request.items
         self.pending.extend(items)
         self.metrics.queued.set(len(self.pending))
         self.wakeup.set()
@@ -144,11 +161,21 @@ class Batcher:
                     break
             window = self._take(min(len(self.pending), size * LOOKAHEAD), loop.time())
             planned: list[tuple[np.ndarray, np.ndarray]] = []
+            too_long: dict[int, int] = {}
             try:
                 if window:
-                    planned = await loop.run_in_executor(self.executor, self._plan, [item.text for item in window])
+                    planned, too_long = await loop.run_in_executor(
+                        self.executor, self._plan, [item.text for item in window],
+                        [None if item.request.truncate else id(item.request) for item in window])
             except Exception as e:
                 self._fail(window, e)
+            if too_long:  # those texts' requests fail; none of their texts in this window is run
+                self.metrics.dropped.inc(len(window) - sum(len(batch) for batch, _ in planned))
+            for i, tokens in too_long.items():
+                error = TooLong(window[i].index, tokens, self.classifier.max_tokens)
+                for item in window[i].request.items:
+                    if not item.future.done():
+                        item.future.set_exception(error)
             if not planned:
                 self.slots.release()
             for n, (batch, tokens) in enumerate(planned):
@@ -171,16 +198,25 @@ class Batcher:
                 self.metrics.queue_seconds.observe(now - item.request.enqueued)
         return live
 
-    def _plan(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _plan(self, texts: list[str], strict: list[int | None]) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[int, int]]:
         """Tokenise a whole window at once (32 texts at a time, between model calls, cost about twice as much per
         text), cut it into the batches that cost the model least within max_batch_size and max_batch_tokens, and pad
-        each as `predict` does: (indices into `texts`, int64 src_tokens [rows, longest row]) per model call."""
+        each as `predict` does: (indices into `texts`, int64 src_tokens [rows, longest row]) per model call.
+
+        `strict[i]` is the id of text i's request when that request refuses truncation (else None): a text of such
+        a request longer than the model's positions is returned in the second value (window index → its tokens),
+        and no text of its request goes into a batch.
+        """
         began = time.perf_counter()
         rows = encode(self.classifier, texts)
         self.metrics.tokenize_seconds.observe(time.perf_counter() - began)
-        lengths = [min(len(row), self.classifier.max_tokens) for row in rows]  # as `pad_batch` cuts them
+        limit = self.classifier.max_tokens
+        too_long = {i: len(row) for i, row in enumerate(rows) if strict[i] is not None and len(row) > limit}
+        refused = {strict[i] for i in too_long}
+        keep = np.array([i for i in range(len(rows)) if strict[i] is None or strict[i] not in refused], dtype=np.int64)
+        lengths = [min(len(rows[i]), limit) for i in keep]  # as `pad_batch` cuts them
         batches = planned_batches(lengths, self.limits.max_batch_size, self.call_cost, self.limits.max_batch_tokens)
-        return [(batch, pad_batch(self.classifier, [rows[i] for i in batch])) for batch in batches]
+        return [(keep[b], pad_batch(self.classifier, [rows[i] for i in keep[b]])) for b in batches], too_long
 
     def _finished(self, call: asyncio.Task) -> None:
         self.running.discard(call)

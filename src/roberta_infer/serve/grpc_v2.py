@@ -2,7 +2,7 @@
 
 The messages are the generated ones tritonclient[grpc] ships (`tritonclient.grpc.service_pb2`, from Triton's
 `grpc_service.proto`); the server is grpcio's asyncio server in `serve`'s own event loop, beside uvicorn. Every
-ModelInfer goes through the same `Service` as HTTP (`Service.run`, `Service.infer_texts`): one queue and batcher, the
+ModelInfer goes to the named model's `Service`, as over HTTP (`Service.run`, `Service.infer_texts`): one queue and batcher, the
 same limits, deadline, metrics, traces (a span per call, a child of the metadata's `traceparent`) and errors, as gRPC
 status codes (`status_code`).
 
@@ -28,6 +28,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from ..errors import RobertaInferError
 from ..version import __version__
 from . import v2
+from .registry import Models
 from .requests import ApiError, bearer_matches
 from .service import Service
 from .tracing import request_span
@@ -104,25 +105,25 @@ def infer_response(parsed: v2.InferRequest, results: list[dict], name: str) -> p
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """GRPCInferenceService over one `Service`. Refusals abort the call with `status_code` and the HTTP routes'
-    message; infer calls are counted in /metrics as HTTP's are (requests by the HTTP status their code stands for)."""
+    """GRPCInferenceService over the served `Models` (each request to the model it names). Refusals abort the call
+    with `status_code` and the HTTP routes' message; infer calls are counted in /metrics as HTTP's are (requests by
+    the HTTP status their code stands for; one naming no served model, as the first model's)."""
 
-    def __init__(self, service: Service):
-        self.service = service
+    def __init__(self, models: Models):
+        self.models = models
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: aio.ServicerContext) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.service.ready)
+        return pb.ServerReadyResponse(ready=self.models.ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
                              context: aio.ServicerContext) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="roberta-infer", version=__version__)
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: aio.ServicerContext) -> pb.ModelReadyResponse:
-        await self.known(request, context)
-        return pb.ModelReadyResponse(ready=self.service.ready)
+        return pb.ModelReadyResponse(ready=(await self.known(request, context)).ready)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: aio.ServicerContext) -> pb.ModelMetadataResponse:
@@ -145,42 +146,49 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     for t in metadata["outputs"]]))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: aio.ServicerContext) -> pb.ModelInferResponse:
-        """Classify the BYTES input `text` in `serve`'s one queue (`Service.run`, `Service.infer_texts`)."""
+        """Classify the BYTES input `text` in the named model's queue (`Service.run`, `Service.infer_texts`)."""
+        try:
+            service = self.models.get(request.model_name, request.model_version or None)
+        except ApiError as e:
+            self.models.refused(e)
+            await context.abort(status_code(e), e.message)
+
         async def answer() -> pb.ModelInferResponse:
-            if (unknown := v2.unknown_model(request.model_name, request.model_version or None, self.service.name)):
-                raise ApiError(404, unknown, "unknown_model")
             try:
                 parsed = parse_infer_request(request)
             except v2.ProtocolError as e:
                 raise ApiError(400, str(e), "bad_request") from None
-            return infer_response(parsed, await self.service.infer_texts(parsed), self.service.name)
+            return infer_response(parsed, await service.infer_texts(parsed), service.name)
 
         metadata = {key: value for key, value in context.invocation_metadata() or ()}
-        with request_span(self.service.tracer, SERVICE + "ModelInfer", "", metadata, self.service.name) as span:
+        with request_span(service.tracer, SERVICE + "ModelInfer", "", metadata, service.name) as span:
             try:
-                response = await self.service.run(answer)
+                response = await service.run(answer)
             except asyncio.CancelledError:  # the client cancelled, or its gRPC deadline passed: its queued texts are dropped
-                self.service.metrics.errors.labels("cancelled").inc()
+                service.metrics.errors.labels("cancelled").inc()
                 raise
             except ApiError as e:
-                self.service.metrics.requests.labels(str(e.status)).inc()
+                service.metrics.requests.labels(str(e.status)).inc()
                 span.set_attribute("rpc.grpc.status_code", status_code(e).value[0])
                 await context.abort(status_code(e), e.message)
-        self.service.metrics.requests.labels("200").inc()
+        service.metrics.requests.labels("200").inc()
         return response
 
-    async def known(self, request: pb.ModelReadyRequest | pb.ModelMetadataRequest, context: aio.ServicerContext) -> None:
-        """Aborts with NOT_FOUND unless `request` names the served model (at its version, or none)."""
-        if (unknown := v2.unknown_model(request.name, request.version or None, self.service.name)):
-            await context.abort(grpc.StatusCode.NOT_FOUND, unknown)
+    async def known(self, request: pb.ModelReadyRequest | pb.ModelMetadataRequest, context: aio.ServicerContext
+                    ) -> Service:
+        """The served model `request` names (at its version, or none); aborts with NOT_FOUND for another."""
+        try:
+            return self.models.get(request.name, request.version or None)
+        except ApiError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, e.message)
 
     async def metadata(self, request: pb.ModelMetadataRequest | pb.ModelConfigRequest, context: aio.ServicerContext) -> dict:
         """HTTP's model metadata for the model `request` names: NOT_FOUND for another, UNAVAILABLE until it is ready."""
-        await self.known(request, context)
-        if not self.service.ready:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, self.service.unready_error().message)
-        model = self.service.model
-        return v2.model_metadata(self.service.name, v2.MODEL_VERSION, len(model["class_names"]), model["engine"],
+        service = await self.known(request, context)
+        if not service.ready:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, service.unready_error().message)
+        model = service.model
+        return v2.model_metadata(service.name, v2.MODEL_VERSION, len(model["class_names"]), model["engine"],
                                  model["precision"])
 
 
@@ -188,8 +196,8 @@ class ApiKey(aio.ServerInterceptor):
     """Every RPC but ServerLive and ServerReady needs the metadata `authorization: Bearer KEY` (`bearer_matches`),
     else UNAUTHENTICATED, counted in /metrics as errors{reason="unauthorized"}, as over HTTP."""
 
-    def __init__(self, api_key: str, service: Service):
-        self.bearer, self.service = b"bearer " + api_key.encode("utf-8"), service
+    def __init__(self, api_key: str, models: Models):
+        self.bearer, self.models = b"bearer " + api_key.encode("utf-8"), models
         self.refuse = grpc.unary_unary_rpc_method_handler(self.unauthenticated)
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
@@ -198,7 +206,7 @@ class ApiKey(aio.ServerInterceptor):
                                                           self.bearer)
                 for key, value in details.invocation_metadata or ()):
             return await continuation(details)
-        self.service.metrics.errors.labels("unauthorized").inc()
+        self.models.first.metrics.errors.labels("unauthorized").inc()
         return self.refuse
 
     @staticmethod
@@ -206,14 +214,14 @@ class ApiKey(aio.ServerInterceptor):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
 
 
-async def start_grpc(service: Service, host: str, port: int, *, api_key: str | None, max_message_bytes: int
+async def start_grpc(models: Models, host: str, port: int, *, api_key: str | None, max_message_bytes: int
                      ) -> tuple[aio.Server, int]:
-    """A started gRPC server for `service` on `host`:`port` (0: any free port) in the running event loop, and the
+    """A started gRPC server for the served `models` on `host`:`port` (0: any free port) in the running event loop, and the
     port it listens on. Messages over `max_message_bytes` are refused by grpcio (RESOURCE_EXHAUSTED); with `api_key`,
     `ApiKey` guards it. The port is not shared (SO_REUSEPORT off): a busy one is a RobertaInferError."""
-    server = aio.server(interceptors=[ApiKey(api_key, service)] if api_key is not None else [],
+    server = aio.server(interceptors=[ApiKey(api_key, models)] if api_key is not None else [],
                         options=[("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(models), server)
     address = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

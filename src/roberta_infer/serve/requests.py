@@ -63,6 +63,23 @@ def check_timeout_ms(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def check_truncate(value: Any, what: str) -> bool:
+    """Whether a request lets texts longer than the model's positions be cut (None: not said, so yes), else ApiError
+    422 naming `what`: a boolean."""
+    if value is None:
+        return True
+    if type(value) is not bool:
+        raise ApiError(422, f"{what} is {json_type(value)}: give true (cut long texts, the default) or false (refuse "
+                            "them with 413)", "bad_request")
+    return value
+
+
+def too_long_error(index: int, tokens: int, limit: int, where: Callable[[int], str]) -> ApiError:
+    """The 413 for a text of a request sent with truncation off that is longer than the model's positions."""
+    return ApiError(413, f"{where(index)} has {tokens} tokens; the model takes at most {limit} (truncation is off "
+                         "for this request: allow it to have the text cut)", "too_long")
+
+
 def check_texts(texts: list, limits: Limits, what: str, where: Callable[[int], str]) -> list[str]:
     """The texts of a request as `data.clean_text` leaves them (ends stripped), or an ApiError: none (422), too many
     (413), not strings (422), too long (413), not valid Unicode (422), or empty or blank (400: nothing left by

@@ -9,6 +9,7 @@ import ipaddress
 import signal
 import socket
 from pathlib import Path
+from typing import Callable, Mapping
 
 import uvicorn
 from grpc import aio
@@ -21,7 +22,7 @@ from .app import check_api_key, create_app
 from .grpc_v2 import GRACE_S, start_grpc
 from .limits import Limits
 from .metrics import log
-from .service import Service
+from .registry import Models
 from .tracing import otlp_provider, otlp_traces_url
 from .v2 import DEFAULT_NAME, check_name
 
@@ -72,18 +73,18 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
 
 class Server(uvicorn.Server):
     """uvicorn's server and, with `grpc`, the Open Inference Protocol's gRPC server beside it in the same event loop
-    (`grpc_v2.start_grpc`'s arguments but the service): listening before the model starts loading, and stopping
+    (`grpc_v2.start_grpc`'s arguments but the models): listening before the model starts loading, and stopping
     as HTTP does on SIGTERM/SIGINT: new calls refused, calls in flight finished (within `grpc_v2.GRACE_S`)."""
 
-    def __init__(self, config: uvicorn.Config, service: Service, grpc: dict | None = None):
+    def __init__(self, config: uvicorn.Config, models: Models, grpc: dict | None = None):
         super().__init__(config)
-        self.service, self.grpc = service, grpc
+        self.models, self.grpc = models, grpc
         self.grpc_server: aio.Server | None = None
         self.grpc_port: int | None = None  # the port gRPC listens on, once started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.grpc is not None:
-            self.grpc_server, self.grpc_port = await start_grpc(self.service, **self.grpc)
+            self.grpc_server, self.grpc_port = await start_grpc(self.models, **self.grpc)
             log.info("gRPC (KServe v2) on %s:%d", bracketed(self.grpc["host"]), self.grpc_port)
         await super().startup(sockets)
 
@@ -99,40 +100,45 @@ def bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = "127.0.0.1", port: int = 8000,
+          limits: Limits = Limits(),
           threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
           api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0,
           otlp_endpoint: str | None = None, grpc_port: int | None = None) -> None:
     """Serve the bundle `model` over HTTP (and gRPC on `grpc_port`, if given) until SIGINT/SIGTERM, then finish
     in-flight requests and return.
 
-    Without `model`, the shipped default model is exported to a cached bundle on first use. `threads` and `provider`
-    are `load_bundle`'s; `name` is the model's name on the /v2 routes and over gRPC; `access_log` logs every HTTP
-    request; `api_key` is required by every route and RPC but the health probes (`create_app`, `grpc_v2.ApiKey`);
-    `max_connections` and `keep_alive_s` are `server_config`'s; gRPC messages are bounded by `limits.max_body_bytes`.
-    The key is never logged; listening beyond loopback without one logs a warning. With `otlp_endpoint` (an
-    OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model call spans are exported there by a
-    tracer provider of the server's own, flushed on exit; without it none is made. Raises RobertaInferError for bad
-    limits, name, key, OTLP endpoint or ports (the gRPC port equal to the HTTP one), a port that cannot be bound, or a
-    model that
-    cannot load.
+    `model` may also map several models' names to their bundles, each served with its own session and batcher
+    (`name` is then unused). Without a bundle (None), the shipped default model is exported to a cached bundle on
+    first use. `threads` and `provider` are `load_bundle`'s; `name` is the model's name on the /v2 routes and over
+    gRPC; `access_log` logs every HTTP request; `api_key` is required by every route and RPC but the health probes
+    (`create_app`, `grpc_v2.ApiKey`); `max_connections` and `keep_alive_s` are `server_config`'s; gRPC messages are
+    bounded by `limits.max_body_bytes`. The key is never logged; listening beyond loopback without one logs a
+    warning. With `otlp_endpoint` (an OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model
+    call spans are exported there by a tracer provider of the server's own, flushed on exit; without it none is
+    made. Raises RobertaInferError for bad limits, name, key, OTLP endpoint or ports (the gRPC port equal to the HTTP
+    one), a port that cannot be bound, or a model that cannot load.
     """
     failures: list[BaseException] = []
+    models = dict(model) if isinstance(model, Mapping) else {name: model}
 
-    def load() -> BundleClassifier:
-        classifier = load_bundle(default_bundle(progress=log.info) if model is None else model, threads=threads,
-                                 provider=provider, spin=False)
-        # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
-        # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
-        gc.collect()
-        gc.freeze()
-        return classifier
+    def loader(bundle: Path | None) -> Callable[[], BundleClassifier]:
+        def load() -> BundleClassifier:
+            classifier = load_bundle(default_bundle(progress=log.info) if bundle is None else bundle, threads=threads,
+                                     provider=provider, spin=False)
+            # What is alive now (hundreds of thousands of library objects) lives as long as the process: frozen, full
+            # collections stop walking it, which otherwise stalls every request in flight ~0.1 s now and then.
+            gc.collect()
+            gc.freeze()
+            return classifier
+        return load
 
     def stop_on_failure(error: BaseException) -> None:
         failures.append(error)
         server.should_exit = True
 
-    check_name(name)
+    for model_name in models:
+        check_name(model_name)
     check_api_key(api_key)
     traces = None if otlp_endpoint is None else otlp_traces_url(otlp_endpoint)
     if grpc_port is not None and not 0 <= grpc_port <= 65535:
@@ -146,12 +152,12 @@ def serve(model: Path | None = None, *, host: str = "127.0.0.1", port: int = 800
         except RobertaInferError as e:
             raise RobertaInferError(f"--grpc-port: {e}") from None
     tracer_provider = None if otlp_endpoint is None else otlp_provider(otlp_endpoint)
-    app = create_app(load, limits, on_load_error=stop_on_failure, name=name, api_key=api_key,
-                     tracer_provider=tracer_provider)
+    app = create_app({model_name: loader(bundle) for model_name, bundle in models.items()}, limits,
+                     on_load_error=stop_on_failure, api_key=api_key, tracer_provider=tracer_provider)
     grpc = None if grpc_port is None else {"host": host, "port": grpc_port, "api_key": api_key,
                                            "max_message_bytes": limits.max_body_bytes}
     server = Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s, access_log=access_log),
-                    app.service, grpc)
+                    app.models, grpc)
     if (warning := exposure_warning(host, api_key)) is not None:
         log.warning("%s", warning)
     if traces is not None:

@@ -1,4 +1,5 @@
-"""The model's life in the app, and every protocol's infer requests answered around the one batcher (`Service.run`)."""
+"""A model's life in the app (loading → ready → draining, unloaded and loaded again), and every protocol's infer
+requests answered around its batcher (`Service.run`)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,30 @@ from ..errors import RobertaInferError
 from ..predict import classify
 from ..runtime import BundleClassifier, engine_and_precision
 from . import v2
-from .batcher import Batcher, Refused
+from .batcher import Batcher, Refused, TooLong
 from .call_cost import WARMUP_TEXT, call_cost_tokens
 from .limits import Limits
 from .metrics import Metrics, log
-from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, read_body
+from .requests import RETRY_AFTER, ApiError, check_texts, check_timeout_ms, check_truncate, read_body, too_long_error
 from .tracing import current_request, request_span
 from .v1 import CLASSIFY_PATH, parse_request
+from .v1 import where as v1_text
 
 T = TypeVar("T")
 
 
-class Service:
-    """The model's life in the app: loading (in the executor) → warm and ready → draining on shutdown.
+def v2_text(i: int) -> str:
+    """How an Open Inference Protocol request names its i-th text in messages."""
+    return f"input element {i}"
 
-    `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when it fails;
-    `name` is the model's name on the /v2 routes and in metrics and traces; `tracer` makes the request and model call
-    spans (`tracing`).
+
+class Service:
+    """One model's life in the app: loading (in the executor) → warm and ready → draining on shutdown; `unload`
+    drains it and lets its session go, `reload` loads it again (the repository extension, `registry`).
+
+    `load` makes the classifier (run in the executor by `start`); `on_load_error`, if given, is told when the first
+    load fails; `name` is the model's name on the /v2 routes, in a v1 request's "model" and in metrics and traces;
+    `tracer` makes the request and model call spans (`tracing`).
     """
 
     def __init__(self, load: Callable[[], BundleClassifier], limits: Limits,
@@ -40,7 +48,9 @@ class Service:
         self.executor = ThreadPoolExecutor(max_workers=limits.parallel_calls, thread_name_prefix="model")  # on ONE session
         self.batcher: Batcher | None = None
         self.load_failure: str | None = None
+        self.unloaded: str | None = None  # "unloading" (draining) or "unloaded"; None while loaded or loading
         self.model: dict = {}
+        self.changing = asyncio.Lock()  # one load or unload at a time
 
     @property
     def ready(self) -> bool:
@@ -48,9 +58,12 @@ class Service:
 
     @property
     def status(self) -> str:
-        """loading → ready → shutting down; or failed (the model did not load, or the batching worker stopped)."""
+        """loading → ready → shutting down; unloading → unloaded; or failed (the model did not load, or the
+        batching worker stopped)."""
         if self.load_failure is not None or self.batcher is not None and self.batcher.failure is not None:
             return "failed"
+        if self.unloaded is not None:
+            return self.unloaded
         if self.batcher is None:
             return "loading"
         return "shutting down" if self.batcher.closing else "ready"
@@ -60,11 +73,19 @@ class Service:
         if self.status == "failed":
             why = self.load_failure or "its batching worker stopped"
             return ApiError(503, f"the server cannot classify: {why} (see the server log)", "failed")
+        if self.unloaded is not None:
+            return ApiError(503, f"model {self.name!r} is {self.unloaded}: load it again with POST "
+                                 f"/v2/repository/models/{self.name}/load", "not_ready")
         message = "the model is still loading" if self.status == "loading" else "the server is shutting down"
         return ApiError(503, message, "not_ready", RETRY_AFTER)
 
     async def start(self) -> None:
-        """Load and warm the model, then start batching; a failure is recorded (status "failed") and reported."""
+        """Load and warm the model, then start batching; a failure is recorded (status "failed") and told to
+        `on_load_error`."""
+        async with self.changing:
+            await self._start(report=True)
+
+    async def _start(self, report: bool) -> None:
         try:
             classifier, call_cost = await asyncio.get_running_loop().run_in_executor(self.executor, self._load_and_warm)
         except Exception as e:  # a model that cannot load stops `serve`; an app without that hook reports failed
@@ -72,7 +93,7 @@ class Service:
                                  f"the model cannot be loaded ({type(e).__name__})")
             # a bad bundle is one line, as everywhere; anything else keeps its traceback for the log
             log.error("the model cannot be loaded: %s", e, exc_info=None if isinstance(e, RobertaInferError) else e)
-            if self.on_load_error is not None:
+            if report and self.on_load_error is not None:
                 self.on_load_error(e)
             return
         engine, precision = engine_and_precision(classifier.manifest)
@@ -96,17 +117,43 @@ class Service:
 
     async def stop(self) -> None:
         """Run what is queued, then let the executor go."""
-        if self.batcher is not None:
-            await self.batcher.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        async with self.changing:
+            if self.batcher is not None:
+                await self.batcher.close()
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def classify(self, request: Request) -> Response:
-        """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`."""
-        async def answer(body: bytes) -> Response:
-            texts, timeout_ms = parse_request(body, self.limits)
-            return JSONResponse({"results": await self.queue(texts, timeout_ms, request)})
+    async def unload(self) -> None:
+        """Refuse new requests (503 naming the model), run what is queued, then drop the batcher and with it the
+        session. A model that failed is marked unloaded (it then no longer makes the server unready)."""
+        async with self.changing:
+            if self.batcher is None and self.load_failure is None:
+                return  # already unloaded
+            self.unloaded, self.load_failure = "unloading", None
+            if self.batcher is not None and self.batcher.failure is None:
+                await self.batcher.close()
+            self.batcher, self.model, self.unloaded = None, {}, "unloaded"
+            log.info("model %r unloaded", self.name)
 
-        return await self.handle(request, answer, CLASSIFY_PATH)
+    async def reload(self) -> str | None:
+        """Load the model again after `unload` or a failed load (nothing to do when loaded): ready once warm. Returns
+        why it failed (the model is then "failed"), or None."""
+        async with self.changing:
+            if self.batcher is not None and self.batcher.failure is None:
+                return None
+            self.batcher, self.load_failure, self.unloaded = None, None, None
+            await self._start(report=False)
+            return self.load_failure
+
+    async def classify(self, request: Request, document: dict | None = None) -> Response:
+        """POST /v1/classify: `{"texts": [...]}` or `{"text": ...}` → `{"results": [...]}`; `document`: the body,
+        already read and parsed (by `registry.Models`, to find the model it names)."""
+        async def answer(body: bytes | dict) -> Response:
+            call = parse_request(body, self.limits)
+            if call.model is not None and (unknown := v2.unknown_model(call.model, None, self.name)) is not None:
+                raise ApiError(404, unknown, "unknown_model")
+            return JSONResponse({"results": await self.queue(call.texts, call.timeout_ms, request, call.truncate)})
+
+        return await self.handle(request, answer, CLASSIFY_PATH, document)
 
     async def infer_v2(self, request: Request, model_name: str, version: str | None = None) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer: the Open Inference Protocol's request and response
@@ -126,14 +173,19 @@ class Service:
         return await self.handle(request, answer, v2.V2_MODELS + "{model_name}" + v2.V2_INFER)
 
     async def infer_texts(self, parsed: v2.InferRequest, request: Request | None = None) -> list[dict]:
-        """An Open Inference Protocol request's texts (input `text`) and `timeout_ms`, checked (`check_texts`,
-        `check_timeout_ms`), → their results (`queue`); over HTTP and gRPC alike."""
-        texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", lambda i: f"input element {i}")
+        """An Open Inference Protocol request's texts (input `text`), `timeout_ms` and `truncate`, checked
+        (`check_texts`, `check_timeout_ms`, `check_truncate`), → their results (`queue`); over HTTP and gRPC alike."""
+        texts = check_texts(parsed.texts, self.limits, f"input {v2.INPUT_NAME!r}", v2_text)
         timeout_ms = check_timeout_ms(parsed.timeout_ms, 'the request\'s "parameters" "timeout_ms"')
-        return await self.queue(texts, timeout_ms, request)
+        truncate = check_truncate(parsed.truncate, 'the request\'s "parameters" "truncate"')
+        return await self.queue(texts, timeout_ms, request, truncate, v2_text)
 
-    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request | None) -> list[dict]:
+    async def queue(self, texts: list[str], timeout_ms: float | None, request: Request | None, truncate: bool = True,
+                    where: Callable[[int], str] = v1_text) -> list[dict]:
         """The texts' results from the batcher; its refusals as 503s (with Retry-After where a retry may succeed).
+
+        With `truncate` False, a text longer than the model's positions is ApiError 413 naming it (`where(i)`: how
+        the request names its i-th text) and its token count, found when the batcher tokenises it.
 
         The texts still queued are dropped (the batcher skips them, counted in /metrics as
         roberta_infer_texts_dropped_total) when the deadline (the sooner of `timeout_ms` and --request-timeout-ms)
@@ -142,7 +194,7 @@ class Service:
         or past its own deadline; `request` None).
         """
         try:
-            results = self.batcher.submit(texts, current_request())
+            results = self.batcher.submit(texts, current_request(), truncate)
         except Refused as e:
             raise ApiError(503, str(e), e.reason, RETRY_AFTER if e.retry else None) from None
         deadlines = [ms for ms in (timeout_ms, self.limits.request_timeout_ms) if ms is not None]
@@ -156,19 +208,24 @@ class Service:
         finally:
             gone.cancel()
         if results.done():
-            return list(results.result())
+            try:
+                return list(results.result())
+            except TooLong as e:
+                raise too_long_error(e.index, e.tokens, e.limit, where) from None
         drop(results)
         if gone.done() and not gone.cancelled():
             raise ApiError(499, "the client disconnected before its texts were classified", "disconnected")
         raise ApiError(504, f"the request's deadline ({min(deadlines):g} ms) passed before its texts were classified",
                        "deadline")
 
-    async def handle(self, request: Request, answer: Callable[[bytes], Any], route: str) -> Response:
+    async def handle(self, request: Request, answer: Callable[[bytes | dict], Any], route: str,
+                     body: dict | None = None) -> Response:
         """One HTTP request of either protocol to `route` (its path template), run by `run` in a span of its own (a
         child of the caller's when it sends `traceparent`, `tracing.request_span`): refusals become
-        `{"error": ...}` with their status; every outcome is counted, and set on the span (5xx: an error)."""
+        `{"error": ...}` with their status; every outcome is counted, and set on the span (5xx: an error). `answer`
+        gets `body` when given (a body already read and parsed), else the body read here."""
         async def read_and_answer() -> Response:
-            return await answer(await read_body(request, self.limits.max_body_bytes))
+            return await answer(body if body is not None else await read_body(request, self.limits.max_body_bytes))
 
         with request_span(self.tracer, route, request.method, request.headers, self.name) as span:
             try:
@@ -198,6 +255,12 @@ class Service:
             raise ApiError(500, "internal error: the model call failed (see the server log)", "internal") from None
         finally:
             self.metrics.in_flight.dec()
+
+    def refusal(self, error: ApiError) -> JSONResponse:
+        """`{"error": ...}` with the error's status and headers, counted by its reason (a request refused before it
+        reaches `run`, `registry.Models`)."""
+        self.metrics.errors.labels(error.reason).inc()
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
 
 
 def drop(results: asyncio.Future) -> None:

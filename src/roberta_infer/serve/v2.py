@@ -44,12 +44,13 @@ class InferRequest:
     id: str | None
     outputs: dict[str, bool]  # output name → as binary data
     timeout_ms: object = None  # the request's parameters' "timeout_ms", unchecked (`requests.check_timeout_ms`)
+    truncate: object = None  # the request's parameters' "truncate", unchecked (`requests.check_truncate`)
 
 
-def check_name(name: str) -> None:
-    """A model name usable as one path segment of the /v2 routes, else RobertaInferError naming `--name`."""
+def check_name(name: str, option: str = "--name") -> None:
+    """A model name usable as one path segment of the /v2 routes, else RobertaInferError naming `option`."""
     if not name or any(c in name for c in "/?#% ") or not name.isprintable():
-        raise RobertaInferError(f"--name {name!r}: give a non-empty name without '/', '?', '#', '%' or spaces")
+        raise RobertaInferError(f"{option} {name!r}: give a non-empty name without '/', '?', '#', '%' or spaces")
 
 
 def infer_target(path: str) -> tuple[str, str | None] | None:
@@ -65,10 +66,12 @@ def infer_target(path: str) -> tuple[str, str | None] | None:
     return None
 
 
-def unknown_model(name: str, version: str | None, served: str) -> str | None:
-    """Why `name` (at `version`, None: any) is not the served model, for a 404; None when it is."""
-    if name != served:
-        return f"unknown model {name!r}: this server serves {served!r}"
+def unknown_model(name: str, version: str | None, served: str | list[str]) -> str | None:
+    """Why `name` (at `version`, None: any) is not a served model (`served`: its name, or their names), for a 404;
+    None when it is."""
+    served = [served] if isinstance(served, str) else served
+    if name not in served:
+        return f"unknown model {name!r}: this server serves {', '.join(map(repr, served))}"
     if version is not None and version != MODEL_VERSION:
         return f"model {name!r} has no version {version!r}: the versions available are {MODEL_VERSION!r}"
     return None
@@ -135,8 +138,9 @@ def infer_request(document: object, binary: bytes = b"") -> InferRequest:
             raise ProtocolError(f"input element {bad} is not a string")
     if len(texts) != shape[0]:
         raise ProtocolError(f"input shape {shape} does not match its {len(texts)} elements")
-    return InferRequest(texts, document.get("id"), requested_outputs(document),
-                        parameters(document, "the request's").get("timeout_ms"))
+    request_parameters = parameters(document, "the request's")
+    return InferRequest(texts, document.get("id"), requested_outputs(document), request_parameters.get("timeout_ms"),
+                        request_parameters.get("truncate"))
 
 
 def requested_outputs(document: dict) -> dict[str, bool]:
