@@ -209,7 +209,7 @@ def running_grpc(load: Callable[[], BundleClassifier], limits: Limits) -> Iterat
     """`serve`'s HTTP and gRPC servers (`Server`) over `load` in a background thread (`in_thread`): yields the base URL
     and a tritonclient.grpc client of the gRPC port."""
     app = create_app(load, limits)
-    server = Server(server_config(app, log_level="warning"), app.service,
+    server = Server(server_config(app, log_level="warning"), app.models,
                     {"host": "127.0.0.1", "port": 0, "api_key": None, "max_message_bytes": limits.max_body_bytes})
     with in_thread(server) as base:
         client = triton.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
