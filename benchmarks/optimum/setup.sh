@@ -14,8 +14,7 @@ set -euo pipefail
 
 ROOT="${OPTIMUM_VENVS:-/work/venvs}"
 PYTHON="${PYTHON:-python3}"
-# torchvision (optimum-intel needs it) pinned to torch's release: its newest would pull a newer torch built for CUDA.
-TORCH=("torch==2.13.0" "torchvision==0.28.0")
+TORCH=("torch==2.13.0")
 [[ -n "${TORCH_INDEX_URL:-}" ]] && TORCH=(--extra-index-url "$TORCH_INDEX_URL" "${TORCH[@]}")
 
 make_venv() {  # NAME PACKAGE... : one venv, torch first (CPU is enough), then Optimum's package with its extra
@@ -27,7 +26,11 @@ make_venv() {  # NAME PACKAGE... : one venv, torch first (CPU is enough), then O
 
 start=$SECONDS
 mkdir -p "$ROOT"
-make_venv optimum-intel "optimum-intel[openvino]==2.2.0"
+# optimum-intel requires torchvision (for its vision models only): the build of torch's release (0.28.0) keeps pip
+# from pulling a newer torch built for CUDA, and is then removed, its compiled ops not matching the CPU torch
+# (transformers' pipeline would fail importing it).
+make_venv optimum-intel "optimum-intel[openvino]==2.2.0" "torchvision==0.28.0"
+"$ROOT/optimum-intel/bin/python" -m pip uninstall -q -y torchvision
 make_venv optimum-onnx "optimum-onnx[onnxruntime]==0.1.0"
 "$ROOT/optimum-intel/bin/python" -c 'import optimum.intel, openvino, nncf, transformers; print("optimum-intel", openvino.__version__, "nncf", nncf.__version__, "transformers", transformers.__version__)'
 "$ROOT/optimum-onnx/bin/python" -c 'import optimum.onnxruntime, onnxruntime, transformers; print("optimum-onnx: onnxruntime", onnxruntime.__version__, "transformers", transformers.__version__)'
