@@ -5,7 +5,8 @@
 # and then benchmarks/README.md's performance section (benchmarks/update_readme.py). About 40 minutes on 2 cores.
 #   bash benchmarks/run.sh                 # everything
 #   LIMIT=64 OUT=/tmp/r README=/tmp/r/README.md bash benchmarks/run.sh   # a quick check: 64 texts, one bench cell each
-# SST-2 and gpt2_bpe/ are read from $ROBERTA_INFER_DATA (or ./data).
+# SST-2 and gpt2_bpe/ are read from $ROBERTA_INFER_DATA (or ./data). compare has Hugging Face Optimum's pipelines among
+# its peers where $ROBERTA_INFER_OPTIMUM_VENVS names the venvs benchmarks/optimum/setup.sh made (else they are skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}

@@ -188,9 +188,10 @@ def test_cli_reuses_bundles_and_writes_json(model, shared_data, work, tmp_path, 
 
 def test_modes_by_group():
     assert parse_modes("peer") == [BASELINE, "peer:hf-fp32", "peer:torch-bf16", "peer:torch-int8", "peer:ort-int8",
-                                   "peer:ov-default", "peer:ov-int8"]
+                                   "peer:ov-default", "peer:ov-int8", "peer:optimum-ov-fp32", "peer:optimum-ov-int8",
+                                   "peer:optimum-ort-fp32", "peer:optimum-ort-int8"]
     assert parse_modes("engine:ov-int8,ours") == ["engine:ov-int8", "ours"]
-    assert len(parse_modes("all")) == 1 + 2 * 6 + 1
+    assert len(parse_modes("all")) == 1 + 2 * 10 + 1
     with pytest.raises(RobertaInferError, match="no mode"):
         parse_modes(",")
 

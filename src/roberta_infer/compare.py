@@ -2,9 +2,9 @@
 
 Speed is measured on a roberta-base-shaped model (synthetic weights: time depends on the shape only), accuracy
 on the trained default model run the same way. Three groups of rows:
-
 - *peer*: each engine as its users run it — batches of 32 texts in arrival order, each padded to its longest
-  (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against);
+  (one row padded to a fixed 70, the reference's way: the baseline every ratio is taken against), Hugging Face
+  Optimum's pipelines among them where their venvs are given (`optimum_peers`: exported by Optimum itself);
 - *engine*: the same engines, the same model files, fed our length-aware batches (`predict.length_batches`);
 - *ours*: our full pipeline (`predict.classify` on `load_bundle`: e.g. OpenVINO's streams) on the fastest of our
   gated bundles, chosen by measurement here; each OpenVINO bundle is also tried compiled with OpenVINO's own
@@ -40,6 +40,7 @@ from .errors import RobertaInferError
 from .evaluate import accuracy
 from .gate import accuracy_gate, check_max_drop
 from .hardware import candidates, machine, physical_cores
+from .optimum_peers import OPTIMUM, OptimumPeer, unavailable
 from .predict import Classifier, classify, encode, pad_batch
 from .prepare import label_indices
 from .quantize import QuantSettings, comparable, ort_int8_bundle
@@ -75,6 +76,8 @@ ENGINES = {
     "ort-int8": Engine("onnxruntime", "int8", "ONNX Runtime dynamic int8 (accuracy-aware)", "ort-int8"),
     "ov-default": Engine("openvino", "default hint", "OpenVINO, default hint (bf16 where the CPU has it)", "ov:ov-fp32"),
     "ov-int8": Engine("openvino", "int8", "OpenVINO + NNCF static int8 (accuracy-aware)", "ov:ov-int8"),
+    # Hugging Face Optimum's pipelines, run from venvs of their own (`optimum_peers`): skipped unless given.
+    **{key: Engine(backend, precision, text, f"optimum:{key}") for key, (_, backend, precision, text) in OPTIMUM.items()},
 }
 BASELINE = "peer:hf-fp32-fixed70"
 # Mode name → (group, engine key). The baseline is the only fixed-length row.
@@ -83,8 +86,7 @@ MODES = {BASELINE: ("peer", "hf-fp32"), **{f"peer:{key}": ("peer", key) for key 
 # Our gated bundles that may be "ours", and how each is built (`quantize` for ORT int8, else `build_bundle`).
 OURS = {"ort-int8": ("onnxruntime", "int8"), "ov-int8": ("openvino", "int8"), "ov-bf16": ("openvino", "bf16")}
 BUNDLES = {"ort-fp32": ("onnxruntime", "fp32"), "ov-fp32": ("openvino", "fp32"), **OURS}
-# The OpenVINO IR inside an OpenVINO bundle.
-IR_FILE = "model.xml"
+IR_FILE = "model.xml"  # the OpenVINO IR inside an OpenVINO bundle
 # The candidate for ours that runs an OpenVINO bundle's IR compiled with OpenVINO's defaults (`OpenVinoPeer`).
 ENGINE_DEFAULTS = " (engine defaults)"
 
@@ -147,8 +149,8 @@ class Models:
 
     def __init__(self, classifier: RobertaClassifier, work_dir: Path, *, data: Path | None, threads: int,
                  progress: Callable[[str], None], max_drop: float = 0.3, search: bool = True,
-                 float_like: Models | None = None) -> None:
-        self.classifier, self.work_dir, self.data = classifier, Path(work_dir), data
+                 float_like: Models | None = None, optimum_venvs: Path | None = None) -> None:
+        self.classifier, self.work_dir, self.data, self.optimum_venvs = classifier, Path(work_dir), data, optimum_venvs
         self.threads, self.progress = threads, progress
         self.max_drop, self.search, self.float_like = max_drop, search, float_like
         self.forms: dict[str, Classifier] = {}
@@ -179,8 +181,8 @@ class Models:
         return directory
 
     def form(self, name: str) -> Classifier:
-        """`torch`, `torch-bf16`, `torch-int8`, `ov:BUNDLE` (an OpenVINO bundle's IR as users compile it), or a bundle
-        of BUNDLES through our `load_bundle`."""
+        """`torch`, `torch-bf16`, `torch-int8`, `ov:BUNDLE` (an OpenVINO bundle's IR as users compile it),
+        `optimum:KEY` (an Optimum pipeline, `optimum_peers.OptimumPeer`), or a bundle of BUNDLES through `load_bundle`."""
         if name not in self.forms:
             if name == "torch":
                 model = self.classifier
@@ -193,6 +195,9 @@ class Models:
                 model = replace(self.classifier, model=int8)
             elif name.startswith("ov:"):
                 model = OpenVinoPeer(self.bundle(name.removeprefix("ov:")), self.threads)
+            elif name.startswith("optimum:"):
+                model = OptimumPeer(name.removeprefix("optimum:"), self.classifier, self.work_dir / "optimum", self.optimum_venvs,
+                                    threads=self.threads, data=self.data)
             else:
                 model = load_bundle(self.bundle(name), threads=self.threads)
             self.forms[name] = model
@@ -242,8 +247,10 @@ def as_users_run_it(classifier: Classifier, texts: list[str], *, width: int | No
 
 def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.ndarray, Recorder]:
     """Logits of `texts` in input order, the way `mode` runs them, and the record of its model calls."""
-    recorder = Recorder(classifier)
     group = MODES[mode][0]
+    if isinstance(classifier, OptimumPeer):  # timed in its own venv: one pass
+        return classifier.timed(group, texts, 1, BATCH_SIZE)[1:]
+    recorder = Recorder(classifier)
     if group == "peer":
         logits = as_users_run_it(recorder, texts, width=FIXED_LEN if mode == BASELINE else None)
     else:
@@ -254,6 +261,8 @@ def run_mode(mode: str, classifier: Classifier, texts: list[str]) -> tuple[np.nd
 def timed(mode: str, classifier: Classifier, texts: list[str], repeats: int) -> tuple[list[float], np.ndarray, Recorder]:
     """`repeats` passes after one warm-up on the first batch: the seconds of each pass, in order, and the logits and
     record of the fastest (other load on a shared machine only slows)."""
+    if isinstance(classifier, OptimumPeer):  # the worker warms up and times its passes itself
+        return classifier.timed(MODES[mode][0], texts, repeats, BATCH_SIZE)
     run_mode(mode, classifier, texts[:BATCH_SIZE])
     seconds, best = [], None
     for _ in range(repeats):
@@ -277,7 +286,7 @@ def default_models() -> tuple[RobertaClassifier, RobertaClassifier | None, str |
 def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | None, *, work_dir: Path, modes: list[str],
             data: Path | None = None, limit: int | None = None, threads: int | None = None, repeats: int = 3,
             ours_from: tuple[str, ...] | None = None, max_accuracy_drop: float = 0.3, accuracy_note: str | None = None,
-            progress: Callable[[str], None] = print) -> dict:
+            optimum_venvs: Path | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run each mode on SST-2 dev, one after the other: sentences/s of `speed_model`, accuracy of `accuracy_model`.
 
     `modes` are keys of MODES (the baseline always runs too). "ours" is the fastest, through `predict.classify`,
@@ -291,13 +300,18 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     the speed model), model-call latency p50/p99 in ms, the batch shapes, "gflops" (`forward_flops` per second: GOP/s)
     and "peak_fraction" of the peak named in "peak" ("fp32": "peak_gflops" from `gemm_peak_gflops`, "int8":
     "int8_peak_gops" from `int8_gemm_peak_gops`, each the higher of a measurement before and after the modes; None
-    for bf16); "ratios" (`ratios`: ours against the fastest peer and each engine, with the noise verdict). Raises
+    for bf16); "ratios" (`ratios`: ours against the fastest peer and each engine, with the noise verdict); "skipped":
+    mode → why, for Optimum modes (`optimum_peers`, from the venvs in `optimum_venvs`) that cannot run here. Raises
     RobertaInferError for bad settings (`check_settings`), a model with fewer than 70 positions, or when no
     candidate for ours kept accuracy.
     """
     ours_from = check_settings(modes, data=data, limit=limit, repeats=repeats, ours_from=ours_from,
                                max_accuracy_drop=max_accuracy_drop)
     modes = [BASELINE, *(m for m in MODES if m in modes and m != BASELINE)]  # the table's order
+    skipped = {m: why for m in modes if MODES[m][1] in OPTIMUM and (why := unavailable(MODES[m][1], optimum_venvs))}
+    for mode, why in skipped.items():
+        progress(f"{mode} skipped: {why}")
+    modes = [m for m in modes if m not in skipped]
     for model in (speed_model, accuracy_model):
         if model is not None and model.max_tokens < FIXED_LEN:
             raise RobertaInferError(f"{model.source.get('path', 'the model')} holds {model.max_tokens} positions, "
@@ -308,9 +322,10 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
     trained = None
     if accuracy_model is not None and accuracy_model is not speed_model:
         trained = Models(accuracy_model, Path(work_dir) / "accuracy", data=data, threads=threads, progress=progress,
-                         max_drop=max_accuracy_drop)
+                         max_drop=max_accuracy_drop, optimum_venvs=optimum_venvs)
     speed = Models(speed_model, Path(work_dir) / "speed", data=data, threads=threads, progress=progress,
-                   max_drop=max_accuracy_drop, search=accuracy_model is speed_model, float_like=trained)
+                   max_drop=max_accuracy_drop, search=accuracy_model is speed_model, float_like=trained,
+                   optimum_venvs=optimum_venvs)
     trained = speed if accuracy_model is speed_model else trained
     with torch_threads(threads):  # the PyTorch modes and the GEMM peak get the cores the other engines get
         load_before = os.getloadavg()
@@ -336,7 +351,7 @@ def compare(speed_model: RobertaClassifier, accuracy_model: RobertaClassifier | 
             "sentences": len(texts), "speed_model": speed.label,
             "accuracy_model": trained.label if trained else None, "accuracy_note": accuracy_note,
             "agreement_on": "accuracy model" if trained else "speed model", "baseline": BASELINE,
-            "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results}
+            "max_accuracy_drop_pp": max_accuracy_drop, "ratios": ratios(results), "modes": results, "skipped": skipped}
 
 
 def check_settings(modes: list[str], *, data: Path | None, limit: int | None, repeats: int,

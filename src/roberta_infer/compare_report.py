@@ -46,13 +46,19 @@ def caption(result: dict) -> str:
 
 def summary(result: dict) -> str:
     """The ratios, a line each: ours against the fastest peer, then against each engine given our batching, each with
-    the range of pass-against-pass ratios and whether it lies outside the spreads (`compare.versus`)."""
+    the range of pass-against-pass ratios and whether it lies outside the spreads (`compare.versus`); then the modes
+    skipped here, each with its reason."""
     r = result["ratios"]
     if r["ours_vs_fastest_peer"] is None:
-        return f"Fastest peer: {r['fastest_peer']}."
+        return "\n".join([f"Fastest peer: {r['fastest_peer']}.", *skipped(result)])
     lines = [ratio_line(r["ours_vs_fastest_peer"], f"the fastest peer ({r['fastest_peer']})")]
     lines += [ratio_line(v, f"{mode} (the engine given our batching)") for mode, v in r["ours_vs_engine"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines + skipped(result))
+
+
+def skipped(result: dict) -> list[str]:
+    """A line per mode asked for that could not run here, with the reason (results saved before "skipped" have none)."""
+    return [f"Not run: {mode} ({why})." for mode, why in result.get("skipped", {}).items()]
 
 
 def ratio_line(v: dict, other: str) -> str:

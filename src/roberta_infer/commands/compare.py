@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  peer, engine, all     every mode of that group / every mode (default all)\n"
             "ENGINE: hf-fp32 (transformers eager), torch-bf16 (torch.autocast bf16), torch-int8 (torch.ao dynamic\n"
             "Linear), ort-int8 (ONNX Runtime dynamic int8), ov-default (OpenVINO fp32 IR, no hint: bf16 on AMX),\n"
-            "ov-int8 (OpenVINO + NNCF static int8). Ours tries each OpenVINO bundle with our settings and with\n"
+            "ov-int8 (OpenVINO + NNCF static int8); with --optimum-venvs, Hugging Face Optimum's pipelines:\n"
+            "optimum-ov-fp32, optimum-ov-int8 (Optimum-Intel, OVQuantizer static int8), optimum-ort-fp32,\n"
+            "optimum-ort-int8 (Optimum-ONNX, ORTQuantizer dynamic int8), skipped with the reason without them.\n"
+            "Ours tries each OpenVINO bundle with our settings and with\n"
             "OpenVINO's defaults and keeps the faster. Prints sentences/s (fastest of --repeats passes) and its\n"
             "slowest–fastest spread, ratio to the baseline, accuracy, label agreement with the baseline, p99 model-call\n"
             "latency, GOP/s and its fraction of this machine's measured fp32 GEMM peak (fp32 modes) or int8 GEMM peak\n"
@@ -51,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=DIR, metavar="DIR", help="folder with SST-2's dev.tsv (default: $ROBERTA_INFER_DATA or ./data)")
     p.add_argument("--work-dir", type=output("dir"), default=Path("runs/compare"), metavar="DIR",
                    help="bundle cache, reused across runs (default runs/compare)")
+    p.add_argument("--optimum-venvs", type=DIR, metavar="DIR",
+                   help="folder of the optimum-intel and optimum-onnx venvs made by benchmarks/optimum/setup.sh, for the "
+                        "Optimum modes (default: $ROBERTA_INFER_OPTIMUM_VENVS; without it they are skipped)")
     p.set_defaults(func=execute)
 
 
@@ -58,6 +64,7 @@ def execute(args: argparse.Namespace) -> None:
     from rich.table import Table
 
     from ..compare import check_settings, compare, default_models, parse_modes  # deferred: it imports torch
+    from ..optimum_peers import venvs_folder  # deferred: it imports transformers
 
     # the HTML report: beside --json (replaced only with --force, as the JSON is), else in the work dir, compare's own cache
     report, replace_report = ((args.json.with_suffix(".html"), args.force) if args.json
@@ -80,6 +87,7 @@ def execute(args: argparse.Namespace) -> None:
     speed, trained, note = default_models()
     result = compare(speed, trained, work_dir=args.work_dir, modes=modes, data=args.data, limit=args.limit, threads=args.threads,
                      repeats=args.repeats, ours_from=ours_from, max_accuracy_drop=args.max_accuracy_drop, accuracy_note=note,
+                     optimum_venvs=venvs_folder(args.optimum_venvs),
                      progress=lambda message: print(f"· {message}", file=sys.stderr))
     header, body = rows(result, described=False)
     table = Table(*header, caption=caption(result))
