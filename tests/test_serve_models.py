@@ -15,9 +15,11 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpc_triton
 import tritonclient.http as triton
 from conftest import make_hf_model
 from test_serve import cli_server, held_loader, running, sample, start_held_call, wait_ready
+from test_serve_grpc import serve_process
 from test_serve_v2 import text_input
 from transformers import AutoTokenizer
 from tritonclient.utils import InferenceServerException
@@ -241,3 +243,22 @@ def test_a_model_repository_serves_each_bundle_subfolder_by_name(tmp_path):
     with pytest.raises(RobertaInferError, match="no bundle in its subfolders"):
         served_models([], tmp_path / "notes", "roberta")
     assert served_models([], None, "roberta") == {"roberta": None}  # the default model, as before
+
+
+def test_grpc_serves_each_model_by_name_and_refuses_an_unknown_one(bundles):
+    """Over gRPC too, each model named in ModelInfer gives its own bundle's logits; another name is NOT_FOUND."""
+    args = [arg for name, path in bundles.items() for arg in ("--model", f"{name}={path}")]
+    with serve_process(*args, "--threads", "1") as (_, base, address, _):
+        wait_ready(base)
+        client = grpc_triton.InferenceServerClient(address)
+        try:
+            for name, path in bundles.items():
+                text = grpc_triton.InferInput("text", [len(TEXTS)], "BYTES")
+                text.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=object))
+                logits = client.infer(name, [text]).as_numpy("logits")
+                np.testing.assert_allclose(logits, offline(path, TEXTS), atol=1e-5)
+            with pytest.raises(InferenceServerException, match="two.*three|three.*two") as refused:
+                client.infer("four", [text])
+            assert refused.value.status() == "StatusCode.NOT_FOUND"
+        finally:
+            client.close()
