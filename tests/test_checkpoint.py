@@ -296,7 +296,8 @@ def test_released_model_with_dict_txt_beside_it(tmp_path):
 
 
 def _two_heads(tmp_path: Path, *, names: tuple[str, ...]) -> Path:
-    """The fixture with its head renamed `names[0]`, plus `names[1:]` copies whose output rows are swapped."""
+    """The fixture with its head renamed `names[0]`, plus `names[1:]` copies whose output rows are swapped, in a folder
+    of its own below `tmp_path` (outputs inside a checkpoint's folder are refused)."""
     state = torch.load(FAIRSEQ / "checkpoint.pt", weights_only=False)
     model = state["model"]
     prefix = "classification_heads.sentence_classification_head."
@@ -304,8 +305,9 @@ def _two_heads(tmp_path: Path, *, names: tuple[str, ...]) -> Path:
     for n, name in enumerate(names):
         for key, tensor in head.items():
             model[f"classification_heads.{name}.{key}"] = tensor.flip(0) if n and key.startswith("out_proj") else tensor.clone()
-    torch.save(state, tmp_path / "checkpoint.pt")
-    return tmp_path / "checkpoint.pt"
+    (tmp_path / "checkpoint").mkdir()
+    torch.save(state, tmp_path / "checkpoint" / "checkpoint.pt")
+    return tmp_path / "checkpoint" / "checkpoint.pt"
 
 
 def test_classification_head_by_name(tmp_path):
@@ -351,7 +353,7 @@ def test_head_and_class_names_on_the_command_line(tmp_path, shared_data, capsys)
     texts.write_text("\n".join(case["text"] for case in EXPECTED["texts"][:3]) + "\n")
     common = ["predict", "--model", str(path), "--fairseq-data", str(FAIRSEQ / "data"), "--bpe-dir",
               str(shared_data / "gpt2_bpe"),
-              "--input", str(texts), "--output", str(tmp_path / "out" / "o.jsonl"), "--force"]  # not beside checkpoint.pt
+              "--input", str(texts), "--output", str(tmp_path / "out" / "o.jsonl"), "--force"]
     assert main(common) == 2
     assert "2 classification heads (mnli, sst2): choose one with --head NAME" in capsys.readouterr().err
     assert main([*common, "--head", "sst2", "--class-names", "pos,neg"]) == 0

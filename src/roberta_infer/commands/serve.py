@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "NAME=BUNDLE serves it as NAME; repeat for several models")
     p.add_argument("--model-repository", type=existing("dir"), metavar="DIR",
                    help="serve every bundle in DIR's subfolders, each named after its subfolder (others are skipped "
-                        "with a warning)")
+                        "with a warning; default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="default 8000 (0: any free port)")
     p.add_argument("--grpc-port", type=PORT, metavar="PORT",
