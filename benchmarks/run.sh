@@ -20,7 +20,9 @@ else
 fi
 OPENVINO=$(python -c 'import importlib.util; print(int(importlib.util.find_spec("openvino") is not None))')
 
-roberta-infer compare "${COMPARE[@]}" --work-dir "$WORK/compare" --json "$OUT/compare.json" --force
+# written beside the work, then copied: $OUT holds `bench` results, and no command writes inside another's output
+roberta-infer compare "${COMPARE[@]}" --work-dir "$WORK/compare" --json "$WORK/compare.json"
+cp "$WORK/compare.json" "$OUT/compare.json"
 
 MODEL=$(python -c 'from roberta_infer.default import default_model_dir; print(default_model_dir())')
 roberta-infer export --model "$MODEL" --out "$WORK/default" 2>/dev/null
