@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import tritonclient.http
 from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,3 +150,11 @@ def self_labelled_data(directory: Path, shared: Path, labels_from, *, rows: int 
         predicted = labels_from(texts).argmax(1)
         (directory / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{p}\n" for s, p in zip(texts, predicted)))
     return directory
+
+
+@pytest.fixture()
+def client(url):
+    """Triton's own HTTP client (tritonclient.http) of the server at the requesting module's `url` fixture."""
+    client = tritonclient.http.InferenceServerClient(url.removeprefix("http://"))
+    yield client
+    client.close()

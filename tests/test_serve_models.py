@@ -56,13 +56,6 @@ def url(bundles) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture()
-def client(url) -> Iterator[triton.InferenceServerClient]:
-    client = triton.InferenceServerClient(url.removeprefix("http://"))
-    yield client
-    client.close()
-
-
 def offline(bundle: Path, texts: list[str]) -> np.ndarray:
     return np.array([r["logits"] for r in predict(load_bundle(bundle, threads=1), texts)])
 

@@ -35,13 +35,6 @@ def url(bundle) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture()
-def client(url) -> Iterator[triton.InferenceServerClient]:
-    client = triton.InferenceServerClient(url.removeprefix("http://"))
-    yield client
-    client.close()
-
-
 def text_input(texts: list[str], *, binary: bool) -> triton.InferInput:
     tensor = triton.InferInput("text", [len(texts)], "BYTES")
     tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_), binary_data=binary)
