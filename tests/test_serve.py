@@ -96,6 +96,24 @@ def cli_server(*args: str, code: str | None = None) -> Iterator[tuple[subprocess
             proc.communicate()
 
 
+def concurrent_classify(url: str, texts: list[list[str]], clients: int) -> dict[int, httpx.Response]:
+    """POST /v1/classify `{"texts": texts[i]}` for every i, from `clients` concurrent connections: the responses by i."""
+    answers: dict[int, httpx.Response] = {}
+
+    async def client(queue: list[int], http: httpx.AsyncClient) -> None:
+        while queue:
+            i = queue.pop()
+            answers[i] = await http.post(f"{url}/v1/classify", json={"texts": texts[i]})
+
+    async def main() -> None:
+        queue = list(range(len(texts)))
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=60) as http:
+            await asyncio.gather(*(client(queue, http) for _ in range(clients)))
+
+    asyncio.run(main())
+    return answers
+
+
 def wait_ready(url: str, timeout: float = 60, headers: dict | None = None) -> None:
     """Until /readyz answers 200; a server that logged its address may not be accepting connections yet."""
     deadline = time.monotonic() + timeout
@@ -309,19 +327,7 @@ def test_concurrent_clients_share_batches_and_get_their_own_results(url, bundle)
     texts = [[f"review {i} : {TEXTS[i % 4]}", f"{'very ' * (i % 7)}good , said number {i}"] for i in range(requests)]
     expected = classify(load_bundle(bundle, threads=1), [t for pair in texts for t in pair]).reshape(requests, 2, -1)
     before = server_metrics(httpx.get(f"{url}/metrics").text)
-    answers: dict[int, httpx.Response] = {}
-
-    async def client(queue: list[int], http: httpx.AsyncClient) -> None:
-        while queue:
-            i = queue.pop()
-            answers[i] = await http.post(f"{url}/v1/classify", json={"texts": texts[i]})
-
-    async def main() -> None:
-        queue = list(range(requests))
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=60) as http:
-            await asyncio.gather(*(client(queue, http) for _ in range(clients)))
-
-    asyncio.run(main())
+    answers = concurrent_classify(url, texts, clients)
     assert sorted(answers) == list(range(requests))
     assert [i for i, r in answers.items() if r.status_code != 200] == []
     for i, response in answers.items():

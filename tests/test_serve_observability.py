@@ -5,7 +5,6 @@ linking each model call to the requests it served."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_serve import cached_bundle, held_loader, running, sample, start_held_call, wait_ready
+from test_serve import cached_bundle, concurrent_classify, held_loader, running, sample, start_held_call, wait_ready
 from test_serve_v2 import v2_request
 
 from roberta_infer.bundle import load_bundle
@@ -99,24 +98,12 @@ def test_a_burst_of_mixed_lengths_never_makes_a_call_above_the_token_budget(bund
     expected = classify(load_bundle(bundle, threads=1), flat)
     calls: list[tuple[int, int]] = []
     tokenised: list[int] = []
-    answers: dict[int, httpx.Response] = {}
     with running(recording(bundle, calls, tokenised), Limits(max_batch_size=MAX_BATCH_SIZE, max_batch_tokens=BUDGET,
                                                             max_wait_ms=20)) as base:
         wait_ready(base)
         calls.clear()  # the warm-up and call-cost timing calls
         tokenised.clear()
-
-        async def client(queue: list[int], http: httpx.AsyncClient) -> None:
-            while queue:
-                i = queue.pop()
-                answers[i] = await http.post(f"{base}/v1/classify", json={"texts": texts[i]})
-
-        async def burst() -> None:
-            queue = list(range(requests))
-            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16), timeout=60) as http:
-                await asyncio.gather(*(client(queue, http) for _ in range(16)))
-
-        asyncio.run(burst())
+        answers = concurrent_classify(base, texts, 16)
         metrics = httpx.get(f"{base}/metrics").text
     assert [answers[i].status_code for i in range(requests)] == [200] * requests
     got = np.array([r["logits"] for i in range(requests) for r in answers[i].json()["results"]])
