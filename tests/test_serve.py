@@ -55,7 +55,9 @@ def running(load: Callable[[], BundleClassifier], limits: Limits = Limits(), *, 
     `fastapi_only` serves the FastAPI app without the POST /v1/classify shortcut (and API key check) in front of it.
     """
     app = create_app(load, limits, api_key=api_key, tracer_provider=tracer_provider)
-    with in_thread(uvicorn.Server(server_config(app.app if fastapi_only else app, log_level="warning", **config))) as base:
+    config = server_config(app.app if fastapi_only else app, closed=app.models.first.metrics.connections_closed,
+                           log_level="warning", **config)
+    with in_thread(uvicorn.Server(config)) as base:
         yield base
 
 
@@ -447,27 +449,22 @@ def test_listening_beyond_loopback_without_a_key_is_warned_about():
         assert exposure_warning(host, KEY) is None
 
 
-def test_over_max_connections_uvicorn_answers_503_and_metrics_count_them(bundle):
-    """With --max-connections 2, one kept-alive connection leaves room for no other request (uvicorn counts the
-    requesting connection too): the second client gets 503 until the first one closes."""
-    with running(lambda: load_bundle(bundle, threads=1), max_connections=2, keep_alive_s=600) as base:
+def test_beyond_max_connections_all_busy_uvicorn_answers_503_and_metrics_count_them(bundle):
+    """With --max-connections 2 and one request in flight (its model call held), no connection is idle to make room
+    for: a second client's request gets 503 (uvicorn counts the requesting connection too) until the first is
+    answered."""
+    hold, entered, release = threading.Event(), threading.Event(), threading.Event()
+    with running(held_loader(bundle, hold, entered, release), max_connections=2, keep_alive_s=600) as base:
         wait_ready(base)
-        seen_503 = 0
-        first = httpx.Client(base_url=base)
-        deadline = time.monotonic() + 30
-        while (status := first.get("/healthz").status_code) != 200:  # until wait_ready's connection is gone
-            assert status == 503 and time.monotonic() < deadline
-            seen_503 += 1
+        sender, first = start_held_call(base, hold, entered)
         with httpx.Client(base_url=base) as second:
-            refused = second.get("/readyz")
-            assert refused.status_code == 503
-            seen_503 += 1
-            metrics = first.get("/metrics").text
-            assert sample(metrics, "roberta_infer_connections_refused_total") == seen_503
-            first.close()
-            deadline = time.monotonic() + 30
-            while second.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, "the second client was never let in"
+            assert second.get("/readyz").status_code == 503
+            release.set()
+            sender.join(30)
+            assert first[0].status_code == 200
+            metrics = second.get("/metrics")
+            assert metrics.status_code == 200
+            assert sample(metrics.text, "roberta_infer_connections_refused_total") == 1
 
 
 def test_an_idle_keep_alive_connection_is_closed_by_the_server(bundle):
@@ -640,19 +637,27 @@ def test_a_client_that_disconnects_has_its_queued_texts_dropped(bundle):
         assert metric("roberta_infer_texts_total") == 2 and metric("roberta_infer_requests_in_flight") == 0
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
-    """The real CLI in a subprocess with a slowed-down model: requests in flight at SIGTERM still get 200."""
-    slow = ("import sys, time\nfrom roberta_infer.runtime import BundleClassifier\nrun = BundleClassifier.run\n"
-            "BundleClassifier.run = lambda self, tokens: (time.sleep(0.5), run(self, tokens))[1]\n"
-            "from roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    with cli_server("--model", str(bundle), "--threads", "1", "--max-batch-size", "4", code=slow) as (proc, base):
+# The real CLI whose model calls wait while the file $HOLD exists: `python -c HOLD_CLI serve ...`
+HOLD_CLI = ("import os, sys, time\nfrom pathlib import Path\nfrom roberta_infer.runtime import BundleClassifier\n"
+            "run, hold = BundleClassifier.run, Path(os.environ['HOLD'])\n"
+            "def held(self, tokens):\n    while hold.exists():\n        time.sleep(0.01)\n    return run(self, tokens)\n"
+            "BundleClassifier.run = held\nfrom roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle, tmp_path, monkeypatch):
+    """The real CLI in a subprocess with its model calls held: requests in flight at SIGTERM still get 200 once the
+    model is let go, new connections are refused meanwhile, and serve exits 0."""
+    hold = tmp_path / "hold"
+    monkeypatch.setenv("HOLD", str(hold))
+    with cli_server("--model", str(bundle), "--threads", "1", "--max-batch-size", "4", code=HOLD_CLI) as (proc, base):
         wait_ready(base)
+        hold.touch()
         results: dict[int, httpx.Response] = {}
         senders = [threading.Thread(target=lambda i=i: results.__setitem__(
-            i, httpx.post(f"{base}/v1/classify", json={"texts": [f"text {i}", "more"]}, timeout=30))) for i in range(3)]
+            i, httpx.post(f"{base}/v1/classify", json={"texts": [f"text {i}", "more"]}, timeout=60))) for i in range(3)]
         for sender in senders:
             sender.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "roberta_infer_requests_in_flight 3.0" not in httpx.get(f"{base}/metrics").text:
             assert time.monotonic() < deadline, "requests never reached the server"
             time.sleep(0.02)
@@ -665,9 +670,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bundle):
                 break
             assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
             time.sleep(0.02)
+        assert not results  # still held
+        hold.unlink()
         for sender in senders:
-            sender.join(timeout=30)
-        assert proc.wait(timeout=30) == 0
+            sender.join(timeout=60)
+        assert proc.wait(timeout=60) == 0
         rest = proc.communicate()[1]
     assert [results[i].status_code for i in range(3)] == [200, 200, 200]
     assert all(len(results[i].json()["results"]) == 2 for i in range(3))
@@ -705,6 +712,8 @@ def test_a_busy_port_is_a_one_line_error():
     (["--api-key", "s3cret", "--port", "99999"], "argument --port"),
     (["--max-body-bytes", "0"], "argument --max-body-bytes"),
     (["--max-batch-tokens", "0"], "argument --max-batch-tokens"),
+    (["--max-header-bytes", "0"], "argument --max-header-bytes"),
+    (["--read-timeout-s", "0"], "argument --read-timeout-s"),
     (["--otlp-endpoint", "localhost:4318"], "--otlp-endpoint 'localhost:4318': give an OTLP/HTTP collector's URL"),
     (["--grpc-port", "70000"], "argument --grpc-port: must be in [0, 65535], got 70000"),
     (["--port", "8123", "--grpc-port", "8123"], "--grpc-port 8123 is --port's too"),

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from test_serve import held_loader, in_thread, sample, softmax, start_held_call, wait_ready
+from test_serve import HOLD_CLI, held_loader, in_thread, sample, softmax, start_held_call, wait_ready
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -278,13 +278,6 @@ def test_deadlines_cancellation_and_a_full_queue_behind_a_held_model_call(hf_bun
         assert metric("roberta_infer_texts_total") == 2 + 4
         assert metric("roberta_infer_errors_total", reason="deadline") == 1
         assert metric("roberta_infer_errors_total", reason="overloaded") == 1
-
-
-# The real CLI whose model calls wait while the file $HOLD exists: `python -c HOLD_CLI serve ...`
-HOLD_CLI = ("import os, sys, time\nfrom pathlib import Path\nfrom roberta_infer.runtime import BundleClassifier\n"
-            "run, hold = BundleClassifier.run, Path(os.environ['HOLD'])\n"
-            "def held(self, tokens):\n    while hold.exists():\n        time.sleep(0.01)\n    return run(self, tokens)\n"
-            "BundleClassifier.run = held\nfrom roberta_infer.cli import main\nsys.exit(main(sys.argv[1:]))\n")
 
 
 def test_sigterm_finishes_grpc_calls_in_flight_then_exits_0(hf_bundle: Path, tmp_path: Path):

@@ -43,11 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Security: with an API key (--api-key, or better $ROBERTA_INFER_API_KEY: a command line is visible to\n"
             "every user in `ps`) every route but /healthz and /v2/health/* needs `Authorization: Bearer KEY`,\n"
             "else 401; the key is never printed. Listening beyond loopback without a key logs a warning.\n"
-            "HTTP limits: a body over --max-body-bytes gets 413 unread; beyond --max-connections open connections\n"
-            "uvicorn answers 503 (counted in /metrics); idle keep-alive connections close after --keep-alive-s;\n"
-            "request heads keep uvicorn's parser defaults (httptools: no size limit; put a reverse proxy in\n"
-            "front of an exposed server). /docs is off: Swagger UI loads its scripts from a CDN;\n"
-            "/openapi.json describes the API.\n"
+            "HTTP limits: a body over --max-body-bytes gets 413 unread; a head over --max-header-bytes, 431; a\n"
+            "request not whole within --read-timeout-s of its first byte, 408 (or, its body late, the connection\n"
+            "closed); idle keep-alive connections, and new ones that send nothing, close after --keep-alive-s.\n"
+            "Beyond --max-connections a new connection closes the one idle the longest (kept alive, unused, or\n"
+            "still sending its head); only when every connection has a request in flight does uvicorn answer\n"
+            "503. Clients that dribble bytes or sit idle so never keep others out; /metrics counts each close\n"
+            "(roberta_infer_connections_closed_total) and 503 (roberta_infer_connections_refused_total).\n"
+            "/docs is off: Swagger UI loads its scripts from a CDN; /openapi.json describes the API.\n"
             "Deadlines: past --request-timeout-ms (or a request's sooner timeout_ms; gRPC: also its parameter\n"
             "timeout in microseconds, as tritonclient's infer(timeout=) sends it) a request gets 504\n"
             "(DEADLINE_EXCEEDED); its texts still queued are dropped, as are those of a client that disconnects\n"
@@ -111,9 +114,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, metavar="N",
                    help="request body bytes at most (default 1048576 = 1 MiB); more: 413, not read")
     p.add_argument("--max-connections", type=positive_int, default=1000, metavar="N",
-                   help="open connections (or requests in flight) at most (default 1000); beyond, uvicorn answers 503")
+                   help="open connections (or requests in flight) at most (default 1000); beyond, the connection idle "
+                        "the longest is closed to make room, and if none is idle uvicorn answers 503")
     p.add_argument("--keep-alive-s", type=ranged(float, 0.1, 3600), default=5.0, metavar="S",
-                   help="an idle keep-alive connection is closed after S seconds (default 5)")
+                   help="an idle keep-alive connection, or a new one that sends nothing, is closed after S seconds "
+                        "(default 5)")
+    p.add_argument("--max-header-bytes", type=positive_int, default=16 * 1024, metavar="N",
+                   help="a request head's (request line and headers) bytes at most (default 16384); more: 431 and the "
+                        "connection closed")
+    p.add_argument("--read-timeout-s", type=ranged(float, 0.1, 3600), default=30.0, metavar="S",
+                   help="a request must arrive whole within S seconds of its first byte (default 30), else 408 and the "
+                        "connection closed")
     p.add_argument("--otlp-endpoint", metavar="URL",
                    help="export OpenTelemetry traces over OTLP/HTTP to this collector, e.g. http://localhost:4318 "
                         "(/v1/traces is added to a URL without a path; default: no traces exported)")
@@ -125,7 +136,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def execute(args: argparse.Namespace) -> None:
     """`serve.serve(...)` with the parsed options: the size and wait limits as its Limits, the API key from
     --api-key or $ROBERTA_INFER_API_KEY, the rest as they are."""
-    from ..serve import Limits, serve  # deferred: it imports FastAPI, onnx and ONNX Runtime
+    from ..serve import ConnectionBounds, Limits, serve  # deferred: it imports FastAPI, onnx and ONNX Runtime
 
     limits = Limits(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_texts_per_request=args.max_texts_per_request, max_text_chars=args.max_text_chars,
@@ -135,7 +146,8 @@ def execute(args: argparse.Namespace) -> None:
     serve(served_models(args.model or [], args.model_repository, args.name), host=args.host, port=args.port,
           limits=limits, threads=args.threads, provider=args.provider,
           access_log=args.access_log, name=args.name, api_key=api_key, max_connections=args.max_connections,
-          keep_alive_s=args.keep_alive_s, otlp_endpoint=args.otlp_endpoint, grpc_port=args.grpc_port)
+          keep_alive_s=args.keep_alive_s, bounds=ConnectionBounds(args.max_header_bytes, args.read_timeout_s),
+          otlp_endpoint=args.otlp_endpoint, grpc_port=args.grpc_port)
 
 
 def model_spec(text: str) -> tuple[str | None, Path]:

@@ -5,10 +5,12 @@ results equal `roberta-infer predict`'s. The queue is bounded in texts: beyond -
 Retry-After rather than waiting without limit. The same queue serves /v1/classify (`v1`) and the Open Inference
 Protocol (KServe v2: `/v2/health/*`, `/v2`, `/v2/models/{name}[/ready|/infer]`, `v2`), so Triton's and KServe's
 clients get the same batching, limits and errors. An optional API key guards every route but the health probes;
-body size, open connections, keep-alive and request deadlines are bounded (`serve --help`). With a gRPC port, the
-Open Inference Protocol is also served over gRPC (`grpc_v2`), on the same queue, limits, key and errors.
+body and head size, the time to receive a request, open connections, keep-alive and request deadlines are bounded
+(`serve --help`). With a gRPC port, the Open Inference Protocol is also served over gRPC (`grpc_v2`), on the same
+queue, limits, key and errors.
 
-- `limits`: the Limits (`serve`'s size and wait options);
+- `limits`: the Limits (`serve`'s size and wait options); `connections`: HTTP connections within bounds (head size,
+  read deadline, idle ones closed to make room);
 - `batcher`: the queue and its worker (no HTTP); `call_cost`: a model call's fixed cost, timed at start-up;
 - `metrics`: Prometheus metrics and the log; `tracing`: OpenTelemetry spans of requests and model calls;
 - `requests`: what both protocols share (ApiError, body size, text checks); `v1` and `v2`: their wire formats;
@@ -21,7 +23,8 @@ Open Inference Protocol is also served over gRPC (`grpc_v2`), on the same queue,
 
 from .app import create_app
 from .call_cost import WARMUP_TEXT, call_cost_tokens
+from .connections import ConnectionBounds
 from .limits import Limits
 from .server import listen, serve
 
-__all__ = ["WARMUP_TEXT", "Limits", "call_cost_tokens", "create_app", "listen", "serve"]
+__all__ = ["WARMUP_TEXT", "ConnectionBounds", "Limits", "call_cost_tokens", "create_app", "listen", "serve"]

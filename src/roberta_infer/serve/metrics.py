@@ -48,6 +48,10 @@ class Metrics:
         self.connections_refused = Counter("roberta_infer_connections_refused", "requests uvicorn answered 503 "
                                            "beyond --max-connections (from its log: every server in this process)",
                                            registry=r)
+        self.connections_closed = Counter("roberta_infer_connections_closed", "HTTP connections the server closed, by "
+                                          "reason: idle_at_limit (to make room beyond --max-connections), "
+                                          "read_timeout (a request not whole within --read-timeout-s), head_too_large "
+                                          "(431, over --max-header-bytes)", ["reason"], registry=r)
         self.in_flight = Gauge("roberta_infer_requests_in_flight", "classify requests being handled", registry=r)
 
 

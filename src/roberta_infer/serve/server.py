@@ -8,17 +8,20 @@ import gc
 import ipaddress
 import signal
 import socket
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping
 
 import uvicorn
 from grpc import aio
+from prometheus_client import Counter
 
 from ..bundle import load_bundle
 from ..default import default_bundle
 from ..errors import RobertaInferError
 from ..runtime import BundleClassifier
 from .app import check_api_key, create_app
+from .connections import BoundedHttpProtocol, ConnectionBounds
 from .grpc_v2 import GRACE_S, start_grpc
 from .limits import Limits
 from .metrics import log
@@ -62,13 +65,17 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
             "(set ROBERTA_INFER_API_KEY or --api-key)")
 
 
-def server_config(app, *, max_connections: int | None = None, keep_alive_s: float = 5.0, access_log: bool = False,
+def server_config(app, *, max_connections: int | None = None, keep_alive_s: float = 5.0,
+                  bounds: ConnectionBounds = ConnectionBounds(), closed: Counter | None = None, access_log: bool = False,
                   log_level: str = "info") -> uvicorn.Config:
-    """uvicorn's settings for `app`: at most `max_connections` open connections or requests in flight (beyond: 503
-    from uvicorn, `limit_concurrency`; None: no limit), idle keep-alive connections closed after `keep_alive_s`
-    seconds. Request heads keep uvicorn's parser defaults (httptools, used when installed: no size limit)."""
+    """uvicorn's settings for `app`: at most `max_connections` open connections or requests in flight (beyond: the
+    connection idle the longest is closed to make room, and where none is idle uvicorn answers 503,
+    `limit_concurrency`; None: no limit), idle keep-alive connections (and new ones that send nothing) closed after
+    `keep_alive_s` seconds, request heads and the time to receive a request within `bounds`; connections closed for
+    those reasons are counted in `closed` (`connections.BoundedHttpProtocol`)."""
     return uvicorn.Config(app, lifespan="on", access_log=access_log, log_level=log_level, timeout_graceful_shutdown=None,
-                          limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s)
+                          limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s,
+                          http=partial(BoundedHttpProtocol, bounds=bounds, closed=closed))
 
 
 class Server(uvicorn.Server):
@@ -104,7 +111,7 @@ def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = 
           limits: Limits = Limits(),
           threads: int | None = None, provider: str = "cpu", access_log: bool = False, name: str = DEFAULT_NAME,
           api_key: str | None = None, max_connections: int | None = 1000, keep_alive_s: float = 5.0,
-          otlp_endpoint: str | None = None, grpc_port: int | None = None) -> None:
+          bounds: ConnectionBounds = ConnectionBounds(), otlp_endpoint: str | None = None, grpc_port: int | None = None) -> None:
     """Serve the bundle `model` over HTTP (and gRPC on `grpc_port`, if given) until SIGINT/SIGTERM, then finish
     in-flight requests and return.
 
@@ -112,7 +119,7 @@ def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = 
     (`name` is then unused). Without a bundle (None), the shipped default model is exported to a cached bundle on
     first use. `threads` and `provider` are `load_bundle`'s; `name` is the model's name on the /v2 routes and over
     gRPC; `access_log` logs every HTTP request; `api_key` is required by every route and RPC but the health probes
-    (`create_app`, `grpc_v2.ApiKey`); `max_connections` and `keep_alive_s` are `server_config`'s; gRPC messages are
+    (`create_app`, `grpc_v2.ApiKey`); `max_connections`, `keep_alive_s` and `bounds` are `server_config`'s; gRPC messages are
     bounded by `limits.max_body_bytes`. The key is never logged; listening beyond loopback without one logs a
     warning. With `otlp_endpoint` (an OTLP/HTTP collector's URL, `tracing.otlp_traces_url`) the request and model
     call spans are exported there by a tracer provider of the server's own, flushed on exit; without it none is
@@ -140,6 +147,7 @@ def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = 
     for model_name in models:
         check_name(model_name)
     check_api_key(api_key)
+    bounds.check()
     traces = None if otlp_endpoint is None else otlp_traces_url(otlp_endpoint)
     if grpc_port is not None and not 0 <= grpc_port <= 65535:
         raise RobertaInferError(f"--grpc-port {grpc_port} is not a TCP port: give 0 to 65535 (0: any free port)")
@@ -156,8 +164,9 @@ def serve(model: Path | None | Mapping[str, Path | None] = None, *, host: str = 
                      on_load_error=stop_on_failure, api_key=api_key, tracer_provider=tracer_provider)
     grpc = None if grpc_port is None else {"host": host, "port": grpc_port, "api_key": api_key,
                                            "max_message_bytes": limits.max_body_bytes}
-    server = Server(server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s, access_log=access_log),
-                    app.models, grpc)
+    config = server_config(app, max_connections=max_connections, keep_alive_s=keep_alive_s, bounds=bounds,
+                           closed=app.models.first.metrics.connections_closed, access_log=access_log)
+    server = Server(config, app.models, grpc)
     if (warning := exposure_warning(host, api_key)) is not None:
         log.warning("%s", warning)
     if traces is not None:
