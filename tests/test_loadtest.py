@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
-from test_serve import cached_bundle, running, wait_ready
+from test_serve import cached_bundle, running, sample, wait_ready
 
 from roberta_infer.bundle import load_bundle
 from roberta_infer.cli import main
@@ -122,3 +123,25 @@ def test_bad_open_loop_settings_are_refused(args, capsys):
     assert main(["loadtest", *args]) == 2
     err = capsys.readouterr().err
     assert f"argument {'--duration' if '--duration' in args else '--rate'}: must be in (0, " in err
+
+
+def test_model_sends_every_request_to_that_model_of_several(tmp_path_factory, hf_model, tmp_path, capsys):
+    """Two models served: --model b names b in every request; the server's own batch histograms say b ran all 30
+    texts and a none; an unknown name is one line before any request."""
+    bundle = cached_bundle(hf_model, tmp_path_factory.getbasetemp() / "bundle-cache")
+    loads = {name: (lambda: load_bundle(bundle, threads=1)) for name in ("a", "b")}
+    with running(loads) as url:
+        wait_ready(url)
+        code = main(["loadtest", "--url", url, "--model", "b", "--concurrency", "3", "--requests", "15",
+                     "--texts-per-request", "2", "--json", str(tmp_path / "lt.json")])
+        assert code == 0, capsys.readouterr().err
+        metrics = httpx.get(f"{url}/metrics").text
+        assert main(["loadtest", "--url", url, "--model", "c", "--requests", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{url} serves no model named 'c'" in err
+    summary = json.loads((tmp_path / "lt.json").read_text())
+    [level] = summary["levels"]
+    assert summary["model_name"] == "b" and level["errors"] == 0
+    assert level["mean_batch_size"] * level["batches"] == pytest.approx(30)  # b's calls only
+    assert sample(metrics, "roberta_infer_batch_size_sum", model="b") == 30
+    assert sample(metrics, "roberta_infer_batch_size_sum", model="a") == 0

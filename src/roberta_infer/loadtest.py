@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import numpy as np
@@ -86,12 +86,14 @@ def sample_texts() -> tuple[list[str], str]:
         return BUILTIN_TEXTS, "built-in sentences"
 
 
-def server_metrics(text: str) -> dict:
-    """Cumulative batch-size bucket counts, batch count/sum (summed over the models served), and the server's RSS
-    and CPU time from /metrics text."""
+def server_metrics(text: str, model: str | None = None) -> dict:
+    """Cumulative batch-size bucket counts, batch count/sum (of `model`, else summed over the models served), and the
+    server's RSS and CPU time from /metrics text."""
     out: dict = {"buckets": {}, "count": 0.0, "sum": 0.0, "rss_bytes": None, "cpu_seconds": None}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name.startswith(BATCH_METRIC) and model is not None and sample.labels.get("model") != model:
+                continue
             if sample.name == f"{BATCH_METRIC}_bucket":
                 le = float(sample.labels["le"])
                 out["buckets"][le] = out["buckets"].get(le, 0.0) + sample.value
@@ -122,8 +124,10 @@ def batch_distribution(before: dict, after: dict) -> dict[str, int]:
 class Level:
     """One level's requests: their texts, how each went, and the server's and client's figures around them."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, texts: list[str], texts_per_request: int, offset: int):
+    def __init__(self, http: aiohttp.ClientSession, url: str, texts: list[str], texts_per_request: int, offset: int,
+                 model: str | None = None):
         self.http, self.url, self.texts, self.texts_per_request, self.offset = http, url, texts, texts_per_request, offset
+        self.model = model  # the model named in each request (None: the server's only one)
         self.latencies: list[float] = []  # seconds, of the requests answered correctly
         self.errors: dict[str, int] = {}
         self.sent = 0
@@ -132,7 +136,9 @@ class Level:
         """One request of distinct texts, its answer checked; its latency counts from `due` (default: now)."""
         start = (self.offset + self.sent) * self.texts_per_request
         self.sent += 1
-        body = {"texts": [self.texts[(start + j) % len(self.texts)] for j in range(self.texts_per_request)]}
+        body: dict = {"texts": [self.texts[(start + j) % len(self.texts)] for j in range(self.texts_per_request)]}
+        if self.model is not None:
+            body["model"] = self.model
         began = time.perf_counter() if due is None else due
         try:
             async with self.http.post(f"{self.url}/v1/classify", json=body) as response:
@@ -153,11 +159,11 @@ class Level:
     async def measure(self, load: Callable[[], Awaitable[Any]], connections: int) -> dict:
         """Run `load()` between two reads of the server's /metrics, connections opened before the clock starts."""
         await asyncio.gather(*(get_text(self.http, f"{self.url}/healthz") for _ in range(connections)))
-        before = server_metrics(await get_text(self.http, f"{self.url}/metrics"))
+        before = server_metrics(await get_text(self.http, f"{self.url}/metrics"), self.model)
         began, client_cpu = time.perf_counter(), time.process_time()
         await load()
         seconds, client_cpu = time.perf_counter() - began, time.process_time() - client_cpu
-        after = server_metrics(await get_text(self.http, f"{self.url}/metrics"))
+        after = server_metrics(await get_text(self.http, f"{self.url}/metrics"), self.model)
         if not self.latencies:
             raise RobertaInferError(f"every one of the {self.sent} requests to {self.url}/v1/classify failed "
                                     f"({', '.join(f'{n} × {kind}' for kind, n in self.errors.items())})")
@@ -224,15 +230,32 @@ async def get_text(http: aiohttp.ClientSession, url: str) -> str:
         return await response.text()
 
 
-async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float) -> dict:
-    """The server's /readyz model description, once it answers 200; a clear error at once when nothing listens
-    there, after `timeout` seconds while it answers but is not ready (a model still loading)."""
+async def json_object(response: aiohttp.ClientResponse) -> dict:
+    """The response's JSON object; {} for a body that is not one."""
+    try:
+        document = await response.json(content_type=None)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float, model: str | None = None) -> dict:
+    """The served model's description from /readyz (`model`'s, where several are served), once it is ready; a clear
+    error at once when nothing listens there or the server serves no `model`, after `timeout` seconds while it
+    answers but is not ready (a model still loading)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
+            if model is not None:
+                async with http.get(f"{url}/v2/models/{quote(model, safe='')}/ready") as response:
+                    if response.status == 404:
+                        raise RobertaInferError(f"{url} serves no model named {model!r}: "
+                                                f"{(await json_object(response)).get('error', '')}")
             async with http.get(f"{url}/readyz") as response:
-                if response.status == 200:
-                    return (await response.json()).get("model")
+                report = await json_object(response)
+                described = report.get("models", {}).get(model, {}) if model is not None and "models" in report else report
+                if described.get("status") == "ready":
+                    return described.get("model")
                 status = f"/readyz answers {response.status}"
         except aiohttp.ClientConnectorError as e:
             raise RobertaInferError(f"no server at {url} ({e.strerror or e}): start one with `roberta-infer serve`") from None
@@ -244,30 +267,34 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float) -> d
 
 
 async def _loadtest(url: str, texts: list[str], concurrency: list[int], requests: int, texts_per_request: int,
-                    rate: float | None, duration: float, ready_timeout: float) -> tuple[dict, list[dict]]:
+                    rate: float | None, duration: float, ready_timeout: float, model: str | None
+                    ) -> tuple[dict, list[dict]]:
     # one connection per client (open loop: up to OPEN_LOOP_CONNECTIONS), one for /metrics
     connector = aiohttp.TCPConnector(limit=(OPEN_LOOP_CONNECTIONS if rate else max(concurrency)) + 1)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120),
                                      trust_env=False) as http:
-        model = await wait_ready(http, url, ready_timeout)
+        described = await wait_ready(http, url, ready_timeout, model)
         if rate:
-            return model, [await open_loop(Level(http, url, texts, texts_per_request, 0), rate=rate, duration=duration,
-                                           connections=OPEN_LOOP_CONNECTIONS)]
+            return described, [await open_loop(Level(http, url, texts, texts_per_request, 0, model), rate=rate,
+                                               duration=duration, connections=OPEN_LOOP_CONNECTIONS)]
         levels = []
         for c in concurrency:
-            levels.append(await closed_loop(Level(http, url, texts, texts_per_request, len(levels) * requests),
+            levels.append(await closed_loop(Level(http, url, texts, texts_per_request, len(levels) * requests, model),
                                             concurrency=c, requests=requests))
-    return model, levels
+    return described, levels
 
 
 def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1000, texts_per_request: int = 1,
              rate: float | None = None, duration: float = 10.0, texts_file: Path | None = None,
-             json_out: Path | None = None, ready_timeout: float = 30.0, force: bool = False) -> dict:
+             json_out: Path | None = None, ready_timeout: float = 30.0, force: bool = False,
+             model: str | None = None) -> dict:
     """Load a running `roberta-infer serve`: each closed-loop concurrency level in turn, or one open-loop level at
-    `rate` requests/s for `duration` s; returns (and writes) the summary.
+    `rate` requests/s for `duration` s; returns (and writes) the summary. With `model`, every request names it
+    (`"model"` in the body: a server of several models), and the batch figures are that model's.
 
     Texts come from `texts_file` (one per line), else SST-2 dev, else built-in sentences. Raises RobertaInferError
-    for bad settings, a URL off this machine, no server there, or a level where every request failed.
+    for bad settings, a URL off this machine, no server there (or no `model` there), or a level where every request
+    failed.
     """
     url = check_loopback(url)
     if not concurrency or min(concurrency) <= 0 or requests <= 0 or texts_per_request <= 0:
@@ -281,9 +308,9 @@ def loadtest(url: str, *, concurrency: list[int] = (1, 8, 64), requests: int = 1
     if not texts:
         raise RobertaInferError(f"{texts_file} holds no texts")
     load_before = os.getloadavg()
-    model, levels = run_fast(_loadtest(url, texts, list(concurrency), requests, texts_per_request, rate, duration,
-                                       ready_timeout))
-    summary = {"url": url, "server": model, "texts": source, "levels": levels}
+    described, levels = run_fast(_loadtest(url, texts, list(concurrency), requests, texts_per_request, rate, duration,
+                                           ready_timeout, model))
+    summary = {"url": url, "model_name": model, "server": described, "texts": source, "levels": levels}
     summary["machine"] = {**machine(), "load_average_before": list(load_before)}
     if json_out is not None:
         write_json(summary, json_out, force=force)

@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=ranged(float, 0, 3600, low_open=True), default=10.0, metavar="S",
                    help="open loop: seconds of sending (default 10)")
     p.add_argument("--texts", type=FILE, metavar="FILE", help="texts to send, one per line (default: SST-2 dev)")
+    p.add_argument("--model", metavar="NAME", help="the model each request names, on a server of several (`serve "
+                   "--model NAME=BUNDLE`); batch figures are then that model's (default: the server's only model)")
     p.add_argument("--json", type=OUT_FILE, metavar="OUT.json", help="also write the summary here (default: none)")
     force_arg(p, "--json file")
     p.set_defaults(func=execute)
@@ -45,7 +47,8 @@ def execute(args: argparse.Namespace) -> None:
     from ..loadtest import loadtest, summary_table  # deferred: it imports aiohttp and ONNX Runtime
 
     summary = loadtest(args.url, concurrency=args.concurrency, requests=args.requests, texts_per_request=args.texts_per_request,
-                       rate=args.rate, duration=args.duration, texts_file=args.texts, json_out=args.json, force=args.force)
+                       rate=args.rate, duration=args.duration, texts_file=args.texts, json_out=args.json, force=args.force,
+                       model=args.model)
     console().print(summary_table(summary))
     if args.json:
         print(f"summary: {args.json}")

@@ -7,7 +7,7 @@ one byte every two seconds, or a thousand that connect and say nothing, stop the
 
 - a request head (request line and headers) over `max_header_bytes` gets 431 and the connection is closed;
 - a request must arrive whole within `read_timeout_s` of its first byte, else 408 (head unfinished) or the connection
-  is closed (body unfinished: the application sees the client leave, and its queued texts are dropped);
+  is closed (body unfinished: the application, reading it, sees the client leave);
 - a new connection that sends nothing is closed after uvicorn's keep-alive timeout, as an idle kept-alive one is;
 - a new connection, or a request, beyond --max-connections closes the connection idle the longest (one with no
   request in flight: kept alive, never used, or still sending a head); only when every other connection has a
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http
 from dataclasses import dataclass
+from typing import Iterator
 
 from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -30,8 +31,8 @@ from ..errors import check_positive
 @dataclass(frozen=True)
 class ConnectionBounds:
     """max_header_bytes: a request head's size at most, in bytes (default 16 KiB, as Node.js's and h11's), counted as
-    the request target, each header's name and value and 4 bytes (": " and CRLF) per header, and whole reads while
-    one header is still arriving;
+    the request target, each header's name and value and 4 bytes (": " and CRLF) per header, and, for a head that
+    spans reads, every read after its first (so a header still arriving, which the parser buffers, is bounded too);
     read_timeout_s: seconds from a request's first byte until all of it (head and body) must have arrived."""
 
     max_header_bytes: int = 16 * 1024
@@ -42,18 +43,16 @@ class ConnectionBounds:
         check_positive({"--max-header-bytes": self.max_header_bytes, "--read-timeout-s": self.read_timeout_s})
 
 
-class HeadTooLarge(Exception):
-    """Raised inside a parser callback to stop parsing a head over the bound (the 431 is already sent)."""
-
-
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's HttpToolsProtocol within `bounds` (the module's docstring); made by uvicorn with its own keyword
-    arguments, so `serve` passes `functools.partial(BoundedHttpProtocol, bounds=..., closed=...)` as its `http`."""
+    arguments, so `serve` passes `functools.partial(BoundedHttpProtocol, bounds=..., closed=..., ticks=...)` as its
+    `http`, where `ticks` (an `itertools.count()` of the server's) orders the moments connections fall idle: the
+    event loop's clock can give many the same time."""
 
-    def __init__(self, *args, bounds: ConnectionBounds, closed: Counter | None = None, **kwargs):
+    def __init__(self, *args, bounds: ConnectionBounds, ticks: Iterator[int], closed: Counter | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bounds, self.closed = bounds, closed
-        self.idle_since = 0.0  # loop time when it last had no request in flight
+        self.bounds, self.closed, self.ticks = bounds, closed, ticks
+        self.idle_since = 0  # the tick when it last fell idle (no request in flight)
         self.head_bytes: int | None = None  # the open head's size from the parser's callbacks; None: no head open
         self.head_reads = 0  # bytes of the reads after the one the open head began in, which all belong to it
         self.heads = 0  # heads begun on this connection
@@ -62,7 +61,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     # connection
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self.idle_since = self.loop.time()
+        self.idle_since = next(self.ticks)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
             self.make_room()
@@ -86,7 +85,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.count("idle_at_limit")
 
     def on_response_complete(self) -> None:
-        self.idle_since = self.loop.time()
+        self.idle_since = next(self.ticks)
         super().on_response_complete()
 
     # a request's head and its deadline
@@ -120,8 +119,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def count_head(self, size: int) -> None:
         self.head_bytes += size
         if self.head_bytes > self.bounds.max_header_bytes:
-            self.refuse_head()
-            raise HeadTooLarge  # stops the parser; uvicorn's 400 for it is not sent (send_400_response)
+            self.refuse_head()  # the rest of this read is parsed for nothing: every callback ends on a closing transport
 
     def on_headers_complete(self) -> None:
         if not self.transport.is_closing():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import itertools
 import signal
 import socket
 from functools import partial
@@ -75,7 +76,7 @@ def server_config(app, *, max_connections: int | None = None, keep_alive_s: floa
     those reasons are counted in `closed` (`connections.BoundedHttpProtocol`)."""
     return uvicorn.Config(app, lifespan="on", access_log=access_log, log_level=log_level, timeout_graceful_shutdown=None,
                           limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s,
-                          http=partial(BoundedHttpProtocol, bounds=bounds, closed=closed))
+                          http=partial(BoundedHttpProtocol, bounds=bounds, closed=closed, ticks=itertools.count()))
 
 
 class Server(uvicorn.Server):
