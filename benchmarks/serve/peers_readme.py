@@ -75,13 +75,18 @@ def soak_and_faults() -> list[str]:
         windows = soak["run"]["windows"]
         p99s = ", ".join(f"{w['latency_ms']['p99']:.0f}" for w in windows)
         rss = ", ".join(f"{w['server_rss_mb']:.0f}" for w in windows)
+        calls = ", ".join(f"{w['model_call_ms_mean']:.0f}" for w in windows if w.get("model_call_ms_mean") is not None)
+        steal = max((w["steal_percent"] for w in windows if "steal_percent" in w), default=None)
         capacity = soak["capacity"]["sentences_per_s"] if soak["capacity"] else float("nan")
         lines.append(
             f"Soak (`soak.py`, ours): {soak['rate']:.0f} requests/s ({100 * (soak['fraction'] or 0):.0f} % of the "
             f"{capacity:.0f}/s measured first) for {soak['minutes']:g} min"
             f"{SHORTENED if soak['minutes'] < 20 else ''}: "
             f"{soak['run']['errors']} errors in {soak['run']['requests']} requests; p99 per minute "
-            f"{p99s} ms; RSS per minute {rss} MB ({soak['rss_growth_percent']:+.1f} %).")
+            f"{p99s} ms; RSS per minute {rss} MB ({soak['rss_growth_percent']:+.1f} % from minute "
+            f"{soak.get('rss_growth_from_minute', 1)} to the last)"
+            + (f"; mean model call per minute {calls} ms" if calls else "")
+            + (f"; CPU stolen by the hypervisor ≤ {steal:.1f} % in any minute" if steal is not None else "") + ".")
     if (HERE / "faults.json").is_file():
         f = json.loads((HERE / "faults.json").read_text())
         lines.append(
