@@ -61,7 +61,8 @@ def machine_line(summary: dict) -> str:
             f"on it. Each server: the same bundle ({summary['model']['engine']} {summary['model']['precision']}, "
             f"{(summary['model'].get('architecture') or {}).get('layers')} layers), {s['threads']} engine threads, batches "
             f"≤ {s['max_batch_size']}; ours waits ≤ {s['roberta-infer serve']['max_wait_ms']:g} ms with "
-            f"{s['roberta-infer serve']['parallel_calls']} model calls at a time, Ray's `batch_wait_timeout_s` is "
+            f"{s['roberta-infer serve']['parallel_calls']} model call{'s' if s['roberta-infer serve']['parallel_calls'] > 1 else ''} "
+            f"at a time, Ray's `batch_wait_timeout_s` is "
             f"{s['Ray Serve']['batch_wait_timeout_ms']:g} ms (1 replica). {s['passes']} pass{'es' if s['passes'] > 1 else ''} "
             f"of {s['seconds']:g} s per level "
             f"and server, interleaved; medians shown. Texts: {summary['texts'].split(' (')[0]}, one per request "
@@ -106,5 +107,6 @@ def peers_section() -> str:
         summary = json.loads((HERE / name).read_text())
         lines += [f"With {title}:", "", *shape_table(summary), "", *verdicts(summary), machine_line(summary),
                   f"Plot: `benchmarks/serve/peers/{name.replace('.json', '.png')}`.", ""]
-    lines += [*soak_and_faults(), "Reproduce: `bash benchmarks/serve/run.sh peers` (makes the peers' venv first).", ""]
+    lines += [*soak_and_faults(), "Reproduce: `bash benchmarks/serve/run.sh peers` (the default model, soak and faults; makes the peers' "
+              "venv first) and `bash benchmarks/serve/run.sh peers-roberta-base`.", ""]
     return "\n".join(lines)
