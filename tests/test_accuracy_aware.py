@@ -75,8 +75,33 @@ def test_groups_follow_op_kinds_and_layers(fragile):
     root, classifier, _ = fragile
     export_onnx(classifier.model, classifier.encoder.pad, root / "raw.onnx", batch_size=None, seq_len=None, opset=17)
     groups, sizes = matmul_groups(onnx.load(str(root / "raw.onnx")), ("MatMul",))
-    assert sorted(groups) == ["kind:attention_output", "kind:attention_qkv", "kind:ffn_in", "kind:ffn_out", "layer:0", "layer:1"]
-    assert len(groups["kind:attention_qkv"]) == 6 and len(groups["layer:1"]) == 6 and len(sizes) == 12
+    # the classifier head's two Gemms, by the names quantize_dynamic gives them as MatMuls
+    head = ["node:/model/classifier/dense/Gemm_MatMul", "node:/model/classifier/out_proj/Gemm_MatMul"]
+    assert sorted(groups) == ["kind:attention_output", "kind:attention_qkv", "kind:attention_scores", "kind:ffn_in",
+                              "kind:ffn_out", "layer:0", "layer:1", *head]
+    # per layer: Q, K, V, attention output, FFN in and out, and the two MatMuls of activations (Q·Kᵀ, scores · V)
+    assert len(groups["kind:attention_qkv"]) == 6 and len(groups["kind:attention_scores"]) == 4
+    assert len(groups["layer:1"]) == 8 and len(sizes) == 18
+    assert {sizes[name] for name in groups["kind:attention_scores"]} == {0}
+
+
+def test_with_every_group_left_fp32_nothing_is_quantized(fragile, tmp_path):
+    """The search's last resort is the fp32 model itself: no node quantize_dynamic would quantize is outside the
+    groups (the MatMuls of two activations included), so excluding them all leaves no int8 op in the graph."""
+    import onnx
+
+    from roberta_infer.export import export_onnx
+    from roberta_infer.quantize import QuantSettings, quantize_onnx
+
+    root, classifier, _ = fragile
+    export_onnx(classifier.model, classifier.encoder.pad, tmp_path / "raw.onnx", batch_size=None, seq_len=None, opset=17)
+    groups, _ = matmul_groups(onnx.load(str(tmp_path / "raw.onnx")), ("MatMul",))
+    every = tuple(sorted({name for nodes in groups.values() for name in nodes}))
+    quantize_onnx(tmp_path / "raw.onnx", tmp_path / "plain.onnx", QuantSettings())
+    quantize_onnx(tmp_path / "raw.onnx", tmp_path / "none.onnx", QuantSettings(float_nodes=every))
+    int8_ops = {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "QAttention"}
+    assert {n.op_type for n in onnx.load(str(tmp_path / "plain.onnx")).graph.node} & int8_ops  # plain int8 has them
+    assert not {n.op_type for n in onnx.load(str(tmp_path / "none.onnx")).graph.node} & int8_ops
 
 
 def test_accuracy_aware_needs_train_up_front(fragile, tmp_path, capsys):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnxruntime.quantization.onnx_model import ONNXModel
 
 from .data import read_sst2, sha256_file, sst2_file
 from .errors import RobertaInferError
@@ -36,8 +37,9 @@ HELDOUT_SEED = 1
 HELDOUT_SIZE = 1000
 MIN_WORDS = 10  # held-out rows at least this long, as dev's sentences are, where enough are
 # Weight MatMuls grouped by op kind, from the node names of transformers' RoBERTa as torch.onnx exports it.
-KINDS = {"attention_qkv": r"attention/self/(query|key|value)/", "attention_output": r"attention/output/",
-         "ffn_in": r"intermediate/", "ffn_out": r"layer\.\d+/output/"}
+# attention_scores: the MatMuls of two activations (Q·Kᵀ and the scores times V), which quantize_dynamic quantizes too.
+KINDS = {"attention_qkv": r"attention/self/(query|key|value)/", "attention_scores": r"attention/self/MatMul",
+         "attention_output": r"attention/output/", "ffn_in": r"intermediate/", "ffn_out": r"layer\.\d+/output/"}
 LAYER = re.compile(r"layer\.(\d+)/")
 
 
@@ -83,12 +85,17 @@ def heldout_measure(heldout: HeldOut, reference_logits: np.ndarray, logits: np.n
 
 
 def matmul_groups(model: onnx.ModelProto, op_types: tuple[str, ...]) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """The quantizable nodes (of `op_types`; a MatMul only with a weight) grouped for the search: "kind:K" (K of
-    KINDS, across the layers) and "layer:N" by node name; a node neither names is a group of its own ("node:NAME").
-    Also returns each node's weight elements."""
+    """The quantizable nodes (of `op_types`: every node quantize_dynamic quantizes, a MatMul of two activations too)
+    grouped for the search: "kind:K" (K of KINDS, across the layers) and "layer:N" by node name; a node neither names
+    is a group of its own ("node:NAME"), as the classifier head's Gemms are, under the names quantize_dynamic gives
+    them once it has made them MatMuls (ONNX Runtime's own `replace_gemm_with_matmul`, run here on a copy). So with
+    every group left fp32 nothing is quantized. Also returns each node's weight elements (0 for a MatMul of two
+    activations)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    ONNXModel(model).replace_gemm_with_matmul()
     weights = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
     sizes = {node.name: sum(weights.get(name, 0) for name in node.input) for node in model.graph.node
-             if node.op_type in op_types and (node.op_type != "MatMul" or set(node.input) & set(weights))}
+             if node.op_type in op_types}
     groups: dict[str, list[str]] = {}
     for name in sizes:
         kinds = [kind for kind, pattern in KINDS.items() if re.search(pattern, name)]
