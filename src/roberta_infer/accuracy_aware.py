@@ -7,8 +7,9 @@ held-out drop (`lost_pp`). Counting only the points a candidate loses, not those
 the shipped default model (6 × 384) plain ONNX Runtime int8 flips 13 of 2,000 held-out sentences for a net drop of
 0.05 points, yet loses 0.46 on SST-2 dev; the lost points (0.35) see it.
 
-- ONNX Runtime (`search_float_nodes`): each group of weight MatMuls (one op kind across the layers: attention
-  Q/K/V, attention output, FFN in, FFN out; or one layer's) is left fp32 in turn and its held-out drop measured;
+- ONNX Runtime (`search_float_nodes`): each group of the MatMuls quantize_dynamic quantizes (one op kind across the
+  layers: attention Q/K/V, attention scores (two activations), attention output, FFN in, FFN out; or one layer's;
+  the classifier head's) is left fp32 in turn and its held-out drop measured;
   the group that passes alone with the fewest float weights is kept, else the groups are added most sensitive
   first (by mean |Δlogit|) until the drop is within the limit. `quantize_dynamic`'s `nodes_to_exclude` does it.
 - OpenVINO (`quantize_openvino_accuracy_aware`): `nncf.quantize_with_accuracy_control` on the same held-out set,
