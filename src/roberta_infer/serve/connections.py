@@ -19,6 +19,7 @@ Each of these closes is counted by reason in `closed` (/metrics: roberta_infer_c
 from __future__ import annotations
 
 import http
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -63,8 +64,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.idle_since = next(self.ticks)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
-            self.make_room()
+        self.make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_read_deadline()
@@ -76,7 +76,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         return not busy and not self.pipeline and not self.transport.is_closing()
 
     def make_room(self) -> None:
-        """Closes the connection idle the longest but this one, if there is one."""
+        """At --max-connections, closes the connection idle the longest but this one, if there is one."""
+        if self.limit_concurrency is None or len(self.connections) < self.limit_concurrency:
+            return
         idle = [c for c in self.connections if c is not self and isinstance(c, BoundedHttpProtocol) and c.idle()]
         if idle:
             oldest = min(idle, key=lambda c: c.idle_since)
@@ -124,8 +126,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if not self.transport.is_closing():
             self.head_bytes = None
-            if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
-                self.make_room()  # before uvicorn counts the connections to decide on its 503
+            self.make_room()  # before uvicorn counts the connections to decide on its 503
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -158,7 +159,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def refuse(self, status: int, error: str) -> None:
         """Answers `status` with `{"error": error}` and closes the connection."""
-        body = ('{"error":"%s"}' % error).encode()
+        body = json.dumps({"error": error}).encode()
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                              b"connection: close\r\n\r\n%s" % (status, http.HTTPStatus(status).phrase.encode(), len(body), body))
         self.transport.close()
